@@ -1,0 +1,6 @@
+//! `sub-v2`: the Pub/Sub push service for every other telemetry v2 message, redacted, to BigQuery.
+//! Everything else lives in the shared crate (`shared/`); see its `startup::main`.
+
+fn main() -> std::process::ExitCode {
+    pipeline::startup::main(pipeline::Service::SubV2)
+}

@@ -1,0 +1,6 @@
+//! `to-bq`: the Pub/Sub push service for messages flagged as transcripts by their attributes, redacted, to BigQuery.
+//! Everything else lives in the shared crate (`shared/`); see its `startup::main`.
+
+fn main() -> std::process::ExitCode {
+    pipeline::startup::main(pipeline::Service::ToBq)
+}

@@ -1,0 +1,6 @@
+//! `to-gcs`: the Pub/Sub push service for transcript events, unredacted, to the restricted Cloud Storage bucket.
+//! Everything else lives in the shared crate (`shared/`); see its `startup::main`.
+
+fn main() -> std::process::ExitCode {
+    pipeline::startup::main(pipeline::Service::ToGcs)
+}

@@ -1,0 +1,355 @@
+//! Configuration, read once at start-up from the environment (Cloud Run style) into typed values.
+//!
+//! Every problem is reported with the name of the variable, and the service refuses to start:
+//! a misconfigured handler must crash-loop visibly, never run with a guessed bucket or table.
+//! [`Config::from_lookup`] takes any lookup function, so tests never touch the process environment.
+//! The README's "Configuration" section lists every variable; keep the two in step.
+
+use std::time::Duration;
+
+use crate::classify::{DEFAULT_DOTCOM_URL, DotCom};
+use crate::redact::{DEFAULT_REDACT_KEYS, Redactor};
+use crate::sink::bigquery::TableRef;
+
+/// The three services built from this crate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Service {
+    /// Transcript events, unredacted, to the restricted bucket.
+    ToGcs,
+    /// Messages whose attributes mark them as transcripts, redacted, to BigQuery.
+    ToBq,
+    /// Every other message, redacted, to BigQuery.
+    SubV2,
+}
+
+impl Service {
+    pub const ALL: [Service; 3] = [Service::ToGcs, Service::ToBq, Service::SubV2];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Service::ToGcs => "to-gcs",
+            Service::ToBq => "to-bq",
+            Service::SubV2 => "sub-v2",
+        }
+    }
+}
+
+impl std::fmt::Display for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A configuration problem, naming the variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+fn err(var: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        problem: problem.into(),
+    }
+}
+
+/// Where a service writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkConfig {
+    Gcs {
+        bucket: String,
+        prefix: String,
+        /// `STORAGE_EMULATOR_HOST`, as an `http://host:port` endpoint.
+        emulator: Option<String>,
+    },
+    BigQuery {
+        table: TableRef,
+        /// `BIGQUERY_EMULATOR_HOST`, as an `http://host:port` endpoint.
+        emulator: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub service: Service,
+    pub host: String,
+    pub port: u16,
+    pub project: String,
+    pub dotcom: DotCom,
+    pub redactor: Redactor,
+    pub sink: SinkConfig,
+    /// Upper bound for one sink call, retries included.
+    pub sink_timeout: Duration,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env(service: Service) -> Result<Self, ConfigError> {
+        Self::from_lookup(service, |name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup` (a variable that is set but blank counts as unset).
+    pub fn from_lookup(
+        service: Service,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let required = |name: &'static str, what: &str| {
+            get(name).ok_or_else(|| err(name, format!("is not set ({what})")))
+        };
+
+        let port = match get("PORT") {
+            None => 8080,
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| err("PORT", format!("`{p}` is not a port number (0-65535)")))?,
+        };
+        let host = get("HOST").unwrap_or_else(|| "0.0.0.0".into());
+        if host.parse::<std::net::IpAddr>().is_err() {
+            return Err(err("HOST", format!("`{host}` is not an IP address")));
+        }
+        let project = required("GOOGLE_CLOUD_PROJECT", "the Google Cloud project id")?;
+        check_id("GOOGLE_CLOUD_PROJECT", &project)?;
+
+        let dotcom_url = get("DOTCOM_URL").unwrap_or_else(|| DEFAULT_DOTCOM_URL.into());
+        let instance_ids = get("DOTCOM_INSTANCE_IDS")
+            .map(|v| v.split(',').map(str::to_owned).collect())
+            .unwrap_or_default();
+        let dotcom = DotCom::new(&dotcom_url, instance_ids).map_err(|p| err("DOTCOM_URL", p))?;
+
+        let redactor = match lookup("REDACT_KEYS") {
+            None => Redactor::default(),
+            Some(v) => Redactor::new(v.split(',')).map_err(|p| {
+                err(
+                    "REDACT_KEYS",
+                    format!("{p} (default: {})", DEFAULT_REDACT_KEYS.join(",")),
+                )
+            })?,
+        };
+
+        let sink_timeout = match get("SINK_TIMEOUT_SECONDS") {
+            None => Duration::from_secs(30),
+            Some(v) => match v.parse::<u64>() {
+                Ok(s) if (1..=540).contains(&s) => Duration::from_secs(s),
+                _ => {
+                    return Err(err(
+                        "SINK_TIMEOUT_SECONDS",
+                        format!("`{v}` is not a whole number of seconds from 1 to 540"),
+                    ));
+                }
+            },
+        };
+
+        let sink = match service {
+            Service::ToGcs => {
+                let bucket = required(
+                    "TRANSCRIPT_BUCKET",
+                    "the Cloud Storage bucket for transcripts",
+                )?;
+                check_bucket(&bucket)?;
+                let prefix = get("TRANSCRIPT_PREFIX")
+                    .unwrap_or_else(|| "transcripts".into())
+                    .trim_matches('/')
+                    .to_owned();
+                SinkConfig::Gcs {
+                    bucket,
+                    prefix,
+                    emulator: emulator_endpoint(
+                        get("STORAGE_EMULATOR_HOST"),
+                        "STORAGE_EMULATOR_HOST",
+                    )?,
+                }
+            }
+            Service::ToBq | Service::SubV2 => {
+                let dataset = required(
+                    "BIGQUERY_DATASET",
+                    "the BigQuery dataset of event_telemetry",
+                )?;
+                check_id("BIGQUERY_DATASET", &dataset)?;
+                let table = get("BIGQUERY_TABLE").unwrap_or_else(|| "event_telemetry".into());
+                check_id("BIGQUERY_TABLE", &table)?;
+                let bq_project = get("BIGQUERY_PROJECT").unwrap_or_else(|| project.clone());
+                check_id("BIGQUERY_PROJECT", &bq_project)?;
+                SinkConfig::BigQuery {
+                    table: TableRef {
+                        project: bq_project,
+                        dataset,
+                        table,
+                    },
+                    emulator: emulator_endpoint(
+                        get("BIGQUERY_EMULATOR_HOST"),
+                        "BIGQUERY_EMULATOR_HOST",
+                    )?,
+                }
+            }
+        };
+
+        Ok(Config {
+            service,
+            host,
+            port,
+            project,
+            dotcom,
+            redactor,
+            sink,
+            sink_timeout,
+        })
+    }
+}
+
+/// `host:port` or `http(s)://host:port` (the Google client libraries accept both) →
+/// `http(s)://host:port`.
+fn emulator_endpoint(
+    value: Option<String>,
+    var: &'static str,
+) -> Result<Option<String>, ConfigError> {
+    let Some(v) = value else { return Ok(None) };
+    let v = v.trim_end_matches('/');
+    let endpoint = if v.starts_with("http://") || v.starts_with("https://") {
+        v.to_owned()
+    } else {
+        format!("http://{v}")
+    };
+    let authority = endpoint.split_once("://").map(|(_, a)| a).unwrap_or("");
+    if authority.is_empty() || authority.contains('/') {
+        return Err(err(var, format!("`{v}` is not host:port")));
+    }
+    Ok(Some(endpoint))
+}
+
+/// Project, dataset and table ids: letters, digits, `_`, `-`, `.`, `:` only.
+fn check_id(var: &'static str, v: &str) -> Result<(), ConfigError> {
+    if v.len() <= 1024
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
+    {
+        Ok(())
+    } else {
+        Err(err(var, format!("`{v}` is not a valid identifier")))
+    }
+}
+
+fn check_bucket(v: &str) -> Result<(), ConfigError> {
+    let ok = (3..=222).contains(&v.len())
+        && v.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(err(
+            "TRANSCRIPT_BUCKET",
+            format!("`{v}` is not a bucket name (3-222 of a-z 0-9 _ - .; no gs:// prefix)"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(service: Service, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(service, |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn minimal_configs() {
+        let c = cfg(
+            Service::ToGcs,
+            &[("GOOGLE_CLOUD_PROJECT", "p"), ("TRANSCRIPT_BUCKET", "b-1")],
+        )
+        .unwrap();
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.host, "0.0.0.0");
+        assert_eq!(
+            c.sink,
+            SinkConfig::Gcs {
+                bucket: "b-1".into(),
+                prefix: "transcripts".into(),
+                emulator: None
+            }
+        );
+        assert_eq!(c.redactor, Redactor::default());
+
+        let c = cfg(
+            Service::SubV2,
+            &[
+                ("GOOGLE_CLOUD_PROJECT", "p"),
+                ("BIGQUERY_DATASET", "telemetry"),
+                ("BIGQUERY_EMULATOR_HOST", "127.0.0.1:9050"),
+                ("PORT", "0"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.port, 0);
+        assert_eq!(
+            c.sink,
+            SinkConfig::BigQuery {
+                table: TableRef {
+                    project: "p".into(),
+                    dataset: "telemetry".into(),
+                    table: "event_telemetry".into()
+                },
+                emulator: Some("http://127.0.0.1:9050".into())
+            }
+        );
+    }
+
+    #[test]
+    fn every_error_names_its_variable() {
+        const P: (&str, &str) = ("GOOGLE_CLOUD_PROJECT", "p");
+        const B: (&str, &str) = ("TRANSCRIPT_BUCKET", "b-1");
+        let cases: &[(Service, &[(&str, &str)], &str)] = &[
+            (Service::ToGcs, &[B], "GOOGLE_CLOUD_PROJECT"),
+            (Service::ToGcs, &[P], "TRANSCRIPT_BUCKET"),
+            (Service::ToBq, &[P], "BIGQUERY_DATASET"),
+            (
+                Service::ToGcs,
+                &[P, ("TRANSCRIPT_BUCKET", "gs://b")],
+                "TRANSCRIPT_BUCKET",
+            ),
+            (Service::ToGcs, &[P, B, ("PORT", "80x")], "PORT"),
+            (Service::ToGcs, &[P, B, ("HOST", "localhost")], "HOST"),
+            (
+                Service::ToGcs,
+                &[P, B, ("DOTCOM_URL", "sourcegraph.com")],
+                "DOTCOM_URL",
+            ),
+            (
+                Service::ToGcs,
+                &[P, B, ("REDACT_KEYS", " , ")],
+                "REDACT_KEYS",
+            ),
+            (
+                Service::ToGcs,
+                &[P, B, ("SINK_TIMEOUT_SECONDS", "0")],
+                "SINK_TIMEOUT_SECONDS",
+            ),
+            (
+                Service::ToGcs,
+                &[P, B, ("STORAGE_EMULATOR_HOST", "http://h:1/x")],
+                "STORAGE_EMULATOR_HOST",
+            ),
+            (
+                Service::SubV2,
+                &[P, ("BIGQUERY_DATASET", "a b")],
+                "BIGQUERY_DATASET",
+            ),
+        ];
+        for (service, vars, var) in cases {
+            let e = cfg(*service, vars).unwrap_err();
+            assert_eq!(e.var, *var, "{e}");
+            assert!(e.to_string().starts_with(var), "{e}");
+        }
+    }
+}

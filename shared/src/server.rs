@@ -1,0 +1,205 @@
+//! The HTTP surface shared by the three services, and the ack contract with Pub/Sub push.
+//!
+//! - `POST /`: the push endpoint. The status code is the ack: 200 only after the write is durable
+//!   or after a deliberate skip; 400 (malformed message), 413 (body too large) and 422 (BigQuery
+//!   rejected the row) for messages that can never succeed, so the subscription's dead-letter
+//!   policy collects them; 503 for sink failures, so Pub/Sub redelivers. Any other method: 405.
+//! - `GET /healthz`: 200 once the service is up (the server only listens after its clients are
+//!   built, so a listening service is a ready one).
+//!
+//! Each push produces exactly one outcome log line (message id, event id, feature, action, route,
+//! outcome, reason, latency, status, trace). Response bodies and log lines carry codes, ids and
+//! sanitised details only, never payload text.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use crate::decode::{MAX_PUSH_BODY_BYTES, PushMessage};
+use crate::handler::{Failure, FailureKind, Handler, Outcome, Report};
+use crate::telemetry::TraceContext;
+
+/// Counts messages whose attributes disagreed with their payload, since start-up; logged with
+/// each such message as `routingMismatchTotal`.
+static ROUTING_MISMATCHES: AtomicU64 = AtomicU64::new(0);
+
+#[derive(Clone)]
+pub struct AppState {
+    pub handler: Arc<Handler>,
+    pub project: Arc<str>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", post(push))
+        .route("/healthz", get(healthz))
+        .with_state(state)
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    (
+        StatusCode::OK,
+        axum::Json(json!({"status": "ok", "service": state.handler.service().name()})),
+    )
+        .into_response()
+}
+
+async fn push(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    let trace = TraceContext::from_headers(&headers);
+    let report = match read_body(&headers, body).await {
+        Err(failure) => Report {
+            result: Err(failure),
+            summary: Default::default(),
+        },
+        Ok(bytes) => match PushMessage::decode(&headers, &bytes) {
+            Err(e) => Report {
+                result: Err(Failure::malformed(e.code(), &e)),
+                summary: Default::default(),
+            },
+            Ok(message) => {
+                let report = state.handler.handle(&message).await;
+                log_outcome(&state, &report, Some(&message), trace.as_ref(), started);
+                return respond(&report);
+            }
+        },
+    };
+    log_outcome(&state, &report, None, trace.as_ref(), started);
+    respond(&report)
+}
+
+/// Reads the body up to the push limit; a larger one is refused without reading it all.
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Failure> {
+    let too_large = || Failure {
+        kind: FailureKind::Malformed,
+        code: "body_too_large",
+        detail: format!(
+            "request body is larger than {MAX_PUSH_BODY_BYTES} bytes, the most a Pub/Sub push can carry"
+        ),
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_PUSH_BODY_BYTES) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, MAX_PUSH_BODY_BYTES)
+        .await
+        .map_err(|e| {
+            let limit = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if limit {
+                too_large()
+            } else {
+                Failure {
+                    kind: FailureKind::Transient,
+                    code: "body_read_failed",
+                    detail: "the request body could not be read".into(),
+                }
+            }
+        })
+}
+
+fn status_of(report: &Report) -> StatusCode {
+    match &report.result {
+        Ok(_) => StatusCode::OK,
+        Err(f) => match (f.kind, f.code) {
+            (_, "body_too_large") => StatusCode::PAYLOAD_TOO_LARGE,
+            (FailureKind::Malformed, _) => StatusCode::BAD_REQUEST,
+            (FailureKind::Rejected, _) => StatusCode::UNPROCESSABLE_ENTITY,
+            (FailureKind::Transient, _) => StatusCode::SERVICE_UNAVAILABLE,
+        },
+    }
+}
+
+fn respond(report: &Report) -> Response {
+    let status = status_of(report);
+    let body = match &report.result {
+        Ok(outcome) => {
+            let mut b = json!({"outcome": outcome.label(), "eventId": report.summary.event_id});
+            match outcome {
+                Outcome::Written { target } | Outcome::AlreadyStored { target } => {
+                    b["target"] = json!(target)
+                }
+                Outcome::Skipped { reason } => b["reason"] = json!(reason),
+            }
+            b
+        }
+        Err(f) => json!({"error": f.code, "detail": f.detail, "eventId": report.summary.event_id}),
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+fn log_outcome(
+    state: &AppState,
+    report: &Report,
+    message: Option<&PushMessage>,
+    trace: Option<&TraceContext>,
+    started: Instant,
+) {
+    let s = &report.summary;
+    let status = status_of(report).as_u16();
+    let (outcome, reason, detail) = match &report.result {
+        Ok(o @ Outcome::Skipped { reason }) => (o.label(), reason.as_str(), ""),
+        Ok(o) => (o.label(), "", ""),
+        Err(f) => (
+            match f.kind {
+                FailureKind::Transient => "retry",
+                _ => "rejected",
+            },
+            f.code,
+            f.detail.as_str(),
+        ),
+    };
+    let mismatch = s.mismatches.join(",");
+    let mismatch_total = if s.mismatches.is_empty() {
+        ROUTING_MISMATCHES.load(Ordering::Relaxed)
+    } else {
+        ROUTING_MISMATCHES.fetch_add(1, Ordering::Relaxed) + 1
+    };
+    let trace_name = trace.map(|t| t.resource_name(&state.project));
+    let span_id = trace.and_then(|t| t.span_id.clone());
+    macro_rules! outcome_line {
+        ($level:ident) => {
+            tracing::$level!(
+                service = state.handler.service().name(),
+                message_id = message.map(|m| m.message_id.as_str()).unwrap_or(""),
+                subscription = message
+                    .and_then(|m| m.subscription.as_deref())
+                    .unwrap_or(""),
+                delivery_attempt = message.and_then(|m| m.delivery_attempt).unwrap_or(0),
+                event_id = s.event_id.as_deref().unwrap_or(""),
+                feature = s.feature.as_deref().unwrap_or(""),
+                action = s.action.as_deref().unwrap_or(""),
+                route = s.route.unwrap_or(""),
+                transcript = s.transcript.unwrap_or(false),
+                outcome,
+                reason,
+                detail,
+                status,
+                redacted_keys = s.redacted_keys,
+                routing_mismatch = mismatch.as_str(),
+                routing_mismatch_total = mismatch_total,
+                latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+                trace = trace_name.as_deref(),
+                span_id = span_id.as_deref(),
+                trace_sampled = trace.map(|t| t.sampled),
+                "push {outcome}"
+            )
+        };
+    }
+    match &report.result {
+        Ok(_) => outcome_line!(info),
+        Err(f) if f.kind == FailureKind::Transient => outcome_line!(error),
+        Err(_) => outcome_line!(warn),
+    }
+}

@@ -1,0 +1,96 @@
+//! Step 4, write: the two destinations, behind small traits so that handlers can be unit-tested
+//! with in-process fakes and the real clients can be swapped without touching the handlers.
+//!
+//! - [`ObjectStore`]: create-once object writes (Cloud Storage, [`gcs`]). A second write of the same
+//!   name is [`Stored::AlreadyExists`], which is a success: redelivery never overwrites.
+//! - [`RowSink`]: streaming inserts with per-row results (BigQuery `insertAll`, [`bigquery`]). It
+//!   takes a batch and answers row by row, so rows of several concurrent requests can later be
+//!   grouped into one call by a batching `RowSink` in front of the real one, with no change to
+//!   the handlers.
+//!
+//! Every error says whether retrying can help ([`SinkError::Transient`]: nack, Pub/Sub redelivers)
+//! or not ([`SinkError::Permanent`] and [`RowError::is_permanent`]: the message itself is bad).
+//! Error details come from the services' status and error reasons; the handlers never put payload
+//! text into them.
+
+pub mod bigquery;
+pub mod gcs;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SinkError {
+    /// Worth retrying: the service was unreachable, slow, overloaded, or misconfigured.
+    #[error("{0}")]
+    Transient(String),
+    /// Retrying the same message cannot succeed.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// An object to create in the bucket.
+#[derive(Debug, Clone)]
+pub struct NewObject {
+    pub name: String,
+    pub data: Bytes,
+    pub content_type: &'static str,
+    /// Custom metadata (`x-goog-meta-*`): ids and names only, never payload text.
+    pub metadata: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    Created,
+    /// An object of that name exists (precondition `ifGenerationMatch=0` failed): a redelivery.
+    AlreadyExists,
+}
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// Creates the object unless one of that name exists.
+    async fn create_once(&self, object: NewObject) -> Result<Stored, SinkError>;
+}
+
+/// One row for a streaming insert.
+#[derive(Debug, Clone)]
+pub struct PreparedRow {
+    /// BigQuery's best-effort deduplication key: the event id.
+    pub insert_id: String,
+    pub json: Value,
+}
+
+/// Why BigQuery refused one row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    pub reason: String,
+    pub location: String,
+    pub message: String,
+}
+
+impl RowError {
+    /// `invalid` means the row itself is wrong; `stopped` (another row of the call failed),
+    /// `backendError`, `timeout` and the rest can succeed on a retry.
+    pub fn is_permanent(&self) -> bool {
+        self.reason == "invalid"
+    }
+}
+
+impl std::fmt::Display for RowError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} at `{}`: {}",
+            self.reason, self.location, self.message
+        )
+    }
+}
+
+#[async_trait]
+pub trait RowSink: Send + Sync {
+    /// Inserts the rows; the result has one entry per row, in order.
+    async fn insert(&self, rows: Vec<PreparedRow>) -> Result<Vec<Result<(), RowError>>, SinkError>;
+}

@@ -1,0 +1,153 @@
+//! Start-up: from a typed [`Config`] to a listening [`Application`], and the `main` of the three
+//! binaries.
+//!
+//! [`Application::build`] connects the service's sink and binds its port before anything is
+//! served, so a service that listens is ready. Binding port 0 picks a free port ([`Application::port`]
+//! says which): that is how the tests spawn real services side by side.
+//! [`Application::run_until_stopped`] serves until the [`Shutdown`] fires, then stops accepting and
+//! lets in-flight requests finish (Pub/Sub redelivers anything not acked, so nothing is lost even
+//! if the platform kills the process first).
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::{Config, Service, SinkConfig};
+use crate::handler::{Destination, Handler};
+use crate::server::{AppState, router};
+use crate::shutdown::Shutdown;
+use crate::sink::bigquery::BigQuerySink;
+use crate::sink::gcs::GcsStore;
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects the configured sink and binds `HOST:PORT`.
+    pub async fn build(config: &Config) -> Result<Self, String> {
+        let destination = connect_sink(config).await?;
+        Self::build_with(config, destination).await
+    }
+
+    /// Binds with a given destination (tests use in-process fakes or pre-built clients).
+    pub async fn build_with(config: &Config, destination: Destination) -> Result<Self, String> {
+        let handler = Handler::new(
+            config.service,
+            config.dotcom.clone(),
+            config.redactor.clone(),
+            destination,
+        )?;
+        let addr = format!("{}:{}", config.host, config.port);
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        Ok(Self {
+            listener,
+            state: AppState {
+                handler: Arc::new(handler),
+                project: config.project.as_str().into(),
+            },
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> std::io::Result<()> {
+        axum::serve(self.listener, router(self.state))
+            .with_graceful_shutdown(shutdown.wait())
+            .await
+    }
+}
+
+/// Builds the service's real sink client from its configuration.
+pub async fn connect_sink(config: &Config) -> Result<Destination, String> {
+    Ok(match &config.sink {
+        SinkConfig::Gcs {
+            bucket,
+            prefix,
+            emulator,
+        } => Destination::Objects {
+            store: Arc::new(
+                GcsStore::connect(bucket, emulator.as_deref(), config.sink_timeout).await?,
+            ),
+            prefix: prefix.clone(),
+        },
+        SinkConfig::BigQuery { table, emulator } => Destination::Rows(Arc::new(
+            BigQuerySink::connect(table.clone(), emulator.as_deref(), config.sink_timeout).await?,
+        )),
+    })
+}
+
+/// The whole `main` of a service binary: logging, configuration (fail fast, naming the
+/// variable), sink, listen, serve until SIGTERM.
+pub fn main(service: Service) -> ExitCode {
+    crate::telemetry::init();
+    let config = match Config::from_env(service) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(
+                service = service.name(),
+                variable = e.var,
+                "configuration error: {e}"
+            );
+            eprintln!("{service}: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{service}: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let shutdown = match Shutdown::on_signals() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{service}: cannot install signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let app = match Application::build(&config).await {
+            Ok(app) => app,
+            Err(e) => {
+                tracing::error!(service = service.name(), "start-up failed: {e}");
+                eprintln!("{service}: start-up failed: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(
+            service = service.name(),
+            address = %app.local_addr(),
+            redact_keys = config.redactor.keys().join(","),
+            dotcom_url = config.dotcom.url(),
+            "listening"
+        );
+        match app.run_until_stopped(shutdown).await {
+            Ok(()) => {
+                tracing::info!(service = service.name(), "stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!(service = service.name(), "server failed: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
