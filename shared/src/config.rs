@@ -12,7 +12,7 @@ use crate::redact::{DEFAULT_REDACT_KEYS, Redactor};
 use crate::sink::bigquery::TableRef;
 
 /// The three services built from this crate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Service {
     /// Transcript events, unredacted, to the restricted bucket.
     ToGcs,
@@ -309,7 +309,8 @@ mod tests {
     fn every_error_names_its_variable() {
         const P: (&str, &str) = ("GOOGLE_CLOUD_PROJECT", "p");
         const B: (&str, &str) = ("TRANSCRIPT_BUCKET", "b-1");
-        let cases: &[(Service, &[(&str, &str)], &str)] = &[
+        type Case<'a> = (Service, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
             (Service::ToGcs, &[B], "GOOGLE_CLOUD_PROJECT"),
             (Service::ToGcs, &[P], "TRANSCRIPT_BUCKET"),
             (Service::ToBq, &[P], "BIGQUERY_DATASET"),

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every test: formatting, lints, unit and property tests, and the end-to-end tests against
+# real emulators (installed into .emulators/ on first use; each test starts and stops its own).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+echo "== emulators: install (idempotent)"
+./scripts/emulators/install.sh
+# shellcheck source=/dev/null
+source .emulators/env
+
+echo "== rustfmt"
+cargo fmt --all -- --check
+echo "== clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== tests (unit, property, end-to-end on the emulators)"
+cargo test --workspace

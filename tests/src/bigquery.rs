@@ -1,0 +1,135 @@
+//! A small REST client for the BigQuery emulator: create the dataset and the `event_telemetry`
+//! table from the schema file, and read rows back as JSON objects.
+
+use anyhow::{Context, Result, bail};
+use pipeline::schema::Schema;
+use serde_json::{Map, Value, json};
+
+#[derive(Clone)]
+pub struct BigQuery {
+    http: reqwest::Client,
+    base: String,
+    pub project: String,
+}
+
+impl BigQuery {
+    pub fn new(emulator_url: &str, project: &str) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: format!("{emulator_url}/bigquery/v2/projects/{project}"),
+            project: project.to_owned(),
+        }
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Result<Value> {
+        let r = self
+            .http
+            .post(format!("{}/{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .with_context(|| format!("BigQuery {path}"))?;
+        let status = r.status();
+        let text = r.text().await?;
+        if !status.is_success() {
+            bail!("BigQuery {path}: HTTP {status}: {text}");
+        }
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    /// Creates the dataset and the table, from `shared/schema/event_telemetry.json`, partitioned
+    /// by event day as in production.
+    pub async fn create_event_table(&self, dataset: &str, table: &str) -> Result<()> {
+        self.post(
+            "datasets",
+            json!({"datasetReference": {"projectId": self.project, "datasetId": dataset}}),
+        )
+        .await?;
+        self.post(
+            &format!("datasets/{dataset}/tables"),
+            json!({
+                "tableReference": {"projectId": self.project, "datasetId": dataset, "tableId": table},
+                "schema": Schema::event_telemetry().to_api_json(),
+                "timePartitioning": {"type": "DAY", "field": "event_timestamp"},
+            }),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Runs a query and returns its rows as JSON objects: RECORDs as objects, REPEATED as
+    /// arrays, JSON columns decoded, other scalars as BigQuery returns them (strings).
+    pub async fn query(&self, sql: &str) -> Result<Vec<Value>> {
+        let v = self
+            .post(
+                "queries",
+                json!({"query": sql, "useLegacySql": false, "maxResults": 100000, "timeoutMs": 60000}),
+            )
+            .await?;
+        if v["jobComplete"] != json!(true) {
+            bail!("query did not complete: {v}");
+        }
+        let fields = v["schema"]["fields"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let rows = v["rows"].as_array().cloned().unwrap_or_default();
+        let out: Vec<Value> = rows.iter().map(|r| record(&fields, r)).collect();
+        if let Some(total) = v["totalRows"]
+            .as_str()
+            .and_then(|t| t.parse::<usize>().ok())
+            && total != out.len()
+        {
+            bail!(
+                "query returned {} of {total} rows (paging is not implemented)",
+                out.len()
+            );
+        }
+        Ok(out)
+    }
+
+    /// Every row of the table.
+    pub async fn all_rows(&self, dataset: &str, table: &str) -> Result<Vec<Value>> {
+        self.query(&format!(
+            "SELECT * FROM `{}.{dataset}.{table}`",
+            self.project
+        ))
+        .await
+    }
+}
+
+fn record(fields: &[Value], row: &Value) -> Value {
+    let cells = row["f"].as_array().cloned().unwrap_or_default();
+    let mut obj = Map::new();
+    for (field, cell) in fields.iter().zip(cells.iter()) {
+        let name = field["name"].as_str().unwrap_or_default().to_owned();
+        obj.insert(name, cell_value(field, &cell["v"]));
+    }
+    Value::Object(obj)
+}
+
+fn cell_value(field: &Value, v: &Value) -> Value {
+    if v.is_null() {
+        return Value::Null;
+    }
+    if field["mode"] == "REPEATED" {
+        let mut single = field.clone();
+        single["mode"] = json!("NULLABLE");
+        return Value::Array(
+            v.as_array()
+                .map(|items| items.iter().map(|i| cell_value(&single, &i["v"])).collect())
+                .unwrap_or_default(),
+        );
+    }
+    match field["type"].as_str() {
+        Some("RECORD") | Some("STRUCT") => record(
+            field["fields"].as_array().map(Vec::as_slice).unwrap_or(&[]),
+            v,
+        ),
+        Some("JSON") => v
+            .as_str()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_else(|| v.clone()),
+        _ => v.clone(),
+    }
+}

@@ -1,0 +1,219 @@
+//! A small REST client for the Pub/Sub emulator: topics, push and pull subscriptions, publish,
+//! pull, acknowledge. (The same JSON API as production Pub/Sub, minus authentication.)
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, bail};
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+#[derive(Clone)]
+pub struct PubSub {
+    http: reqwest::Client,
+    base: String,
+    pub project: String,
+}
+
+/// A push subscription to create.
+#[derive(Debug, Clone)]
+pub struct PushSubscription {
+    pub name: String,
+    pub topic: String,
+    pub endpoint: String,
+    /// Stored by the emulator but ignored: it delivers every message whatever the filter.
+    pub filter: Option<String>,
+    pub dead_letter_topic: Option<String>,
+    pub max_delivery_attempts: u32,
+    /// Unwrapped push (`noWrapper`, with `writeMetadata`).
+    pub no_wrapper: bool,
+}
+
+/// A message as pulled.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    pub ack_id: String,
+    pub message_id: String,
+    pub data: Vec<u8>,
+    pub attributes: BTreeMap<String, String>,
+    pub delivery_attempt: Option<u64>,
+    /// The whole `receivedMessages[i]` object, as `gcloud ... pull --format=json` shows it.
+    pub raw: Value,
+}
+
+impl PubSub {
+    pub fn new(emulator_url: &str, project: &str) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: format!("{emulator_url}/v1/projects/{project}"),
+            project: project.to_owned(),
+        }
+    }
+
+    pub fn topic_path(&self, topic: &str) -> String {
+        format!("projects/{}/topics/{topic}", self.project)
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
+        let mut req = self.http.request(method, format!("{}/{path}", self.base));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("Pub/Sub {path}"))?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        if !status.is_success() {
+            bail!("Pub/Sub {path}: HTTP {status}: {text}");
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn create_topic(&self, topic: &str) -> Result<()> {
+        self.call(reqwest::Method::PUT, &format!("topics/{topic}"), None)
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn create_push_subscription(&self, s: &PushSubscription) -> Result<()> {
+        let mut push = json!({"pushEndpoint": s.endpoint});
+        if s.no_wrapper {
+            push["noWrapper"] = json!({"writeMetadata": true});
+        }
+        let mut body = json!({
+            "topic": self.topic_path(&s.topic),
+            "pushConfig": push,
+            "ackDeadlineSeconds": 60,
+            "retryPolicy": {"minimumBackoff": "1s", "maximumBackoff": "2s"},
+        });
+        if let Some(f) = &s.filter {
+            body["filter"] = json!(f);
+        }
+        if let Some(dlq) = &s.dead_letter_topic {
+            body["deadLetterPolicy"] = json!({
+                "deadLetterTopic": self.topic_path(dlq),
+                "maxDeliveryAttempts": s.max_delivery_attempts,
+            });
+        }
+        self.call(
+            reqwest::Method::PUT,
+            &format!("subscriptions/{}", s.name),
+            Some(body),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn create_pull_subscription(&self, name: &str, topic: &str) -> Result<()> {
+        self.call(
+            reqwest::Method::PUT,
+            &format!("subscriptions/{name}"),
+            Some(json!({"topic": self.topic_path(topic), "ackDeadlineSeconds": 30})),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn delete_subscription(&self, name: &str) -> Result<()> {
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("subscriptions/{name}"),
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Publishes one message; returns its message id.
+    pub async fn publish(
+        &self,
+        topic: &str,
+        data: &[u8],
+        attributes: &BTreeMap<String, String>,
+    ) -> Result<String> {
+        let body = json!({"messages": [{
+            "data": base64::engine::general_purpose::STANDARD.encode(data),
+            "attributes": attributes,
+        }]});
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                &format!("topics/{topic}:publish"),
+                Some(body),
+            )
+            .await?;
+        v["messageIds"][0]
+            .as_str()
+            .map(str::to_owned)
+            .context("publish returned no message id")
+    }
+
+    /// Pulls up to `max` messages (does not acknowledge them).
+    pub async fn pull(&self, subscription: &str, max: u32) -> Result<Vec<Pulled>> {
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                &format!("subscriptions/{subscription}:pull"),
+                Some(json!({"maxMessages": max, "returnImmediately": true})),
+            )
+            .await?;
+        let mut out = Vec::new();
+        for m in v["receivedMessages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            let msg = &m["message"];
+            out.push(Pulled {
+                ack_id: m["ackId"].as_str().unwrap_or_default().to_owned(),
+                message_id: msg["messageId"].as_str().unwrap_or_default().to_owned(),
+                data: base64::engine::general_purpose::STANDARD
+                    .decode(msg["data"].as_str().unwrap_or_default())
+                    .unwrap_or_default(),
+                attributes: serde_json::from_value(msg["attributes"].clone()).unwrap_or_default(),
+                delivery_attempt: m["deliveryAttempt"].as_u64(),
+                raw: m.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    pub async fn acknowledge(&self, subscription: &str, ack_ids: &[String]) -> Result<()> {
+        if ack_ids.is_empty() {
+            return Ok(());
+        }
+        self.call(
+            reqwest::Method::POST,
+            &format!("subscriptions/{subscription}:acknowledge"),
+            Some(json!({"ackIds": ack_ids})),
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+/// A wrapped push body as Pub/Sub sends it (camelCase and snake_case fields), for requests that
+/// a test sends to a handler directly.
+pub fn push_body(
+    message_id: &str,
+    data: &[u8],
+    attributes: &BTreeMap<String, String>,
+    subscription: &str,
+) -> Value {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(data);
+    json!({
+        "message": {
+            "data": b64,
+            "attributes": attributes,
+            "messageId": message_id, "message_id": message_id,
+            "publishTime": "2026-11-27T18:36:36.963Z", "publish_time": "2026-11-27T18:36:36.963Z",
+        },
+        "subscription": subscription,
+    })
+}

@@ -1,0 +1,243 @@
+//! The local pipeline: emulators, their clients, the services, and the Pub/Sub wiring.
+//!
+//! [`Stack::start`] starts the three emulators side by side (each on a free port), creates the
+//! bucket, dataset and table, and returns clients for all three. [`spawn_app`] runs one service
+//! in-process on a random port, exactly as its binary would (same `Config`, same `Application`),
+//! in the style of zero-to-production's `spawn_app`. [`Stack::wire_pipeline`] creates the topic and
+//! the three push subscriptions with their filters and dead-letter topics.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use pipeline::config::{Config, Service};
+use pipeline::shutdown::ShutdownTrigger;
+use pipeline::startup::Application;
+
+use crate::bigquery::BigQuery;
+use crate::emulators::{self, Emulator};
+use crate::gcs::Gcs;
+use crate::pubsub::{PubSub, PushSubscription};
+
+pub const PROJECT: &str = "local-project";
+pub const BUCKET: &str = "transcripts-local";
+pub const DATASET: &str = "telemetry";
+pub const TABLE: &str = "event_telemetry";
+pub const TOPIC: &str = "telemetry-events";
+
+/// The routing predicate of the subscriptions (the emulator stores but ignores filters; see
+/// `classify::Route` for the same predicate enforced in the handlers).
+pub const TRANSCRIPT_FILTER: &str =
+    r#"attributes."event.recordsPrivateMetadataTranscript" = "true""#;
+pub const NON_TRANSCRIPT_FILTER: &str =
+    r#"NOT attributes."event.recordsPrivateMetadataTranscript" = "true""#;
+
+pub struct Stack {
+    pub dir: PathBuf,
+    pub pubsub_emulator: Emulator,
+    pub gcs_emulator: Emulator,
+    pub bigquery_emulator: Emulator,
+    pub gcs_root: PathBuf,
+    pub pubsub: PubSub,
+    pub gcs: Gcs,
+    pub bigquery: BigQuery,
+}
+
+impl Stack {
+    /// Starts the three emulators (in parallel) and creates the bucket, dataset and table.
+    pub async fn start(label: &str) -> Result<Stack> {
+        let dir = emulators::scratch_dir(label);
+        let gcs_root = dir.join("gcs-data");
+        let (pubsub_emulator, gcs_emulator, bigquery_emulator) = tokio::try_join!(
+            emulators::start_pubsub(&dir),
+            emulators::start_gcs(&dir, &gcs_root, None),
+            emulators::start_bigquery(&dir, PROJECT),
+        )?;
+        let pubsub = PubSub::new(&pubsub_emulator.url(), PROJECT);
+        let gcs = Gcs::new(&gcs_emulator.url());
+        let bigquery = BigQuery::new(&bigquery_emulator.url(), PROJECT);
+        gcs.create_bucket(PROJECT, BUCKET).await?;
+        bigquery.create_event_table(DATASET, TABLE).await?;
+        Ok(Stack {
+            dir,
+            pubsub_emulator,
+            gcs_emulator,
+            bigquery_emulator,
+            gcs_root,
+            pubsub,
+            gcs,
+            bigquery,
+        })
+    }
+
+    /// The environment a service gets here: the variables the README documents, pointing at the
+    /// emulators.
+    pub fn service_env(&self, service: Service) -> BTreeMap<String, String> {
+        let mut env: BTreeMap<String, String> = [
+            ("HOST", "127.0.0.1".to_string()),
+            ("PORT", "0".to_string()),
+            ("GOOGLE_CLOUD_PROJECT", PROJECT.to_string()),
+            ("SINK_TIMEOUT_SECONDS", "10".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        match service {
+            Service::ToGcs => {
+                env.insert("TRANSCRIPT_BUCKET".into(), BUCKET.into());
+                env.insert("TRANSCRIPT_PREFIX".into(), "transcripts".into());
+                env.insert("STORAGE_EMULATOR_HOST".into(), self.gcs_emulator.host());
+            }
+            Service::ToBq | Service::SubV2 => {
+                env.insert("BIGQUERY_DATASET".into(), DATASET.into());
+                env.insert("BIGQUERY_TABLE".into(), TABLE.into());
+                env.insert(
+                    "BIGQUERY_EMULATOR_HOST".into(),
+                    self.bigquery_emulator.host(),
+                );
+            }
+        }
+        env
+    }
+
+    pub fn config(&self, service: Service, overrides: &[(&str, &str)]) -> Result<Config> {
+        let mut env = self.service_env(service);
+        for (k, v) in overrides {
+            env.insert(k.to_string(), v.to_string());
+        }
+        Config::from_lookup(service, |k| env.get(k).cloned()).map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// Stops the Cloud Storage emulator (its files stay).
+    pub fn stop_gcs(&mut self) {
+        self.gcs_emulator.stop();
+    }
+
+    /// Starts the Cloud Storage emulator again, on the same port and the same files.
+    pub async fn restart_gcs(&mut self) -> Result<()> {
+        let port = self.gcs_emulator.port;
+        self.gcs_emulator = emulators::start_gcs(&self.dir, &self.gcs_root, Some(port)).await?;
+        Ok(())
+    }
+
+    /// Creates `topic`, a dead-letter topic with a pull subscription for each handler, and the
+    /// three push subscriptions with their filters. Returns the dead-letter pull subscriptions.
+    pub async fn wire_pipeline(&self, topic: &str, apps: &Apps) -> Result<DeadLetters> {
+        self.pubsub.create_topic(topic).await?;
+        let mut dead_letters = DeadLetters::default();
+        for (service, url, filter) in [
+            (Service::ToGcs, &apps.to_gcs.url, TRANSCRIPT_FILTER),
+            (Service::ToBq, &apps.to_bq.url, TRANSCRIPT_FILTER),
+            (Service::SubV2, &apps.sub_v2.url, NON_TRANSCRIPT_FILTER),
+        ] {
+            let name = format!("{topic}-{}", service.name());
+            let dlq = format!("{name}-dead-letter");
+            self.pubsub.create_topic(&dlq).await?;
+            self.pubsub.create_pull_subscription(&dlq, &dlq).await?;
+            self.pubsub
+                .create_push_subscription(&PushSubscription {
+                    name,
+                    topic: topic.to_owned(),
+                    endpoint: format!("{url}/"),
+                    filter: Some(filter.to_owned()),
+                    dead_letter_topic: Some(dlq.clone()),
+                    max_delivery_attempts: 5,
+                    no_wrapper: false,
+                })
+                .await?;
+            dead_letters.0.insert(service, dlq);
+        }
+        Ok(dead_letters)
+    }
+}
+
+/// The dead-letter pull subscription of each handler.
+#[derive(Debug, Default, Clone)]
+pub struct DeadLetters(pub BTreeMap<Service, String>);
+
+impl DeadLetters {
+    pub fn of(&self, service: Service) -> &str {
+        &self.0[&service]
+    }
+}
+
+/// A service running in this process on a random port.
+pub struct TestApp {
+    pub service: Service,
+    pub port: u16,
+    pub url: String,
+    trigger: ShutdownTrigger,
+    handle: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Builds and starts one service from `config` (PORT=0): the same code path as its binary.
+pub async fn spawn_app(config: Config) -> Result<TestApp> {
+    let service = config.service;
+    let app = Application::build(&config)
+        .await
+        .map_err(|e| anyhow::anyhow!("{service}: {e}"))?;
+    let port = app.port();
+    let (trigger, shutdown) = ShutdownTrigger::new();
+    let handle = tokio::spawn(app.run_until_stopped(shutdown));
+    Ok(TestApp {
+        service,
+        port,
+        url: format!("http://127.0.0.1:{port}"),
+        trigger,
+        handle,
+    })
+}
+
+impl TestApp {
+    /// Graceful shutdown: in-flight requests finish first.
+    pub async fn stop(self) -> Result<()> {
+        self.trigger.trigger();
+        tokio::time::timeout(Duration::from_secs(30), self.handle)
+            .await
+            .context("service did not stop within 30 s")???;
+        Ok(())
+    }
+}
+
+/// The three services.
+pub struct Apps {
+    pub to_gcs: TestApp,
+    pub to_bq: TestApp,
+    pub sub_v2: TestApp,
+}
+
+impl Apps {
+    pub async fn spawn(stack: &Stack) -> Result<Apps> {
+        Ok(Apps {
+            to_gcs: spawn_app(stack.config(Service::ToGcs, &[])?).await?,
+            to_bq: spawn_app(stack.config(Service::ToBq, &[])?).await?,
+            sub_v2: spawn_app(stack.config(Service::SubV2, &[])?).await?,
+        })
+    }
+
+    pub async fn stop(self) -> Result<()> {
+        self.to_gcs.stop().await?;
+        self.to_bq.stop().await?;
+        self.sub_v2.stop().await
+    }
+}
+
+/// Polls `check` every 250 ms until it returns `Ok(Some(v))`, or fails after `timeout` with the
+/// last state it reported.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<std::result::Result<T, String>>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        match check().await? {
+            Ok(v) => return Ok(v),
+            Err(state) if started.elapsed() > timeout => {
+                anyhow::bail!("timed out after {timeout:?} waiting for {what}; last state: {state}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}

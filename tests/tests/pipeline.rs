@@ -1,0 +1,427 @@
+//! End-to-end: Pub/Sub emulator → the three services → fake-gcs-server and the BigQuery emulator.
+//!
+//! Emulator gaps worked around here, each said where it matters:
+//! - the Pub/Sub emulator ignores subscription filters, so every service receives every message;
+//!   the handlers' own routing is what these tests prove (the filters are proven in `terraform/`'s
+//!   tests);
+//! - the BigQuery emulator does not deduplicate on `insertId`, so an event the test publishes
+//!   twice is counted twice in BigQuery (once in production, best effort);
+//! - the Pub/Sub emulator sends no `deliveryAttempt` in pushes and no OIDC token.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use e2e::pubsub::{PushSubscription, push_body};
+use e2e::samples::{Message, generate, load_samples};
+use e2e::stack::{
+    Apps, BUCKET, DATASET, Stack, TABLE, TOPIC, TRANSCRIPT_FILTER, eventually, spawn_app,
+};
+use pipeline::Service;
+use serde_json::Value;
+
+/// `{prefix}/YYYY/MM/DD/HH/{id}.json`, from the event's RFC 3339 `Z` timestamp, written out here
+/// independently of the code under test.
+fn expected_object(prefix: &str, m: &Message) -> String {
+    let v: Value = serde_json::from_slice(&m.data).expect("published data is JSON");
+    let ts = v["event"]["timestamp"].as_str().expect("timestamp");
+    format!(
+        "{prefix}/{}/{}/{}/{}/{}.json",
+        &ts[0..4],
+        &ts[5..7],
+        &ts[8..10],
+        &ts[11..13],
+        m.event_id
+    )
+}
+
+/// Every string in a JSON value (keys included).
+fn strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|v| strings(v, out)),
+        Value::Object(m) => {
+            for (k, v) in m {
+                out.push(k.clone());
+                strings(v, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+async fn publish_all(stack: &Stack, topic: &str, messages: &[Message]) -> Result<()> {
+    for m in messages {
+        stack.pubsub.publish(topic, &m.data, &m.attributes).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_land_where_they_belong_and_transcripts_never_reach_bigquery() -> Result<()> {
+    let stack = Stack::start("routing").await?;
+    let apps = Apps::spawn(&stack).await?;
+    let dead_letters = stack.wire_pipeline(TOPIC, &apps).await?;
+
+    // A second to-gcs, behind an unwrapped (no_wrapper + write_metadata) subscription: the same
+    // events must land under its own prefix, byte for byte.
+    let unwrapped =
+        spawn_app(stack.config(Service::ToGcs, &[("TRANSCRIPT_PREFIX", "unwrapped")])?).await?;
+    stack.pubsub.create_topic("unwrapped-dead-letter").await?;
+    stack
+        .pubsub
+        .create_push_subscription(&PushSubscription {
+            name: "unwrapped-to-gcs".into(),
+            topic: TOPIC.into(),
+            endpoint: format!("{}/", unwrapped.url),
+            filter: Some(TRANSCRIPT_FILTER.into()),
+            dead_letter_topic: Some("unwrapped-dead-letter".into()),
+            max_delivery_attempts: 5,
+            no_wrapper: true,
+        })
+        .await?;
+
+    let mut messages = load_samples()?;
+    ensure!(
+        messages.len() >= 8,
+        "samples/ should hold the sample events"
+    );
+    messages.extend(generate(360, 20261127));
+    publish_all(&stack, TOPIC, &messages).await?;
+
+    // The same transcript event published twice (the gateway's at-least-once delivery).
+    let twice = messages
+        .iter()
+        .find(|m| m.to_gcs && m.bq_handler == "to-bq")
+        .expect("a flagged transcript sample")
+        .clone();
+    publish_all(&stack, TOPIC, std::slice::from_ref(&twice)).await?;
+
+    // A message that is not a telemetry payload: every handler must refuse it (never ack it), so
+    // each subscription's dead-letter policy moves it to its dead-letter topic.
+    let mut junk_attrs = BTreeMap::new();
+    junk_attrs.insert(
+        "event.recordsPrivateMetadataTranscript".to_string(),
+        "true".to_string(),
+    );
+    stack
+        .pubsub
+        .publish(TOPIC, b"this is not JSON", &junk_attrs)
+        .await?;
+
+    let transcripts: Vec<&Message> = messages.iter().filter(|m| m.to_gcs).collect();
+    ensure!(
+        transcripts.len() > 20,
+        "the generator should yield many transcript events"
+    );
+    // BigQuery rows: one per event, plus one for the event published twice (no insertId dedup
+    // in the emulator).
+    let expected_rows = messages.len() + 1;
+
+    let bq = stack.bigquery.clone();
+    let rows = eventually("all BigQuery rows", Duration::from_secs(240), || {
+        let bq = bq.clone();
+        async move {
+            let rows = bq.all_rows(DATASET, TABLE).await?;
+            Ok(if rows.len() >= expected_rows {
+                Ok(rows)
+            } else {
+                Err(format!("{} of {expected_rows} rows", rows.len()))
+            })
+        }
+    })
+    .await?;
+    for prefix in ["transcripts/", "unwrapped/"] {
+        let gcs = stack.gcs.clone();
+        let want = transcripts.len();
+        eventually(
+            &format!("{prefix} objects"),
+            Duration::from_secs(120),
+            || {
+                let gcs = gcs.clone();
+                async move {
+                    let n = gcs.list(BUCKET, prefix).await?.len();
+                    Ok(if n >= want {
+                        Ok(())
+                    } else {
+                        Err(format!("{n} of {want} objects"))
+                    })
+                }
+            },
+        )
+        .await?;
+    }
+    // Let stragglers (redeliveries) arrive before counting exactly.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rows = {
+        let again = stack.bigquery.all_rows(DATASET, TABLE).await?;
+        ensure!(
+            again.len() == rows.len(),
+            "rows kept arriving: {} then {}",
+            rows.len(),
+            again.len()
+        );
+        again
+    };
+
+    // --- BigQuery: exactly one row per event, by the right handler, never any transcript text.
+    let mut by_id: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for r in &rows {
+        by_id
+            .entry(r["event_id"].as_str().unwrap_or("").to_owned())
+            .or_default()
+            .push(r);
+    }
+    ensure!(
+        rows.len() == expected_rows,
+        "{} rows, expected {expected_rows}",
+        rows.len()
+    );
+    for m in &messages {
+        let found = by_id.get(&m.event_id).map(Vec::len).unwrap_or(0);
+        let want = if m.event_id == twice.event_id { 2 } else { 1 };
+        ensure!(
+            found == want,
+            "{} ({}): {found} rows, expected {want}",
+            m.name,
+            m.event_id
+        );
+        for row in &by_id[&m.event_id] {
+            ensure!(
+                row["handler"] == m.bq_handler,
+                "{}: written by {} not {}",
+                m.name,
+                row["handler"],
+                m.bq_handler
+            );
+            ensure!(
+                row["is_transcript"] == Value::String(m.transcript.to_string()),
+                "{}: is_transcript {} expected {}",
+                m.name,
+                row["is_transcript"],
+                m.transcript
+            );
+            if !m.secrets.is_empty() {
+                ensure!(
+                    row["redacted_keys"]
+                        .as_array()
+                        .is_some_and(|a| !a.is_empty()),
+                    "{}: redacted_keys is empty",
+                    m.name
+                );
+            }
+        }
+    }
+    let mut secrets: Vec<&str> = messages
+        .iter()
+        .flat_map(|m| m.secrets.iter().map(String::as_str))
+        .collect();
+    secrets.push("LICENSE-KEY-");
+    secrets.push("EXAMPLE-OPAQUE-LICENSE-KEY");
+    ensure!(
+        secrets.len() > 100,
+        "the generator should plant many markers"
+    );
+    for r in &rows {
+        let mut all = Vec::new();
+        strings(r, &mut all);
+        for s in &all {
+            for secret in &secrets {
+                ensure!(
+                    !s.contains(secret),
+                    "row {} contains planted text {secret:?}",
+                    r["event_id"]
+                );
+            }
+        }
+    }
+    // The customer's flagged event: not in the bucket, in BigQuery without its promptText.
+    let customer = &by_id["018f7c40-1e93-7d26-a8b5-2f4c6e8a0d17"][0];
+    ensure!(customer["is_transcript"] == "false" && customer["is_dotcom"] == "false");
+    ensure!(
+        customer["parameters"]["private_metadata"]
+            .get("promptText")
+            .is_none()
+    );
+    ensure!(customer["redacted_keys"] == serde_json::json!(["promptText"]));
+    ensure!(
+        customer["request_metadata"]["license_key_sha256"]
+            .as_str()
+            .is_some_and(|h| h.len() == 64)
+    );
+
+    // --- Cloud Storage: exactly the transcript events, byte for byte, one object each.
+    for prefix in ["transcripts", "unwrapped"] {
+        let objects = stack.gcs.list(BUCKET, &format!("{prefix}/")).await?;
+        let names: BTreeSet<String> = objects.iter().map(|o| o.name.clone()).collect();
+        let expected: BTreeSet<String> = transcripts
+            .iter()
+            .map(|m| expected_object(prefix, m))
+            .collect();
+        ensure!(
+            names == expected,
+            "{prefix}: objects differ from the transcript events:\n  extra {:?}\n  missing {:?}",
+            names.difference(&expected).collect::<Vec<_>>(),
+            expected.difference(&names).collect::<Vec<_>>()
+        );
+        for m in &transcripts {
+            let name = expected_object(prefix, m);
+            let stored = stack.gcs.download(BUCKET, &name).await?;
+            ensure!(
+                stored == m.data,
+                "{name}: stored bytes differ from the published data"
+            );
+            for secret in &m.secrets {
+                let decoded: Value = serde_json::from_slice(&stored)?;
+                let mut all = Vec::new();
+                strings(&decoded, &mut all);
+                ensure!(
+                    all.iter().any(|s| s == secret),
+                    "{name}: transcript text missing from GCS"
+                );
+            }
+        }
+        // Custom metadata carries ids only. (The content type is not checked: fake-gcs-server
+        // takes it from the media part of the multipart upload, which the official client leaves
+        // untyped; real Cloud Storage takes the `contentType` the client sends in the metadata part.)
+        for o in &objects {
+            let id = o.metadata["event-id"].as_str().unwrap_or_default();
+            ensure!(
+                o.name.ends_with(&format!("/{id}.json")),
+                "{}: metadata {:?}",
+                o.name,
+                o.metadata
+            );
+        }
+    }
+
+    // --- The malformed message went to every handler's dead-letter topic, unchanged.
+    for service in Service::ALL {
+        let sub = dead_letters.of(service).to_owned();
+        let ps = stack.pubsub.clone();
+        let dead = eventually(
+            &format!("{service} dead letter"),
+            Duration::from_secs(90),
+            || {
+                let (ps, sub) = (ps.clone(), sub.clone());
+                async move {
+                    let got = ps.pull(&sub, 10).await?;
+                    Ok(if got.is_empty() {
+                        Err("none yet".to_string())
+                    } else {
+                        Ok(got)
+                    })
+                }
+            },
+        )
+        .await?;
+        ensure!(dead.len() == 1, "{service}: {} dead letters", dead.len());
+        ensure!(dead[0].data == b"this is not JSON");
+        ensure!(
+            dead[0]
+                .attributes
+                .contains_key("CloudPubSubDeadLetterSourceSubscription")
+        );
+    }
+
+    unwrapped.stop().await?;
+    apps.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_storage_outage_is_nacked_and_redelivery_loses_nothing() -> Result<()> {
+    let mut stack = Stack::start("outage").await?;
+    let to_gcs = spawn_app(stack.config(Service::ToGcs, &[("SINK_TIMEOUT_SECONDS", "3")])?).await?;
+    let topic = "outage-events";
+    stack.pubsub.create_topic(topic).await?;
+    stack
+        .pubsub
+        .create_push_subscription(&PushSubscription {
+            name: "outage-to-gcs".into(),
+            topic: topic.into(),
+            endpoint: format!("{}/", to_gcs.url),
+            filter: Some(TRANSCRIPT_FILTER.into()),
+            // No dead-letter policy: redelivered until it succeeds.
+            dead_letter_topic: None,
+            max_delivery_attempts: 0,
+            no_wrapper: false,
+        })
+        .await?;
+    let transcripts: Vec<Message> = generate(240, 99).into_iter().filter(|m| m.to_gcs).collect();
+    ensure!(transcripts.len() >= 10);
+    let (before, during) = transcripts.split_at(transcripts.len() / 2);
+
+    let gcs_client = stack.gcs.clone();
+    let wait_for = |n: usize| {
+        let gcs = gcs_client.clone();
+        async move {
+            eventually("objects", Duration::from_secs(120), || {
+                let gcs = gcs.clone();
+                async move {
+                    let got = gcs
+                        .list(BUCKET, "transcripts/")
+                        .await
+                        .map(|o| o.len())
+                        .unwrap_or(0);
+                    Ok(if got >= n {
+                        Ok(())
+                    } else {
+                        Err(format!("{got} of {n}"))
+                    })
+                }
+            })
+            .await
+        }
+    };
+    publish_all(&stack, topic, before).await?;
+    wait_for(before.len()).await?;
+
+    stack.stop_gcs();
+    // A push straight to the handler while storage is down is nacked with a 5xx.
+    let m = &during[0];
+    let direct = reqwest::Client::new()
+        .post(format!("{}/", to_gcs.url))
+        .json(&push_body(
+            "direct-1",
+            &m.data,
+            &m.attributes,
+            "projects/p/subscriptions/direct",
+        ))
+        .send()
+        .await?;
+    ensure!(
+        direct.status() == 503,
+        "push during the outage answered {}",
+        direct.status()
+    );
+    let body = direct.text().await?;
+    ensure!(body.contains("sink_unavailable"), "{body}");
+    for secret in &m.secrets {
+        ensure!(
+            !body.contains(secret.as_str()),
+            "the error response contains transcript text"
+        );
+    }
+
+    publish_all(&stack, topic, during).await?;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    stack.restart_gcs().await?;
+    wait_for(transcripts.len()).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let objects = stack.gcs.list(BUCKET, "transcripts/").await?;
+    ensure!(
+        objects.len() == transcripts.len(),
+        "{} objects for {} events",
+        objects.len(),
+        transcripts.len()
+    );
+    for m in &transcripts {
+        let name = expected_object("transcripts", m);
+        ensure!(
+            stack.gcs.download(BUCKET, &name).await? == m.data,
+            "{name} differs"
+        );
+    }
+    to_gcs.stop().await
+}
