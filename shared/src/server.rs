@@ -166,6 +166,7 @@ fn log_outcome(
     } else {
         ROUTING_MISMATCHES.fetch_add(1, Ordering::Relaxed) + 1
     };
+    let latency = started.elapsed();
     let trace_name = trace.map(|t| t.resource_name(&state.project));
     let span_id = trace.and_then(|t| t.span_id.clone());
     macro_rules! outcome_line {
@@ -189,7 +190,10 @@ fn log_outcome(
                 redacted_keys = s.redacted_keys,
                 routing_mismatch = mismatch.as_str(),
                 routing_mismatch_total = mismatch_total,
-                latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+                latency_ms = latency.as_millis() as u64,
+                http_request.request_method = "POST",
+                http_request.status = status,
+                http_request.latency = format!("{:.6}s", latency.as_secs_f64()),
                 trace = trace_name.as_deref(),
                 span_id = span_id.as_deref(),
                 trace_sampled = trace.map(|t| t.sampled),

@@ -123,13 +123,13 @@ impl Stack {
 
     /// Creates `topic`, a dead-letter topic with a pull subscription for each handler, and the
     /// three push subscriptions with their filters. Returns the dead-letter pull subscriptions.
-    pub async fn wire_pipeline(&self, topic: &str, apps: &Apps) -> Result<DeadLetters> {
+    pub async fn wire_pipeline(&self, topic: &str, endpoints: &Endpoints) -> Result<DeadLetters> {
         self.pubsub.create_topic(topic).await?;
         let mut dead_letters = DeadLetters::default();
         for (service, url, filter) in [
-            (Service::ToGcs, &apps.to_gcs.url, TRANSCRIPT_FILTER),
-            (Service::ToBq, &apps.to_bq.url, TRANSCRIPT_FILTER),
-            (Service::SubV2, &apps.sub_v2.url, NON_TRANSCRIPT_FILTER),
+            (Service::ToGcs, &endpoints.to_gcs, TRANSCRIPT_FILTER),
+            (Service::ToBq, &endpoints.to_bq, TRANSCRIPT_FILTER),
+            (Service::SubV2, &endpoints.sub_v2, NON_TRANSCRIPT_FILTER),
         ] {
             let name = format!("{topic}-{}", service.name());
             let dlq = format!("{name}-dead-letter");
@@ -150,6 +150,14 @@ impl Stack {
         }
         Ok(dead_letters)
     }
+}
+
+/// Where the three services listen (`http://127.0.0.1:PORT`).
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub to_gcs: String,
+    pub to_bq: String,
+    pub sub_v2: String,
 }
 
 /// The dead-letter pull subscription of each handler.
@@ -214,6 +222,14 @@ impl Apps {
             to_bq: spawn_app(stack.config(Service::ToBq, &[])?).await?,
             sub_v2: spawn_app(stack.config(Service::SubV2, &[])?).await?,
         })
+    }
+
+    pub fn endpoints(&self) -> Endpoints {
+        Endpoints {
+            to_gcs: self.to_gcs.url.clone(),
+            to_bq: self.to_bq.url.clone(),
+            sub_v2: self.sub_v2.url.clone(),
+        }
     }
 
     pub async fn stop(self) -> Result<()> {

@@ -61,7 +61,7 @@ async fn publish_all(stack: &Stack, topic: &str, messages: &[Message]) -> Result
 async fn events_land_where_they_belong_and_transcripts_never_reach_bigquery() -> Result<()> {
     let stack = Stack::start("routing").await?;
     let apps = Apps::spawn(&stack).await?;
-    let dead_letters = stack.wire_pipeline(TOPIC, &apps).await?;
+    let dead_letters = stack.wire_pipeline(TOPIC, &apps.endpoints()).await?;
 
     // A second to-gcs, behind an unwrapped (no_wrapper + write_metadata) subscription: the same
     // events must land under its own prefix, byte for byte.
