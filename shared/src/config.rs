@@ -101,7 +101,7 @@ impl Config {
                 .filter(|v| !v.is_empty())
         };
         let required = |name: &'static str, what: &str| {
-            get(name).ok_or_else(|| err(name, format!("is not set ({what})")))
+            get(name).ok_or_else(|| err(name, format!("not set ({what})")))
         };
 
         let port = match get("PORT") {

@@ -1,0 +1,237 @@
+//! The HTTP contract with Pub/Sub push, over real HTTP on a random port (the real server, with
+//! in-process sinks): the status code is the ack.
+
+mod support;
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use pipeline::config::{Config, Service};
+use pipeline::decode::{MAX_MESSAGE_DATA_BYTES, MAX_PUSH_BODY_BYTES};
+use pipeline::handler::Destination;
+use pipeline::shutdown::ShutdownTrigger;
+use pipeline::sink::{ObjectStore, RowSink};
+use pipeline::startup::Application;
+use serde_json::{Value, json};
+
+const SECRET: &str = "SECRET-PROMPT-4711";
+
+fn config(service: Service) -> Config {
+    let vars = [
+        ("HOST", "127.0.0.1"),
+        ("PORT", "0"),
+        ("GOOGLE_CLOUD_PROJECT", "p"),
+        ("TRANSCRIPT_BUCKET", "b-1"),
+        ("BIGQUERY_DATASET", "d"),
+    ];
+    Config::from_lookup(service, |k| {
+        vars.iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
+    })
+    .unwrap()
+}
+
+struct App {
+    url: String,
+    _trigger: ShutdownTrigger,
+}
+
+async fn spawn(service: Service, destination: Destination) -> App {
+    let app = Application::build_with(&config(service), destination)
+        .await
+        .unwrap();
+    let url = format!("http://127.0.0.1:{}", app.port());
+    let (trigger, shutdown) = ShutdownTrigger::new();
+    tokio::spawn(app.run_until_stopped(shutdown));
+    App {
+        url,
+        _trigger: trigger,
+    }
+}
+
+fn objects(store: Arc<dyn ObjectStore>) -> Destination {
+    Destination::Objects {
+        store,
+        prefix: "transcripts".into(),
+    }
+}
+
+fn transcript_data(id: &str) -> Vec<u8> {
+    json!({"event": {"id": id, "timestamp": "2024-05-14T21:12:07.903Z", "feature": "cody.chat-question",
+        "action": "submitted", "parameters": {"metadata": {"recordsPrivateMetadataTranscript": 1},
+        "privateMetadata": {"promptText": SECRET}}},
+        "metadata": {"identifier": {"licensedInstance": {"externalUrl": "https://sourcegraph.com"}}}})
+    .to_string()
+    .into_bytes()
+}
+
+fn envelope(data: &[u8]) -> Value {
+    json!({"message": {"data": base64::engine::general_purpose::STANDARD.encode(data),
+        "attributes": {"event.recordsPrivateMetadataTranscript": "true"},
+        "messageId": "1", "message_id": "1", "publishTime": "2026-11-27T18:36:36.963Z"},
+        "subscription": "projects/p/subscriptions/s"})
+}
+
+async fn post(url: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{url}/"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    assert!(
+        !text.contains(SECRET),
+        "response body leaks transcript text: {text}"
+    );
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn health_and_methods() {
+    let app = spawn(
+        Service::ToGcs,
+        objects(Arc::new(support::MemoryStore::default())),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let r = client
+        .get(format!("{}/healthz", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["service"], "to-gcs");
+    for method in [
+        reqwest::Method::GET,
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+    ] {
+        let r = client
+            .request(method.clone(), format!("{}/", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "{method}");
+    }
+}
+
+#[tokio::test]
+async fn writes_ack_and_redelivery_is_already_stored() {
+    let store = Arc::new(support::MemoryStore::default());
+    let app = spawn(Service::ToGcs, objects(store.clone())).await;
+    let body = envelope(&transcript_data("e-1")).to_string();
+    let (status, v) = post(&app.url, body.clone()).await;
+    assert_eq!(
+        (status, v["outcome"].as_str()),
+        (200, Some("written")),
+        "{v}"
+    );
+    assert_eq!(v["target"], "transcripts/2024/05/14/21/e-1.json");
+    let (status, v) = post(&app.url, body).await;
+    assert_eq!(
+        (status, v["outcome"].as_str()),
+        (200, Some("already_stored")),
+        "{v}"
+    );
+    assert_eq!(store.objects.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn malformed_pushes_are_refused_with_a_reason_never_acked() {
+    let app = spawn(
+        Service::SubV2,
+        Destination::Rows(Arc::new(support::MemoryRows::default())),
+    )
+    .await;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let cases: Vec<(String, u16, &str)> = vec![
+        ("not json".into(), 400, "invalid_envelope"),
+        (json!({"subscription": "s"}).to_string(), 400, "invalid_envelope"),
+        (json!({"message": {"data": b64("{}")}}).to_string(), 400, "no_message_id"),
+        (json!({"message": {"messageId": "1", "data": "***"}}).to_string(), 400, "invalid_base64"),
+        (json!({"message": {"messageId": "1", "data": b64("garbage")}}).to_string(), 400, "invalid_json"),
+        (json!({"message": {"messageId": "1"}}).to_string(), 400, "empty_data"),
+        (json!({"message": {"messageId": "1", "data": b64(r#"{"event":{"timestamp":"2024-05-14T21:12:07Z","feature":"f","action":"a"}}"#)}}).to_string(), 400, "invalid_payload"),
+        (json!({"message": {"messageId": "1", "data": b64(&format!(r#"{{"event":{{"id":"x","timestamp":"2024-05-14T21:12:07Z","feature":"f","action":"a","parameters":{{"privateMetadata":"{SECRET}"}}}}}}"#))}}).to_string(), 400, "invalid_payload"),
+    ];
+    for (body, status, code) in cases {
+        let (got, v) = post(&app.url, body.clone()).await;
+        assert_eq!(
+            (got, v["error"].as_str()),
+            (status, Some(code)),
+            "{body}: {v}"
+        );
+        assert!(v["detail"].as_str().is_some_and(|d| !d.is_empty()), "{v}");
+    }
+}
+
+#[tokio::test]
+async fn the_largest_message_is_accepted_and_a_larger_body_refused() {
+    let store = Arc::new(support::MemoryStore::default());
+    let app = spawn(Service::ToGcs, objects(store.clone())).await;
+    // A transcript event padded to exactly Pub/Sub's 10 MB limit.
+    let small = transcript_data("big-1");
+    let pad = MAX_MESSAGE_DATA_BYTES - small.len() - r#","pad":"""#.len();
+    let text = String::from_utf8(small).unwrap();
+    let big = format!(
+        "{},\"pad\":\"{}\"}}",
+        &text[..text.len() - 1],
+        "x".repeat(pad)
+    );
+    assert_eq!(big.len(), MAX_MESSAGE_DATA_BYTES);
+    let (status, v) = post(&app.url, envelope(big.as_bytes()).to_string()).await;
+    assert_eq!(
+        (status, v["outcome"].as_str()),
+        (200, Some("written")),
+        "{v}"
+    );
+    assert_eq!(
+        store.objects.lock().unwrap().values().next().unwrap().len(),
+        MAX_MESSAGE_DATA_BYTES
+    );
+
+    let (status, v) = post(&app.url, vec![b' '; MAX_PUSH_BODY_BYTES + 1]).await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (413, Some("body_too_large")),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn sink_failures_are_nacked_and_invalid_rows_rejected() {
+    let body = envelope(&transcript_data("e-2")).to_string();
+
+    let app = spawn(Service::ToGcs, objects(Arc::new(support::Down))).await;
+    let (status, v) = post(&app.url, body.clone()).await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (503, Some("sink_unavailable")),
+        "{v}"
+    );
+
+    let down: Arc<dyn RowSink> = Arc::new(support::Down);
+    let app = spawn(Service::ToBq, Destination::Rows(down)).await;
+    let (status, v) = post(&app.url, body.clone()).await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (503, Some("sink_unavailable")),
+        "{v}"
+    );
+
+    let app = spawn(
+        Service::ToBq,
+        Destination::Rows(Arc::new(support::Rejecting)),
+    )
+    .await;
+    let (status, v) = post(&app.url, body).await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (422, Some("row_invalid")),
+        "{v}"
+    );
+}

@@ -1,0 +1,134 @@
+//! Redaction over arbitrary JSON: the configured keys are planted at random depths, in random
+//! letter cases, inside objects and arrays; after redaction no such key and no value that was
+//! under one survives, and everything else does.
+
+use pipeline::redact::Redactor;
+use proptest::prelude::*;
+use serde_json::{Map, Value, json};
+
+fn leaf() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i32>().prop_map(|n| json!(n)),
+        "[a-z ]{0,8}".prop_map(Value::String),
+    ]
+}
+
+fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => "[a-zA-Z]{1,6}",
+        1 => Just("promptText".to_string()),
+        1 => Just("responseText".to_string()),
+        1 => Just("chatModel".to_string()),
+    ]
+    .prop_flat_map(|k| {
+        // Random letter case for every key.
+        proptest::collection::vec(any::<bool>(), k.len()).prop_map(move |upper| {
+            k.chars()
+                .zip(upper)
+                .map(|(c, u)| {
+                    if u {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c.to_ascii_lowercase()
+                    }
+                })
+                .collect()
+        })
+    })
+}
+
+fn json_tree() -> impl Strategy<Value = Value> {
+    leaf().prop_recursive(6, 64, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+            proptest::collection::vec((key(), inner), 0..5)
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    })
+}
+
+fn is_redacted_key(k: &str) -> bool {
+    k.eq_ignore_ascii_case("promptText") || k.eq_ignore_ascii_case("responseText")
+}
+
+/// Replaces every string leaf with a marker: `SECRET-n` under a redacted key, `KEEP-n` elsewhere.
+/// Returns how many KEEP markers there are and how many redacted keys.
+fn plant(v: &mut Value, under_secret: bool, n: &mut usize, keeps: &mut usize, keys: &mut usize) {
+    match v {
+        Value::String(s) => {
+            *n += 1;
+            *s = if under_secret {
+                format!("SECRET-{n}")
+            } else {
+                format!("KEEP-{n}")
+            };
+            if !under_secret {
+                *keeps += 1;
+            }
+        }
+        Value::Array(items) => {
+            for i in items {
+                plant(i, under_secret, n, keeps, keys);
+            }
+        }
+        Value::Object(m) => {
+            for (k, v) in m.iter_mut() {
+                let secret = is_redacted_key(k);
+                if secret && !under_secret {
+                    *keys += 1;
+                    // Make sure something secret is under every redacted key.
+                    if !v.is_string() {
+                        *v = json!([v.clone(), "x"]);
+                    }
+                }
+                plant(v, under_secret || secret, n, keeps, keys);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn count(v: &Value, prefix: &str) -> usize {
+    match v {
+        Value::String(s) => usize::from(s.starts_with(prefix)),
+        Value::Array(a) => a.iter().map(|v| count(v, prefix)).sum(),
+        Value::Object(m) => m.values().map(|v| count(v, prefix)).sum(),
+        _ => 0,
+    }
+}
+
+fn any_redacted_key(v: &Value) -> bool {
+    match v {
+        Value::Array(a) => a.iter().any(any_redacted_key),
+        Value::Object(m) => m
+            .iter()
+            .any(|(k, v)| is_redacted_key(k) || any_redacted_key(v)),
+        _ => false,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn no_value_of_a_redacted_key_survives(entries in proptest::collection::vec((key(), json_tree()), 0..8)) {
+        let mut root = Value::Object(entries.into_iter().collect::<Map<_, _>>());
+        let (mut n, mut keeps, mut keys) = (0, 0, 0);
+        plant(&mut root, false, &mut n, &mut keeps, &mut keys);
+        let Value::Object(mut map) = root else { unreachable!() };
+
+        let removed = Redactor::default().redact(&mut map);
+        let after = Value::Object(map);
+
+        prop_assert!(!any_redacted_key(&after), "a redacted key survived: {after}");
+        prop_assert_eq!(count(&after, "SECRET-"), 0, "a redacted value survived: {}", after);
+        prop_assert_eq!(count(&after, "KEEP-"), keeps, "a value that is not redacted was lost");
+        prop_assert_eq!(removed.len(), keys);
+        for path in &removed {
+            let last = path.rsplit('.').next().unwrap_or(path);
+            prop_assert!(is_redacted_key(last), "path {path}");
+        }
+    }
+}
