@@ -82,6 +82,10 @@ pub struct Config {
     pub sink: SinkConfig,
     /// Upper bound for one sink call, retries included.
     pub sink_timeout: Duration,
+    /// `DEAD_LETTER_TOPIC`, as `projects/{p}/topics/{t}`: where permanent failures are published.
+    pub dead_letter_topic: Option<String>,
+    /// `PUBSUB_EMULATOR_HOST`, as an `http://host:port` endpoint.
+    pub pubsub_emulator: Option<String>,
 }
 
 impl Config {
@@ -190,6 +194,13 @@ impl Config {
             }
         };
 
+        let dead_letter_topic = match get("DEAD_LETTER_TOPIC") {
+            None => None,
+            Some(t) => Some(topic_path("DEAD_LETTER_TOPIC", &t, &project)?),
+        };
+        let pubsub_emulator =
+            emulator_endpoint(get("PUBSUB_EMULATOR_HOST"), "PUBSUB_EMULATOR_HOST")?;
+
         Ok(Config {
             service,
             host,
@@ -199,6 +210,8 @@ impl Config {
             redactor,
             sink,
             sink_timeout,
+            dead_letter_topic,
+            pubsub_emulator,
         })
     }
 }
@@ -221,6 +234,32 @@ fn emulator_endpoint(
         return Err(err(var, format!("`{v}` is not host:port")));
     }
     Ok(Some(endpoint))
+}
+
+/// `projects/{p}/topics/{t}`, or a bare topic id in the service's own project.
+fn topic_path(var: &'static str, v: &str, project: &str) -> Result<String, ConfigError> {
+    let (p, t) = match v
+        .strip_prefix("projects/")
+        .and_then(|r| r.split_once("/topics/"))
+    {
+        Some((p, t)) => (p, t),
+        None if !v.contains('/') => (project, v),
+        None => {
+            return Err(err(
+                var,
+                format!("`{v}` is neither projects/P/topics/T nor a topic id"),
+            ));
+        }
+    };
+    let topic_ok = (3..=255).contains(&t.len())
+        && t.starts_with(|c: char| c.is_ascii_alphabetic())
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.~+%".contains(c));
+    if !topic_ok {
+        return Err(err(var, format!("`{t}` is not a valid topic id")));
+    }
+    check_id(var, p)?;
+    Ok(format!("projects/{p}/topics/{t}"))
 }
 
 /// Project, dataset and table ids: letters, digits, `_`, `-`, `.`, `:` only.
@@ -280,6 +319,20 @@ mod tests {
             }
         );
         assert_eq!(c.redactor, Redactor::default());
+        assert_eq!(c.dead_letter_topic, None);
+        let c = cfg(
+            Service::ToGcs,
+            &[
+                ("GOOGLE_CLOUD_PROJECT", "p"),
+                ("TRANSCRIPT_BUCKET", "b-1"),
+                ("DEAD_LETTER_TOPIC", "dlq-1"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            c.dead_letter_topic.as_deref(),
+            Some("projects/p/topics/dlq-1")
+        );
 
         let c = cfg(
             Service::SubV2,

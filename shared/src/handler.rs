@@ -118,6 +118,18 @@ pub struct Summary {
 pub struct Report {
     pub result: Result<Outcome, Failure>,
     pub summary: Summary,
+    /// For a permanent failure: the dead-letter message id, or why it could not be published.
+    pub dead_letter: Option<Result<String, String>>,
+}
+
+impl Report {
+    pub fn failed(failure: Failure) -> Self {
+        Self {
+            result: Err(failure),
+            summary: Summary::default(),
+            dead_letter: None,
+        }
+    }
 }
 
 /// One service's handler.
@@ -161,6 +173,7 @@ impl Handler {
                 return Report {
                     result: Err(Failure::malformed(e.code(), e)),
                     summary,
+                    dead_letter: None,
                 };
             }
         };
@@ -204,7 +217,11 @@ impl Handler {
                 }
             }
         };
-        Report { result, summary }
+        Report {
+            result,
+            summary,
+            dead_letter: None,
+        }
     }
 
     async fn write_object(

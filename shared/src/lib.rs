@@ -13,14 +13,17 @@
 //! 4. [`sink`]: write: create-once objects in Cloud Storage, `insertAll` rows in BigQuery.
 //!
 //! [`handler`] composes the steps per service; [`server`] turns the result into the ack (HTTP
-//! status) and one outcome log line; [`startup`], [`config`], [`shutdown`] and [`telemetry`] are
+//! status) and one outcome log line, publishing permanent failures to the [`dead_letter`] topic
+//! first ([`pubsub`] is the small client for that); [`startup`], [`config`], [`shutdown`] and [`telemetry`] are
 //! the plumbing around it.
 
 pub mod classify;
 pub mod config;
+pub mod dead_letter;
 pub mod decode;
 pub mod event;
 pub mod handler;
+pub mod pubsub;
 pub mod redact;
 pub mod row;
 pub mod schema;

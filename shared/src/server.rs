@@ -1,9 +1,11 @@
 //! The HTTP surface shared by the three services, and the ack contract with Pub/Sub push.
 //!
-//! - `POST /`: the push endpoint. The status code is the ack: 200 only after the write is durable
-//!   or after a deliberate skip; 400 (malformed message), 413 (body too large) and 422 (BigQuery
-//!   rejected the row) for messages that can never succeed, so the subscription's dead-letter
-//!   policy collects them; 503 for sink failures, so Pub/Sub redelivers. Any other method: 405.
+//! - `POST /`: the push endpoint. The status code is the ack: 200 only after the write is durable,
+//!   after a deliberate skip, or after a message that can never succeed has been published to the
+//!   dead-letter topic ([`crate::dead_letter`]); without a dead-letter topic (or for a replay)
+//!   such a message gets 400 (malformed), 413 (body too large) or 422 (BigQuery rejected the row),
+//!   so the subscription's dead-letter policy collects it; 503 for sink failures and failed
+//!   dead-letter publishes, so Pub/Sub redelivers. Any other method: 405.
 //! - `GET /healthz`: 200 once the service is up (the server only listens after its clients are
 //!   built, so a listening service is a ready one).
 //!
@@ -23,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
+use crate::dead_letter::{DeadLetter, DeadLetterSink, REPLAY_HEADER};
 use crate::decode::{MAX_PUSH_BODY_BYTES, PushMessage};
 use crate::handler::{Failure, FailureKind, Handler, Outcome, Report};
 use crate::telemetry::TraceContext;
@@ -35,6 +38,8 @@ static ROUTING_MISMATCHES: AtomicU64 = AtomicU64::new(0);
 pub struct AppState {
     pub handler: Arc<Handler>,
     pub project: Arc<str>,
+    /// Where permanent failures are published before the push is acked (`DEAD_LETTER_TOPIC`).
+    pub dead_letters: Option<Arc<dyn DeadLetterSink>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -55,24 +60,36 @@ async fn healthz(State(state): State<AppState>) -> Response {
 async fn push(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let trace = TraceContext::from_headers(&headers);
-    let report = match read_body(&headers, body).await {
-        Err(failure) => Report {
-            result: Err(failure),
-            summary: Default::default(),
-        },
+    let replay = headers.contains_key(REPLAY_HEADER);
+    let (bytes, message, mut report) = match read_body(&headers, body).await {
+        Err(failure) => (Bytes::new(), None, Report::failed(failure)),
         Ok(bytes) => match PushMessage::decode(&headers, &bytes) {
-            Err(e) => Report {
-                result: Err(Failure::malformed(e.code(), &e)),
-                summary: Default::default(),
-            },
+            Err(e) => (
+                bytes,
+                None,
+                Report::failed(Failure::malformed(e.code(), &e)),
+            ),
             Ok(message) => {
                 let report = state.handler.handle(&message).await;
-                log_outcome(&state, &report, Some(&message), trace.as_ref(), started);
-                return respond(&report);
+                (bytes, Some(message), report)
             }
         },
     };
-    log_outcome(&state, &report, None, trace.as_ref(), started);
+    if let (Some(dead_letters), Err(failure)) = (&state.dead_letters, &report.result)
+        && failure.kind != FailureKind::Transient
+        && !replay
+    {
+        report.dead_letter = Some(
+            match DeadLetter::new(state.handler.service(), message.as_ref(), &bytes, failure) {
+                None => Err("too large to dead-letter; left to the subscription's policy".into()),
+                Some(letter) => dead_letters
+                    .publish(&letter)
+                    .await
+                    .map_err(|e| format!("dead-letter publish failed: {e}")),
+            },
+        );
+    }
+    log_outcome(&state, &report, message.as_ref(), trace.as_ref(), started);
     respond(&report)
 }
 
@@ -110,9 +127,10 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Failure> {
 }
 
 fn status_of(report: &Report) -> StatusCode {
-    match &report.result {
-        Ok(_) => StatusCode::OK,
-        Err(f) => match (f.kind, f.code) {
+    match (&report.result, &report.dead_letter) {
+        (Ok(_), _) | (Err(_), Some(Ok(_))) => StatusCode::OK,
+        (Err(_), Some(Err(_))) => StatusCode::SERVICE_UNAVAILABLE,
+        (Err(f), None) => match (f.kind, f.code) {
             (_, "body_too_large") => StatusCode::PAYLOAD_TOO_LARGE,
             (FailureKind::Malformed, _) => StatusCode::BAD_REQUEST,
             (FailureKind::Rejected, _) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -134,7 +152,19 @@ fn respond(report: &Report) -> Response {
             }
             b
         }
-        Err(f) => json!({"error": f.code, "detail": f.detail, "eventId": report.summary.event_id}),
+        Err(f) => {
+            let mut b =
+                json!({"error": f.code, "detail": f.detail, "eventId": report.summary.event_id});
+            match &report.dead_letter {
+                Some(Ok(id)) => {
+                    b["outcome"] = json!("dead_lettered");
+                    b["deadLetterMessageId"] = json!(id);
+                }
+                Some(Err(e)) => b["deadLetterError"] = json!(e),
+                None => {}
+            }
+            b
+        }
     };
     (status, axum::Json(body)).into_response()
 }
@@ -148,10 +178,16 @@ fn log_outcome(
 ) {
     let s = &report.summary;
     let status = status_of(report).as_u16();
-    let (outcome, reason, detail) = match &report.result {
-        Ok(o @ Outcome::Skipped { reason }) => (o.label(), reason.as_str(), ""),
-        Ok(o) => (o.label(), "", ""),
-        Err(f) => (
+    let dead_letter_error;
+    let (outcome, reason, detail) = match (&report.result, &report.dead_letter) {
+        (Ok(o @ Outcome::Skipped { reason }), _) => (o.label(), reason.as_str(), ""),
+        (Ok(o), _) => (o.label(), "", ""),
+        (Err(f), Some(Ok(_))) => ("dead_lettered", f.code, f.detail.as_str()),
+        (Err(f), Some(Err(e))) => {
+            dead_letter_error = format!("{}; {e}", f.detail);
+            ("retry", f.code, dead_letter_error.as_str())
+        }
+        (Err(f), None) => (
             match f.kind {
                 FailureKind::Transient => "retry",
                 _ => "rejected",
@@ -201,9 +237,9 @@ fn log_outcome(
             )
         };
     }
-    match &report.result {
-        Ok(_) => outcome_line!(info),
-        Err(f) if f.kind == FailureKind::Transient => outcome_line!(error),
-        Err(_) => outcome_line!(warn),
+    match outcome {
+        "retry" => outcome_line!(error),
+        "rejected" | "dead_lettered" => outcome_line!(warn),
+        _ => outcome_line!(info),
     }
 }

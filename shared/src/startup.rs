@@ -14,8 +14,12 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use std::time::Duration;
+
 use crate::config::{Config, Service, SinkConfig};
+use crate::dead_letter::{DeadLetterSink, PubSubDeadLetters};
 use crate::handler::{Destination, Handler};
+use crate::pubsub::PubSubClient;
 use crate::server::{AppState, router};
 use crate::shutdown::Shutdown;
 use crate::sink::bigquery::BigQuerySink;
@@ -27,14 +31,19 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects the configured sink and binds `HOST:PORT`.
+    /// Connects the configured sink (and dead-letter topic) and binds `HOST:PORT`.
     pub async fn build(config: &Config) -> Result<Self, String> {
         let destination = connect_sink(config).await?;
-        Self::build_with(config, destination).await
+        let dead_letters = connect_dead_letters(config)?;
+        Self::build_with(config, destination, dead_letters).await
     }
 
     /// Binds with a given destination (tests use in-process fakes or pre-built clients).
-    pub async fn build_with(config: &Config, destination: Destination) -> Result<Self, String> {
+    pub async fn build_with(
+        config: &Config,
+        destination: Destination,
+        dead_letters: Option<Arc<dyn DeadLetterSink>>,
+    ) -> Result<Self, String> {
         let handler = Handler::new(
             config.service,
             config.dotcom.clone(),
@@ -50,6 +59,7 @@ impl Application {
             state: AppState {
                 handler: Arc::new(handler),
                 project: config.project.as_str().into(),
+                dead_letters,
             },
         })
     }
@@ -88,6 +98,18 @@ pub async fn connect_sink(config: &Config) -> Result<Destination, String> {
             BigQuerySink::connect(table.clone(), emulator.as_deref(), config.sink_timeout).await?,
         )),
     })
+}
+
+/// The dead-letter topic client, when `DEAD_LETTER_TOPIC` is set.
+pub fn connect_dead_letters(config: &Config) -> Result<Option<Arc<dyn DeadLetterSink>>, String> {
+    let Some(topic) = &config.dead_letter_topic else {
+        return Ok(None);
+    };
+    let client = PubSubClient::connect(config.pubsub_emulator.as_deref(), Duration::from_secs(10))?;
+    Ok(Some(Arc::new(PubSubDeadLetters::new(
+        client,
+        topic.clone(),
+    ))))
 }
 
 /// The whole `main` of a service binary: logging, configuration (fail fast, naming the
@@ -137,6 +159,7 @@ pub fn main(service: Service) -> ExitCode {
             address = %app.local_addr(),
             redact_keys = config.redactor.keys().join(","),
             dotcom_url = config.dotcom.url(),
+            dead_letter_topic = config.dead_letter_topic.as_deref().unwrap_or("(none: Pub/Sub's policy only)"),
             "listening"
         );
         match app.run_until_stopped(shutdown).await {

@@ -38,7 +38,7 @@ struct App {
 }
 
 async fn spawn(service: Service, destination: Destination) -> App {
-    let app = Application::build_with(&config(service), destination)
+    let app = Application::build_with(&config(service), destination, None)
         .await
         .unwrap();
     let url = format!("http://127.0.0.1:{}", app.port());
@@ -232,6 +232,103 @@ async fn sink_failures_are_nacked_and_invalid_rows_rejected() {
     assert_eq!(
         (status, v["error"].as_str()),
         (422, Some("row_invalid")),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn permanent_failures_are_dead_lettered_before_the_ack() {
+    let dlq = Arc::new(support::MemoryDeadLetters::default());
+    let app = Application::build_with(
+        &config(Service::ToBq),
+        Destination::Rows(Arc::new(support::Rejecting)),
+        Some(dlq.clone()),
+    )
+    .await
+    .unwrap();
+    let url = format!("http://127.0.0.1:{}", app.port());
+    let (_trigger, shutdown) = ShutdownTrigger::new();
+    tokio::spawn(app.run_until_stopped(shutdown));
+
+    // The row is rejected: dead-lettered with the reason, then acked.
+    let data = transcript_data("e-3");
+    let (status, v) = post(&url, envelope(&data).to_string()).await;
+    assert_eq!(
+        (status, v["outcome"].as_str(), v["error"].as_str()),
+        (200, Some("dead_lettered"), Some("row_invalid")),
+        "{v}"
+    );
+    // Not an envelope at all: the body itself is dead-lettered.
+    let (status, v) = post(&url, "{oops").await;
+    assert_eq!(
+        (status, v["outcome"].as_str()),
+        (200, Some("dead_lettered")),
+        "{v}"
+    );
+    {
+        let letters = dlq.letters.lock().unwrap();
+        assert_eq!(letters.len(), 2);
+        assert_eq!(letters[0].data, data, "original data unchanged");
+        assert_eq!(
+            letters[0].attributes["event.recordsPrivateMetadataTranscript"],
+            "true"
+        );
+        assert_eq!(letters[0].attributes["dead_letter.reason"], "row_invalid");
+        assert_eq!(letters[0].attributes["dead_letter.handler"], "to-bq");
+        assert_eq!(
+            letters[0].attributes["dead_letter.subscription"],
+            "projects/p/subscriptions/s"
+        );
+        assert_eq!(letters[0].attributes["dead_letter.message_id"], "1");
+        assert_eq!(letters[1].data, b"{oops");
+        assert_eq!(letters[1].attributes["dead_letter.payload"], "push_body");
+        for l in letters.iter() {
+            assert!(
+                !l.attributes.values().any(|v| v.contains(SECRET)),
+                "{:?}",
+                l.attributes
+            );
+        }
+    }
+
+    // A replayed push that still fails is answered 4xx and not dead-lettered again.
+    let r = reqwest::Client::new()
+        .post(format!("{url}/"))
+        .header("x-pipeline-replay", "1")
+        .body(envelope(&data).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    assert_eq!(dlq.letters.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_failed_dead_letter_publish_is_nacked() {
+    let dlq = Arc::new(support::MemoryDeadLetters {
+        fail: true,
+        ..Default::default()
+    });
+    let app = Application::build_with(
+        &config(Service::SubV2),
+        Destination::Rows(Arc::new(support::MemoryRows::default())),
+        Some(dlq),
+    )
+    .await
+    .unwrap();
+    let url = format!("http://127.0.0.1:{}", app.port());
+    let (_trigger, shutdown) = ShutdownTrigger::new();
+    tokio::spawn(app.run_until_stopped(shutdown));
+    let (status, v) = post(&url, "not json").await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (503, Some("invalid_envelope")),
+        "{v}"
+    );
+    assert!(
+        v["deadLetterError"]
+            .as_str()
+            .is_some_and(|e| e.contains("unreachable")),
         "{v}"
     );
 }

@@ -3,8 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use std::time::Duration;
+
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
+use pipeline::pubsub::PubSubClient;
 use serde_json::{Value, json};
 
 #[derive(Clone)]
@@ -12,6 +15,8 @@ pub struct PubSub {
     http: reqwest::Client,
     base: String,
     pub project: String,
+    /// The pipeline's own client, for publish, pull and acknowledge.
+    pub client: PubSubClient,
 }
 
 /// A push subscription to create.
@@ -36,8 +41,6 @@ pub struct Pulled {
     pub data: Vec<u8>,
     pub attributes: BTreeMap<String, String>,
     pub delivery_attempt: Option<u64>,
-    /// The whole `receivedMessages[i]` object, as `gcloud ... pull --format=json` shows it.
-    pub raw: Value,
 }
 
 impl PubSub {
@@ -46,7 +49,13 @@ impl PubSub {
             http: reqwest::Client::new(),
             base: format!("{emulator_url}/v1/projects/{project}"),
             project: project.to_owned(),
+            client: PubSubClient::connect(Some(emulator_url), Duration::from_secs(30))
+                .expect("an emulator client needs no credentials"),
         }
+    }
+
+    pub fn subscription_path(&self, subscription: &str) -> String {
+        format!("projects/{}/subscriptions/{subscription}", self.project)
     }
 
     pub fn topic_path(&self, topic: &str) -> String {
@@ -137,64 +146,36 @@ impl PubSub {
         data: &[u8],
         attributes: &BTreeMap<String, String>,
     ) -> Result<String> {
-        let body = json!({"messages": [{
-            "data": base64::engine::general_purpose::STANDARD.encode(data),
-            "attributes": attributes,
-        }]});
-        let v = self
-            .call(
-                reqwest::Method::POST,
-                &format!("topics/{topic}:publish"),
-                Some(body),
-            )
-            .await?;
-        v["messageIds"][0]
-            .as_str()
-            .map(str::to_owned)
-            .context("publish returned no message id")
+        self.client
+            .publish(&self.topic_path(topic), data, attributes)
+            .await
+            .map_err(|e| anyhow::anyhow!("publish to {topic}: {e}"))
     }
 
     /// Pulls up to `max` messages (does not acknowledge them).
     pub async fn pull(&self, subscription: &str, max: u32) -> Result<Vec<Pulled>> {
-        let v = self
-            .call(
-                reqwest::Method::POST,
-                &format!("subscriptions/{subscription}:pull"),
-                Some(json!({"maxMessages": max, "returnImmediately": true})),
-            )
-            .await?;
-        let mut out = Vec::new();
-        for m in v["receivedMessages"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-        {
-            let msg = &m["message"];
-            out.push(Pulled {
-                ack_id: m["ackId"].as_str().unwrap_or_default().to_owned(),
-                message_id: msg["messageId"].as_str().unwrap_or_default().to_owned(),
-                data: base64::engine::general_purpose::STANDARD
-                    .decode(msg["data"].as_str().unwrap_or_default())
-                    .unwrap_or_default(),
-                attributes: serde_json::from_value(msg["attributes"].clone()).unwrap_or_default(),
-                delivery_attempt: m["deliveryAttempt"].as_u64(),
-                raw: m.clone(),
-            });
-        }
-        Ok(out)
+        let got = self
+            .client
+            .pull(&self.subscription_path(subscription), max)
+            .await
+            .map_err(|e| anyhow::anyhow!("pull {subscription}: {e}"))?;
+        Ok(got
+            .into_iter()
+            .map(|m| Pulled {
+                data: m.message.data_bytes(),
+                ack_id: m.ack_id,
+                message_id: m.message.message_id,
+                attributes: m.message.attributes,
+                delivery_attempt: m.delivery_attempt.map(u64::from),
+            })
+            .collect())
     }
 
     pub async fn acknowledge(&self, subscription: &str, ack_ids: &[String]) -> Result<()> {
-        if ack_ids.is_empty() {
-            return Ok(());
-        }
-        self.call(
-            reqwest::Method::POST,
-            &format!("subscriptions/{subscription}:acknowledge"),
-            Some(json!({"ackIds": ack_ids})),
-        )
-        .await
-        .map(|_| ())
+        self.client
+            .acknowledge(&self.subscription_path(subscription), ack_ids)
+            .await
+            .map_err(|e| anyhow::anyhow!("acknowledge on {subscription}: {e}"))
     }
 }
 

@@ -72,13 +72,15 @@ impl Stack {
     }
 
     /// The environment a service gets here: the variables the README documents, pointing at the
-    /// emulators.
+    /// emulators, with the dead-letter topic that [`Stack::wire_pipeline`] creates for [`TOPIC`].
     pub fn service_env(&self, service: Service) -> BTreeMap<String, String> {
         let mut env: BTreeMap<String, String> = [
             ("HOST", "127.0.0.1".to_string()),
             ("PORT", "0".to_string()),
             ("GOOGLE_CLOUD_PROJECT", PROJECT.to_string()),
             ("SINK_TIMEOUT_SECONDS", "10".to_string()),
+            ("DEAD_LETTER_TOPIC", dead_letter_topic(TOPIC, service)),
+            ("PUBSUB_EMULATOR_HOST", self.pubsub_emulator.host()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -132,7 +134,7 @@ impl Stack {
             (Service::SubV2, &endpoints.sub_v2, NON_TRANSCRIPT_FILTER),
         ] {
             let name = format!("{topic}-{}", service.name());
-            let dlq = format!("{name}-dead-letter");
+            let dlq = dead_letter_topic(topic, service);
             self.pubsub.create_topic(&dlq).await?;
             self.pubsub.create_pull_subscription(&dlq, &dlq).await?;
             self.pubsub
@@ -150,6 +152,11 @@ impl Stack {
         }
         Ok(dead_letters)
     }
+}
+
+/// The dead-letter topic (and its pull subscription) of `service` for `topic`.
+pub fn dead_letter_topic(topic: &str, service: Service) -> String {
+    format!("{topic}-{}-dead-letter", service.name())
 }
 
 /// Where the three services listen (`http://127.0.0.1:PORT`).

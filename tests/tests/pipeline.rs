@@ -15,7 +15,7 @@ use anyhow::{Result, ensure};
 use e2e::pubsub::{PushSubscription, push_body};
 use e2e::samples::{Message, generate, load_samples};
 use e2e::stack::{
-    Apps, BUCKET, DATASET, Stack, TABLE, TOPIC, TRANSCRIPT_FILTER, eventually, spawn_app,
+    Apps, BUCKET, DATASET, PROJECT, Stack, TABLE, TOPIC, TRANSCRIPT_FILTER, eventually, spawn_app,
 };
 use pipeline::Service;
 use serde_json::Value;
@@ -65,8 +65,14 @@ async fn events_land_where_they_belong_and_transcripts_never_reach_bigquery() ->
 
     // A second to-gcs, behind an unwrapped (no_wrapper + write_metadata) subscription: the same
     // events must land under its own prefix, byte for byte.
-    let unwrapped =
-        spawn_app(stack.config(Service::ToGcs, &[("TRANSCRIPT_PREFIX", "unwrapped")])?).await?;
+    let unwrapped = spawn_app(stack.config(
+        Service::ToGcs,
+        &[
+            ("TRANSCRIPT_PREFIX", "unwrapped"),
+            ("DEAD_LETTER_TOPIC", "unwrapped-dead-letter"),
+        ],
+    )?)
+    .await?;
     stack.pubsub.create_topic("unwrapped-dead-letter").await?;
     stack
         .pubsub
@@ -97,8 +103,8 @@ async fn events_land_where_they_belong_and_transcripts_never_reach_bigquery() ->
         .clone();
     publish_all(&stack, TOPIC, std::slice::from_ref(&twice)).await?;
 
-    // A message that is not a telemetry payload: every handler must refuse it (never ack it), so
-    // each subscription's dead-letter policy moves it to its dead-letter topic.
+    // A message that is not a telemetry payload: every handler publishes it to its own
+    // dead-letter topic with the reason, and only then acks it.
     let mut junk_attrs = BTreeMap::new();
     junk_attrs.insert(
         "event.recordsPrivateMetadataTranscript".to_string(),
@@ -315,12 +321,28 @@ async fn events_land_where_they_belong_and_transcripts_never_reach_bigquery() ->
             },
         )
         .await?;
-        ensure!(dead.len() == 1, "{service}: {} dead letters", dead.len());
-        ensure!(dead[0].data == b"this is not JSON");
         ensure!(
-            dead[0]
-                .attributes
-                .contains_key("CloudPubSubDeadLetterSourceSubscription")
+            dead.len() == 1,
+            "{service}: {} dead letters: {:?}",
+            dead.len(),
+            dead.iter().map(|d| &d.attributes).collect::<Vec<_>>()
+        );
+        let a = &dead[0].attributes;
+        ensure!(dead[0].data == b"this is not JSON", "data changed");
+        ensure!(
+            a["event.recordsPrivateMetadataTranscript"] == "true",
+            "original attributes lost: {a:?}"
+        );
+        ensure!(a["dead_letter.handler"] == service.name(), "{a:?}");
+        ensure!(a["dead_letter.reason"] == "invalid_json", "{a:?}");
+        ensure!(
+            a["dead_letter.subscription"]
+                == format!("projects/{PROJECT}/subscriptions/{TOPIC}-{service}"),
+            "{a:?}"
+        );
+        ensure!(
+            !a.contains_key("CloudPubSubDeadLetterSourceSubscription"),
+            "acked, so Pub/Sub never dead-lettered it: {a:?}"
         );
     }
 

@@ -110,3 +110,25 @@ pub fn handlers() -> Handlers {
         rows,
     }
 }
+
+/// A dead-letter topic in memory; `fail` makes every publish fail.
+#[derive(Default)]
+pub struct MemoryDeadLetters {
+    pub letters: Mutex<Vec<pipeline::dead_letter::DeadLetter>>,
+    pub fail: bool,
+}
+
+#[async_trait]
+impl pipeline::dead_letter::DeadLetterSink for MemoryDeadLetters {
+    async fn publish(
+        &self,
+        letter: &pipeline::dead_letter::DeadLetter,
+    ) -> Result<String, SinkError> {
+        if self.fail {
+            return Err(SinkError::Transient("Pub/Sub unreachable".into()));
+        }
+        let mut letters = self.letters.lock().unwrap();
+        letters.push(letter.clone());
+        Ok(format!("dl-{}", letters.len()))
+    }
+}
