@@ -34,6 +34,9 @@ A dead letter at 3 a.m., step by step:
        replay push --subscription event-telemetry-sub-v2-dead-letter --to https://sub-v2-xxxx.a.run.app
      A message is acked on the dead-letter subscription only after the handler answered 2xx.
      Replaying twice is safe: the handlers are idempotent (create-once objects, insertId rows).
+  5. A message that can never succeed (inspect says dead-letter for its handler): keep the file
+     from step 1, then remove it from the subscription:
+       replay drop --subscription event-telemetry-sub-v2-dead-letter --message-id 1234567890
 
 Subscriptions are `projects/P/subscriptions/S` or a bare `S` in $GOOGLE_CLOUD_PROJECT (or --project).
 Credentials: Application Default Credentials (gcloud auth application-default login); pushes to
@@ -103,6 +106,15 @@ enum Command {
         /// Keep going after a message fails again (default: stop at the first failure).
         #[arg(long)]
         continue_on_error: bool,
+    },
+    /// Remove messages from a dead-letter subscription for good (ack them), by message id (the
+    /// dead-letter message id or the original one, as `inspect` shows them). Save them first.
+    Drop {
+        #[arg(long)]
+        subscription: String,
+        /// A message id to drop; repeat for several.
+        #[arg(long = "message-id", required = true)]
+        message_ids: Vec<String>,
     },
 }
 
@@ -239,7 +251,58 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             let sub = subscription_path(&cli.project, &subscription)?;
             push(&sub, &to, dry_run, limit, rate, continue_on_error).await
         }
+        Command::Drop {
+            subscription,
+            message_ids,
+        } => {
+            let sub = subscription_path(&cli.project, &subscription)?;
+            drop_messages(&sub, &message_ids).await
+        }
     }
+}
+
+/// Acks the given messages (by dead-letter or original message id); releases the others.
+async fn drop_messages(sub: &str, message_ids: &[String]) -> Result<std::process::ExitCode> {
+    let client = pubsub()?;
+    let messages = pull_distinct(&client, sub, 10_000).await?;
+    let (chosen, rest): (Vec<_>, Vec<_>) = messages.into_iter().partition(|m| {
+        let l = Letter::new(m.clone());
+        message_ids
+            .iter()
+            .any(|id| *id == l.dead_letter_message_id() || *id == l.original_message_id())
+    });
+    release(&client, sub, &rest).await?;
+    let ack_ids: Vec<String> = chosen.iter().map(|m| m.ack_id.clone()).collect();
+    client
+        .acknowledge(sub, &ack_ids)
+        .await
+        .map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+    for m in &chosen {
+        let l = Letter::new(m.clone());
+        eprintln!(
+            "replay: dropped {} (message {}, reason {})",
+            l.dead_letter_message_id(),
+            l.original_message_id(),
+            l.reason()
+        );
+    }
+    let found: usize = message_ids
+        .iter()
+        .filter(|id| {
+            chosen.iter().any(|m| {
+                let l = Letter::new(m.clone());
+                **id == l.dead_letter_message_id() || **id == l.original_message_id()
+            })
+        })
+        .count();
+    if found < message_ids.len() {
+        eprintln!(
+            "replay: {} of the given message ids were not found on {sub}",
+            message_ids.len() - found
+        );
+        return Ok(std::process::ExitCode::from(1));
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 /// ID tokens for Cloud Run; none for a local handler.

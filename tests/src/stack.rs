@@ -78,7 +78,7 @@ impl Stack {
             ("HOST", "127.0.0.1".to_string()),
             ("PORT", "0".to_string()),
             ("GOOGLE_CLOUD_PROJECT", PROJECT.to_string()),
-            ("SINK_TIMEOUT_SECONDS", "10".to_string()),
+            ("SINK_TIMEOUT_SECONDS", "5".to_string()),
             ("DEAD_LETTER_TOPIC", dead_letter_topic(TOPIC, service)),
             ("PUBSUB_EMULATOR_HOST", self.pubsub_emulator.host()),
         ]
@@ -187,7 +187,9 @@ pub struct TestApp {
 }
 
 /// Builds and starts one service from `config` (PORT=0): the same code path as its binary.
+/// Its log lines go to the test's captured output (shown when a test fails).
 pub async fn spawn_app(config: Config) -> Result<TestApp> {
+    pipeline::telemetry::init_with_writer(tracing_subscriber::fmt::TestWriter::new);
     let service = config.service;
     let app = Application::build(&config)
         .await
