@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: formatting, lints, unit and property tests, and the end-to-end tests against
-# real emulators (installed into .emulators/ on first use; each test starts and stops its own).
+# Runs every test: Terraform's offline checks, formatting, lints, unit and property tests, and the
+# end-to-end tests against real emulators (installed into .emulators/ on first use; each test
+# starts and stops its own).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -9,6 +10,8 @@ echo "== emulators: install (idempotent)"
 # shellcheck source=/dev/null
 source .emulators/env
 
+echo "== terraform: fmt, checkov, validate where a provider can be had"
+./scripts/terraform-check.sh
 echo "== rustfmt"
 cargo fmt --all -- --check
 echo "== clippy"

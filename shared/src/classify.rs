@@ -181,6 +181,18 @@ impl Route {
     }
 }
 
+/// Whether a message with these attributes can be a transcript event, i.e. what `to-gcs` must be
+/// offered: a transcript needs non-empty `privateMetadata`, and every gateway version sets
+/// `event.hasPrivateMetadata`, so only `"false"` rules one out. (The transcript-flag attribute is
+/// no guide: older gateways never set it.) `to-gcs` itself still decides on the payload; this is
+/// the predicate its subscription filter must implement, checked against `terraform/routing.json`.
+pub fn may_carry_transcript(attributes: &BTreeMap<String, String>) -> bool {
+    attributes
+        .get(HAS_PRIVATE_METADATA_ATTRIBUTE)
+        .map(String::as_str)
+        != Some("false")
+}
+
 /// The attributes that disagree with the payload they were derived from (names only, never
 /// values). A missing attribute counts only for the transcript flag, since its absence routes the
 /// message; older gateways omit the others.

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use crate::auth::{AuthConfig, GOOGLE_JWKS_URL};
 use crate::classify::{DEFAULT_DOTCOM_URL, DotCom};
 use crate::redact::{DEFAULT_REDACT_KEYS, Redactor};
 use crate::sink::bigquery::TableRef;
@@ -39,6 +40,33 @@ impl std::fmt::Display for Service {
         f.write_str(self.name())
     }
 }
+
+/// Every environment variable a service reads (the README's Configuration table lists each one,
+/// and a test holds Terraform's service environments to this list).
+pub const VARIABLES: &[&str] = &[
+    "PORT",
+    "HOST",
+    "GOOGLE_CLOUD_PROJECT",
+    "DOTCOM_URL",
+    "DOTCOM_INSTANCE_IDS",
+    "REDACT_KEYS",
+    "SINK_TIMEOUT_SECONDS",
+    "TRANSCRIPT_BUCKET",
+    "TRANSCRIPT_PREFIX",
+    "BIGQUERY_DATASET",
+    "BIGQUERY_TABLE",
+    "BIGQUERY_PROJECT",
+    "DEAD_LETTER_TOPIC",
+    "STORAGE_EMULATOR_HOST",
+    "BIGQUERY_EMULATOR_HOST",
+    "PUBSUB_EMULATOR_HOST",
+    "PUSH_AUTH",
+    "PUSH_AUTH_AUDIENCE",
+    "PUSH_AUTH_SERVICE_ACCOUNTS",
+    "PUSH_AUTH_JWKS_URL",
+    "RUST_LOG",
+    "LOG_FORMAT",
+];
 
 /// A configuration problem, naming the variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,6 +114,8 @@ pub struct Config {
     pub dead_letter_topic: Option<String>,
     /// `PUBSUB_EMULATOR_HOST`, as an `http://host:port` endpoint.
     pub pubsub_emulator: Option<String>,
+    /// Push authentication (`PUSH_AUTH`, on unless set to `off`).
+    pub auth: Option<AuthConfig>,
 }
 
 impl Config {
@@ -201,6 +231,48 @@ impl Config {
         let pubsub_emulator =
             emulator_endpoint(get("PUBSUB_EMULATOR_HOST"), "PUBSUB_EMULATOR_HOST")?;
 
+        let auth = match get("PUSH_AUTH").map(|v| v.to_ascii_lowercase()).as_deref() {
+            Some("off") => None,
+            None | Some("on") => {
+                let audience = required(
+                    "PUSH_AUTH_AUDIENCE",
+                    "the audience of the subscription's OIDC token, usually the service URL; PUSH_AUTH=off disables push authentication",
+                )?;
+                let service_accounts: Vec<String> = required(
+                    "PUSH_AUTH_SERVICE_ACCOUNTS",
+                    "comma-separated emails of the push service accounts; PUSH_AUTH=off disables push authentication",
+                )?
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect();
+                if let Some(bad) = service_accounts.iter().find(|s| !s.contains('@')) {
+                    return Err(err(
+                        "PUSH_AUTH_SERVICE_ACCOUNTS",
+                        format!("`{bad}` is not an email address"),
+                    ));
+                }
+                let jwks_url = get("PUSH_AUTH_JWKS_URL").unwrap_or_else(|| GOOGLE_JWKS_URL.into());
+                if !(jwks_url.starts_with("https://") || jwks_url.starts_with("http://")) {
+                    return Err(err(
+                        "PUSH_AUTH_JWKS_URL",
+                        format!("`{jwks_url}` is not an http(s) URL"),
+                    ));
+                }
+                Some(AuthConfig {
+                    audience,
+                    service_accounts,
+                    jwks_url,
+                })
+            }
+            Some(other) => {
+                return Err(err(
+                    "PUSH_AUTH",
+                    format!("`{other}` is neither `on` nor `off`"),
+                ));
+            }
+        };
+
         Ok(Config {
             service,
             host,
@@ -212,6 +284,7 @@ impl Config {
             sink_timeout,
             dead_letter_topic,
             pubsub_emulator,
+            auth,
         })
     }
 }
@@ -294,10 +367,13 @@ mod tests {
     use std::collections::HashMap;
 
     fn cfg(service: Service, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars
+        let mut map: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        // Most cases are not about authentication.
+        map.entry("PUSH_AUTH".into())
+            .or_insert_with(|| "off".into());
         Config::from_lookup(service, |k| map.get(k).cloned())
     }
 
@@ -305,10 +381,15 @@ mod tests {
     fn minimal_configs() {
         let c = cfg(
             Service::ToGcs,
-            &[("GOOGLE_CLOUD_PROJECT", "p"), ("TRANSCRIPT_BUCKET", "b-1")],
+            &[
+                ("GOOGLE_CLOUD_PROJECT", "p"),
+                ("TRANSCRIPT_BUCKET", "b-1"),
+                ("PUSH_AUTH", "off"),
+            ],
         )
         .unwrap();
         assert_eq!(c.port, 8080);
+        assert_eq!(c.auth, None);
         assert_eq!(c.host, "0.0.0.0");
         assert_eq!(
             c.sink,
@@ -356,6 +437,36 @@ mod tests {
                 emulator: Some("http://127.0.0.1:9050".into())
             }
         );
+    }
+
+    #[test]
+    fn push_auth_is_on_unless_switched_off() {
+        let on = Config::from_lookup(Service::ToBq, |k| {
+            match k {
+                "GOOGLE_CLOUD_PROJECT" => Some("p"),
+                "BIGQUERY_DATASET" => Some("d"),
+                "PUSH_AUTH_AUDIENCE" => Some("https://to-bq-123.us-central1.run.app"),
+                "PUSH_AUTH_SERVICE_ACCOUNTS" => {
+                    Some("push@p.iam.gserviceaccount.com, other@p.iam.gserviceaccount.com")
+                }
+                _ => None,
+            }
+            .map(str::to_owned)
+        })
+        .unwrap();
+        let auth = on.auth.unwrap();
+        assert_eq!(auth.service_accounts.len(), 2);
+        assert_eq!(auth.jwks_url, GOOGLE_JWKS_URL);
+        let missing = Config::from_lookup(Service::ToBq, |k| {
+            match k {
+                "GOOGLE_CLOUD_PROJECT" => Some("p"),
+                "BIGQUERY_DATASET" => Some("d"),
+                _ => None,
+            }
+            .map(str::to_owned)
+        })
+        .unwrap_err();
+        assert_eq!(missing.var, "PUSH_AUTH_AUDIENCE");
     }
 
     #[test]

@@ -15,8 +15,9 @@
 //! [`handler`] composes the steps per service; [`server`] turns the result into the ack (HTTP
 //! status) and one outcome log line, publishing permanent failures to the [`dead_letter`] topic
 //! first ([`pubsub`] is the small client for that); [`startup`], [`config`], [`shutdown`] and [`telemetry`] are
-//! the plumbing around it.
+//! the plumbing around it, and [`auth`] verifies who is pushing before any of it runs.
 
+pub mod auth;
 pub mod classify;
 pub mod config;
 pub mod dead_letter;

@@ -6,6 +6,8 @@
 //!   such a message gets 400 (malformed), 413 (body too large) or 422 (BigQuery rejected the row),
 //!   so the subscription's dead-letter policy collects it; 503 for sink failures and failed
 //!   dead-letter publishes, so Pub/Sub redelivers. Any other method: 405.
+//! - Before anything else, unless `PUSH_AUTH=off`, the push's OIDC token is verified
+//!   ([`crate::auth`]); a push that fails gets 401 and nothing of it is processed.
 //! - `GET /healthz`: 200 once the service is up (the server only listens after its clients are
 //!   built, so a listening service is a ready one).
 //!
@@ -25,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
+use crate::auth::Verifier;
 use crate::dead_letter::{DeadLetter, DeadLetterSink, REPLAY_HEADER};
 use crate::decode::{MAX_PUSH_BODY_BYTES, PushMessage};
 use crate::handler::{Failure, FailureKind, Handler, Outcome, Report};
@@ -40,6 +43,8 @@ pub struct AppState {
     pub project: Arc<str>,
     /// Where permanent failures are published before the push is acked (`DEAD_LETTER_TOPIC`).
     pub dead_letters: Option<Arc<dyn DeadLetterSink>>,
+    /// Push authentication; `None` with `PUSH_AUTH=off`.
+    pub verifier: Option<Arc<Verifier>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -60,6 +65,28 @@ async fn healthz(State(state): State<AppState>) -> Response {
 async fn push(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let trace = TraceContext::from_headers(&headers);
+    if let Some(verifier) = &state.verifier {
+        let header = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if let Err(e) = verifier.verify_header(header).await {
+            // Nothing of the request is read or processed; the token is never logged.
+            tracing::warn!(
+                service = state.handler.service().name(),
+                outcome = "unauthorized",
+                reason = e.code(),
+                detail = %e,
+                status = 401,
+                trace = trace.as_ref().map(|t| t.resource_name(&state.project)),
+                "push unauthorized"
+            );
+            return (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"error": e.code(), "detail": e.to_string()})),
+            )
+                .into_response();
+        }
+    }
     let replay = headers.contains_key(REPLAY_HEADER);
     let (bytes, message, mut report) = match read_body(&headers, body).await {
         Err(failure) => (Bytes::new(), None, Report::failed(failure)),

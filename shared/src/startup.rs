@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 
 use std::time::Duration;
 
+use crate::auth::Verifier;
 use crate::config::{Config, Service, SinkConfig};
 use crate::dead_letter::{DeadLetterSink, PubSubDeadLetters};
 use crate::handler::{Destination, Handler};
@@ -60,6 +61,7 @@ impl Application {
                 handler: Arc::new(handler),
                 project: config.project.as_str().into(),
                 dead_letters,
+                verifier: config.auth.clone().map(|a| Arc::new(Verifier::new(a))),
             },
         })
     }
@@ -154,9 +156,16 @@ pub fn main(service: Service) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        if config.auth.is_none() {
+            tracing::warn!(
+                service = service.name(),
+                "PUSH_AUTH=off: pushes are NOT authenticated; only for the emulators and the local demo"
+            );
+        }
         tracing::info!(
             service = service.name(),
             address = %app.local_addr(),
+            push_auth = config.auth.is_some(),
             redact_keys = config.redactor.keys().join(","),
             dotcom_url = config.dotcom.url(),
             dead_letter_topic = config.dead_letter_topic.as_deref().unwrap_or("(none: Pub/Sub's policy only)"),

@@ -23,6 +23,7 @@ fn config(service: Service) -> Config {
         ("GOOGLE_CLOUD_PROJECT", "p"),
         ("TRANSCRIPT_BUCKET", "b-1"),
         ("BIGQUERY_DATASET", "d"),
+        ("PUSH_AUTH", "off"),
     ];
     Config::from_lookup(service, |k| {
         vars.iter()

@@ -3,6 +3,7 @@
 
 pub mod bigquery;
 pub mod emulators;
+pub mod filter;
 pub mod gcs;
 pub mod pubsub;
 pub mod samples;

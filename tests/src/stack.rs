@@ -26,12 +26,14 @@ pub const DATASET: &str = "telemetry";
 pub const TABLE: &str = "event_telemetry";
 pub const TOPIC: &str = "telemetry-events";
 
-/// The routing predicate of the subscriptions (the emulator stores but ignores filters; see
-/// `classify::Route` for the same predicate enforced in the handlers).
-pub const TRANSCRIPT_FILTER: &str =
-    r#"attributes."event.recordsPrivateMetadataTranscript" = "true""#;
-pub const NON_TRANSCRIPT_FILTER: &str =
-    r#"NOT attributes."event.recordsPrivateMetadataTranscript" = "true""#;
+/// The subscription filter of `service`, from `terraform/routing.json`, the one definition that
+/// Terraform deploys. (The emulator stores filters but ignores them; `tests/tests/terraform.rs`
+/// proves them against the handlers' own predicates.)
+pub fn filter_of(service: Service) -> Result<String> {
+    crate::filter::routing()?
+        .remove(service.name())
+        .with_context(|| format!("terraform/routing.json has no filter for {service}"))
+}
 
 pub struct Stack {
     pub dir: PathBuf,
@@ -81,6 +83,9 @@ impl Stack {
             ("SINK_TIMEOUT_SECONDS", "5".to_string()),
             ("DEAD_LETTER_TOPIC", dead_letter_topic(TOPIC, service)),
             ("PUBSUB_EMULATOR_HOST", self.pubsub_emulator.host()),
+            // The Pub/Sub emulator sends no OIDC token (push authentication is tested with the
+            // project's own signed tokens in shared/tests/auth.rs).
+            ("PUSH_AUTH", "off".to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -128,11 +133,12 @@ impl Stack {
     pub async fn wire_pipeline(&self, topic: &str, endpoints: &Endpoints) -> Result<DeadLetters> {
         self.pubsub.create_topic(topic).await?;
         let mut dead_letters = DeadLetters::default();
-        for (service, url, filter) in [
-            (Service::ToGcs, &endpoints.to_gcs, TRANSCRIPT_FILTER),
-            (Service::ToBq, &endpoints.to_bq, TRANSCRIPT_FILTER),
-            (Service::SubV2, &endpoints.sub_v2, NON_TRANSCRIPT_FILTER),
+        for (service, url) in [
+            (Service::ToGcs, &endpoints.to_gcs),
+            (Service::ToBq, &endpoints.to_bq),
+            (Service::SubV2, &endpoints.sub_v2),
         ] {
+            let filter = filter_of(service)?;
             let name = format!("{topic}-{}", service.name());
             let dlq = dead_letter_topic(topic, service);
             self.pubsub.create_topic(&dlq).await?;
@@ -142,7 +148,7 @@ impl Stack {
                     name,
                     topic: topic.to_owned(),
                     endpoint: format!("{url}/"),
-                    filter: Some(filter.to_owned()),
+                    filter: Some(filter),
                     dead_letter_topic: Some(dlq.clone()),
                     max_delivery_attempts: 5,
                     no_wrapper: false,

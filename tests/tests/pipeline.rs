@@ -15,7 +15,7 @@ use anyhow::{Result, ensure};
 use e2e::pubsub::{PushSubscription, push_body};
 use e2e::samples::{Message, generate, load_samples};
 use e2e::stack::{
-    Apps, BUCKET, DATASET, PROJECT, Stack, TABLE, TOPIC, TRANSCRIPT_FILTER, eventually, spawn_app,
+    Apps, BUCKET, DATASET, PROJECT, Stack, TABLE, TOPIC, eventually, filter_of, spawn_app,
 };
 use pipeline::Service;
 use serde_json::Value;
@@ -80,7 +80,7 @@ async fn events_land_where_they_belong_and_transcripts_never_reach_bigquery() ->
             name: "unwrapped-to-gcs".into(),
             topic: TOPIC.into(),
             endpoint: format!("{}/", unwrapped.url),
-            filter: Some(TRANSCRIPT_FILTER.into()),
+            filter: Some(filter_of(Service::ToGcs)?),
             dead_letter_topic: Some("unwrapped-dead-letter".into()),
             max_delivery_attempts: 5,
             no_wrapper: true,
@@ -362,7 +362,7 @@ async fn a_storage_outage_is_nacked_and_redelivery_loses_nothing() -> Result<()>
             name: "outage-to-gcs".into(),
             topic: topic.into(),
             endpoint: format!("{}/", to_gcs.url),
-            filter: Some(TRANSCRIPT_FILTER.into()),
+            filter: Some(filter_of(Service::ToGcs)?),
             // No dead-letter policy: redelivered until it succeeds.
             dead_letter_topic: None,
             max_delivery_attempts: 0,

@@ -70,6 +70,7 @@ async fn sigterm_finishes_the_in_flight_push_then_exits() -> Result<()> {
         .env("TRANSCRIPT_BUCKET", "bucket-1")
         .env("STORAGE_EMULATOR_HOST", gcs_emulator.host())
         .env("HOST", "127.0.0.1")
+        .env("PUSH_AUTH", "off")
         .env("PORT", port.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

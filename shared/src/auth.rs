@@ -1,0 +1,344 @@
+//! Push authentication: verify the OIDC token Pub/Sub attaches to every push
+//! (`Authorization: Bearer <JWT>`), a second lock behind Cloud Run's own IAM check.
+//!
+//! A token is accepted only if all of these hold:
+//! - it is a JWS signed with **RS256** (no other algorithm, so neither `alg: none` nor an HS256
+//!   token "signed" with the public key can pass) by a key in Google's JWKS, found by `kid`;
+//! - `iss` is `accounts.google.com` or `https://accounts.google.com`;
+//! - `aud` is the configured audience (`PUSH_AUTH_AUDIENCE`, what the subscription's `oidc_token`
+//!   sets: the service URL);
+//! - `email` is one of `PUSH_AUTH_SERVICE_ACCOUNTS` and `email_verified` is true;
+//! - `exp` is in the future and `iat` not in the future, each with 60 s of leeway.
+//!
+//! The JWKS (`PUSH_AUTH_JWKS_URL`, default Google's) is cached for as long as its `Cache-Control:
+//! max-age` says (an hour when absent, at most a day), and fetched again when a token names an
+//! unknown `kid` (Google rotates keys), at most once every 30 s so that forged `kid`s cannot make
+//! the service hammer Google. A rejected push gets 401 and is never processed; the reason is
+//! logged, the token never is.
+//!
+//! `PUSH_AUTH=off` disables this for the emulators and the local demo (the Pub/Sub emulator sends
+//! no token); the service logs a warning at start-up when it is off.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use tokio::sync::RwLock;
+
+pub const GOOGLE_JWKS_URL: &str = "https://www.googleapis.com/oauth2/v3/certs";
+pub const ISSUERS: [&str; 2] = ["accounts.google.com", "https://accounts.google.com"];
+const LEEWAY_SECONDS: u64 = 60;
+const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3600);
+const MAX_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// What a verified token says about the pusher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pusher {
+    pub email: String,
+}
+
+/// Why a push was refused. Never contains the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("no Authorization: Bearer header")]
+    Missing,
+    #[error("the token is not a well-formed JWT")]
+    Malformed,
+    #[error("the token is signed with {0}, only RS256 is accepted")]
+    Algorithm(String),
+    #[error("the token names no key id (kid)")]
+    NoKeyId,
+    #[error("the token's key id is not in the JWKS")]
+    UnknownKey,
+    #[error("the signature does not verify")]
+    Signature,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is issued in the future")]
+    NotYetValid,
+    #[error("the token's issuer is not Google")]
+    Issuer,
+    #[error("the token's audience is not this service")]
+    Audience,
+    #[error("the token's email is not an allowed push service account")]
+    Email,
+    #[error("the token's email is not verified")]
+    EmailNotVerified,
+    #[error("the token lacks a required claim")]
+    MissingClaim,
+    #[error("the JWKS could not be fetched: {0}")]
+    Jwks(String),
+}
+
+impl AuthError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "no_token",
+            AuthError::Jwks(_) => "jwks_unavailable",
+            _ => "invalid_token",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    pub audience: String,
+    pub service_accounts: Vec<String>,
+    pub jwks_url: String,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    email_verified: Option<serde_json::Value>,
+    #[serde(default)]
+    iat: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Jwks {
+    keys: Vec<Jwk>,
+}
+
+#[derive(Deserialize)]
+struct Jwk {
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    kty: Option<String>,
+    #[serde(default)]
+    alg: Option<String>,
+    #[serde(default)]
+    n: Option<String>,
+    #[serde(default)]
+    e: Option<String>,
+}
+
+struct KeySet {
+    keys: HashMap<String, DecodingKey>,
+    expires: Instant,
+    fetched: Instant,
+}
+
+/// Verifies push tokens against a cached JWKS.
+pub struct Verifier {
+    config: AuthConfig,
+    http: reqwest::Client,
+    cache: RwLock<Option<KeySet>>,
+}
+
+impl Verifier {
+    pub fn new(config: AuthConfig) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Self {
+            config,
+            http,
+            cache: RwLock::new(None),
+        }
+    }
+
+    /// Verifies the value of an `Authorization` header.
+    pub async fn verify_header(&self, header: Option<&str>) -> Result<Pusher, AuthError> {
+        let token = header
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(AuthError::Missing)?;
+        self.verify(token).await
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<Pusher, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        if header.alg != Algorithm::RS256 {
+            return Err(AuthError::Algorithm(format!("{:?}", header.alg)));
+        }
+        let kid = header.kid.ok_or(AuthError::NoKeyId)?;
+        let key = self.key(&kid).await?;
+
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_audience(&[&self.config.audience]);
+        validation.set_issuer(&ISSUERS);
+        validation.leeway = LEEWAY_SECONDS;
+        validation.set_required_spec_claims(&["exp", "iat", "aud", "iss"]);
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            match e.kind() {
+                K::InvalidSignature => AuthError::Signature,
+                K::ExpiredSignature => AuthError::Expired,
+                K::ImmatureSignature => AuthError::NotYetValid,
+                K::InvalidIssuer => AuthError::Issuer,
+                K::InvalidAudience => AuthError::Audience,
+                K::MissingRequiredClaim(_) => AuthError::MissingClaim,
+                K::InvalidAlgorithm => AuthError::Algorithm("another algorithm".into()),
+                _ => AuthError::Malformed,
+            }
+        })?;
+        let claims = data.claims;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if claims.iat.is_some_and(|iat| iat > now + LEEWAY_SECONDS) {
+            return Err(AuthError::NotYetValid);
+        }
+        let email = claims.email.ok_or(AuthError::MissingClaim)?;
+        if !self
+            .config
+            .service_accounts
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(&email))
+        {
+            return Err(AuthError::Email);
+        }
+        let verified = match claims.email_verified {
+            Some(serde_json::Value::Bool(b)) => b,
+            Some(serde_json::Value::String(s)) => s == "true",
+            _ => false,
+        };
+        if !verified {
+            return Err(AuthError::EmailNotVerified);
+        }
+        Ok(Pusher { email })
+    }
+
+    /// The key for `kid`, from the cache, or from a fresh JWKS when the cache has expired or does
+    /// not know the `kid` (throttled).
+    async fn key(&self, kid: &str) -> Result<DecodingKey, AuthError> {
+        {
+            let cache = self.cache.read().await;
+            if let Some(set) = cache.as_ref() {
+                let fresh = Instant::now() < set.expires;
+                if let Some(k) = set.keys.get(kid)
+                    && fresh
+                {
+                    return Ok(k.clone());
+                }
+                if fresh && set.fetched.elapsed() < MIN_REFRESH_INTERVAL {
+                    return Err(AuthError::UnknownKey);
+                }
+            }
+        }
+        let mut cache = self.cache.write().await;
+        // Another request may have refreshed it meanwhile.
+        if let Some(set) = cache.as_ref()
+            && set.fetched.elapsed() < MIN_REFRESH_INTERVAL
+        {
+            return set.keys.get(kid).cloned().ok_or(AuthError::UnknownKey);
+        }
+        let set = self.fetch().await?;
+        let key = set.keys.get(kid).cloned();
+        *cache = Some(set);
+        key.ok_or(AuthError::UnknownKey)
+    }
+
+    async fn fetch(&self) -> Result<KeySet, AuthError> {
+        let resp = self
+            .http
+            .get(&self.config.jwks_url)
+            .send()
+            .await
+            .map_err(|e| AuthError::Jwks(format!("request failed: {}", e.without_url())))?;
+        if !resp.status().is_success() {
+            return Err(AuthError::Jwks(format!("HTTP {}", resp.status())));
+        }
+        let max_age = resp
+            .headers()
+            .get(reqwest::header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(max_age)
+            .unwrap_or(DEFAULT_MAX_AGE)
+            .min(MAX_MAX_AGE);
+        let jwks: Jwks = resp
+            .json()
+            .await
+            .map_err(|_| AuthError::Jwks("not a JWKS document".into()))?;
+        let mut keys = HashMap::new();
+        for k in jwks.keys {
+            let usable =
+                k.kty.as_deref() == Some("RSA") && k.alg.as_deref().is_none_or(|a| a == "RS256");
+            if let (true, Some(kid), Some(n), Some(e)) = (usable, k.kid, k.n, k.e)
+                && let Ok(key) = DecodingKey::from_rsa_components(&n, &e)
+            {
+                keys.insert(kid, key);
+            }
+        }
+        let now = Instant::now();
+        Ok(KeySet {
+            keys,
+            expires: now + max_age,
+            fetched: now,
+        })
+    }
+}
+
+/// `max-age=N` from a Cache-Control value (`no-store`/`no-cache` mean 0).
+fn max_age(header: &str) -> Option<Duration> {
+    let mut out = None;
+    for part in header.split(',').map(str::trim) {
+        if part.eq_ignore_ascii_case("no-store") || part.eq_ignore_ascii_case("no-cache") {
+            return Some(Duration::ZERO);
+        }
+        if let Some(v) = part.strip_prefix("max-age=") {
+            out = v
+                .trim_matches('"')
+                .parse::<u64>()
+                .ok()
+                .map(Duration::from_secs);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_control_max_age() {
+        assert_eq!(
+            max_age("public, max-age=19553, must-revalidate, no-transform"),
+            Some(Duration::from_secs(19553))
+        );
+        assert_eq!(max_age("no-store"), Some(Duration::ZERO));
+        assert_eq!(max_age("public"), None);
+    }
+
+    #[tokio::test]
+    async fn rejects_without_touching_the_network_when_the_header_is_wrong() {
+        let v = Verifier::new(AuthConfig {
+            audience: "a".into(),
+            service_accounts: vec!["p@x".into()],
+            jwks_url: "http://127.0.0.1:9/certs".into(),
+        });
+        assert_eq!(v.verify_header(None).await, Err(AuthError::Missing));
+        assert_eq!(
+            v.verify_header(Some("Basic abc")).await,
+            Err(AuthError::Missing)
+        );
+        assert_eq!(
+            v.verify_header(Some("Bearer ")).await,
+            Err(AuthError::Missing)
+        );
+        assert_eq!(
+            v.verify_header(Some("Bearer not.a.jwt")).await,
+            Err(AuthError::Malformed)
+        );
+        // alg: none
+        let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJhdWQiOiJhIn0.";
+        assert!(
+            v.verify_header(Some(&format!("Bearer {none}")))
+                .await
+                .is_err()
+        );
+    }
+}

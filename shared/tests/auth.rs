@@ -1,0 +1,357 @@
+//! Push authentication against locally generated RSA keys and a local JWKS server (the Pub/Sub
+//! emulator sends no token, so the tokens here are the test's own, shaped like Pub/Sub's).
+//! Keys come from the `openssl` command line tool.
+
+mod support;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use pipeline::auth::{AuthConfig, AuthError, Verifier};
+use serde_json::{Value, json};
+
+const AUDIENCE: &str = "https://to-gcs-123.us-central1.run.app";
+const PUSHER: &str = "push@project.iam.gserviceaccount.com";
+
+struct Key {
+    kid: String,
+    private_pem: Vec<u8>,
+    public_pem: Vec<u8>,
+    n: String,
+}
+
+fn openssl(args: &[&str], input: Option<&[u8]>) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new("openssl")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl is installed");
+    if let Some(i) = input {
+        child.stdin.take().unwrap().write_all(i).unwrap();
+    } else {
+        drop(child.stdin.take());
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "openssl {args:?} failed");
+    out.stdout
+}
+
+fn new_key(kid: &str) -> Key {
+    let private_pem = openssl(&["genrsa", "-traditional", "2048"], None);
+    let public_pem = openssl(&["rsa", "-pubout"], Some(&private_pem));
+    let modulus =
+        String::from_utf8(openssl(&["rsa", "-noout", "-modulus"], Some(&private_pem))).unwrap();
+    let hex = modulus.trim().trim_start_matches("Modulus=");
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    Key {
+        kid: kid.into(),
+        private_pem,
+        public_pem,
+        n: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn claims() -> Value {
+    json!({"aud": AUDIENCE, "iss": "https://accounts.google.com", "email": PUSHER,
+           "email_verified": true, "iat": now(), "exp": now() + 3600, "sub": "1137", "azp": "1137"})
+}
+
+fn sign(key: &Key, kid: &str, claims: &Value) -> String {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(kid.into());
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &EncodingKey::from_rsa_pem(&key.private_pem).unwrap(),
+    )
+    .unwrap()
+}
+
+/// A JWKS server on a random port that counts its requests; `keys` can be swapped (rotation).
+struct Jwks {
+    url: String,
+    hits: Arc<AtomicUsize>,
+    keys: Arc<std::sync::Mutex<Value>>,
+}
+
+async fn jwks_server(keys: &[&Key], cache_control: &'static str) -> Jwks {
+    let doc = |keys: &[&Key]| json!({"keys": keys.iter().map(|k| json!({"kid": k.kid, "kty": "RSA", "alg": "RS256", "use": "sig", "n": k.n, "e": "AQAB"})).collect::<Vec<_>>()});
+    let hits = Arc::new(AtomicUsize::new(0));
+    let keys = Arc::new(std::sync::Mutex::new(doc(keys)));
+    let (h, k) = (hits.clone(), keys.clone());
+    let app = Router::new().route(
+        "/certs",
+        get(move || {
+            let (h, k) = (h.clone(), k.clone());
+            async move {
+                h.fetch_add(1, Ordering::SeqCst);
+                let body = k.lock().unwrap().to_string();
+                (
+                    [
+                        (header::CACHE_CONTROL, cache_control),
+                        (header::CONTENT_TYPE, "application/json"),
+                    ],
+                    body,
+                )
+                    .into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/certs", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Jwks { url, hits, keys }
+}
+
+fn verifier(jwks: &Jwks) -> Verifier {
+    Verifier::new(AuthConfig {
+        audience: AUDIENCE.into(),
+        service_accounts: vec![PUSHER.into()],
+        jwks_url: jwks.url.clone(),
+    })
+}
+
+#[tokio::test]
+async fn only_a_valid_google_push_token_passes() {
+    let key = new_key("k1");
+    let other = new_key("k2");
+    let jwks = jwks_server(&[&key], "public, max-age=3600").await;
+    let v = verifier(&jwks);
+
+    let valid = sign(&key, "k1", &claims());
+    assert_eq!(v.verify(&valid).await.unwrap().email, PUSHER);
+    // The other issuer spelling is Google's too.
+    let mut c = claims();
+    c["iss"] = json!("accounts.google.com");
+    assert!(v.verify(&sign(&key, "k1", &c)).await.is_ok());
+
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut c = claims();
+        f(&mut c);
+        sign(&key, "k1", &c)
+    };
+    let hs256_with_public_key = {
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some("k1".into());
+        jsonwebtoken::encode(&h, &claims(), &EncodingKey::from_secret(&key.public_pem)).unwrap()
+    };
+    let alg_none = {
+        let b64 =
+            |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        format!(
+            "{}.{}.",
+            b64(&json!({"alg": "none", "typ": "JWT", "kid": "k1"})),
+            b64(&claims())
+        )
+    };
+    let cases: Vec<(&str, String, AuthError)> = vec![
+        (
+            "forged signature",
+            sign(&other, "k1", &claims()),
+            AuthError::Signature,
+        ),
+        (
+            "unknown kid",
+            sign(&other, "k2", &claims()),
+            AuthError::UnknownKey,
+        ),
+        (
+            "wrong audience",
+            with(&|c| c["aud"] = json!("https://evil.example")),
+            AuthError::Audience,
+        ),
+        (
+            "wrong email",
+            with(&|c| c["email"] = json!("someone@else.iam.gserviceaccount.com")),
+            AuthError::Email,
+        ),
+        (
+            "unverified email",
+            with(&|c| c["email_verified"] = json!(false)),
+            AuthError::EmailNotVerified,
+        ),
+        (
+            "no email_verified",
+            with(&|c| {
+                c.as_object_mut().unwrap().remove("email_verified");
+            }),
+            AuthError::EmailNotVerified,
+        ),
+        (
+            "expired",
+            with(&|c| {
+                c["iat"] = json!(now() - 7200);
+                c["exp"] = json!(now() - 3600)
+            }),
+            AuthError::Expired,
+        ),
+        (
+            "issued in the future",
+            with(&|c| c["iat"] = json!(now() + 3600)),
+            AuthError::NotYetValid,
+        ),
+        (
+            "wrong issuer",
+            with(&|c| c["iss"] = json!("https://evil.example")),
+            AuthError::Issuer,
+        ),
+        (
+            "no exp",
+            with(&|c| {
+                c.as_object_mut().unwrap().remove("exp");
+            }),
+            AuthError::MissingClaim,
+        ),
+        (
+            "HS256 signed with the public key",
+            hs256_with_public_key,
+            AuthError::Algorithm("HS256".into()),
+        ),
+    ];
+    for (what, token, want) in cases {
+        assert_eq!(v.verify(&token).await, Err(want), "{what}");
+    }
+    assert!(v.verify(&alg_none).await.is_err(), "alg: none");
+    assert_eq!(
+        v.verify_header(None).await,
+        Err(AuthError::Missing),
+        "missing header"
+    );
+    // Expiry within the 60 s leeway still passes.
+    assert!(
+        v.verify(&with(&|c| c["exp"] = json!(now() - 30)))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn the_jwks_is_cached_and_refreshed_for_a_new_kid() {
+    let k1 = new_key("k1");
+    let k2 = new_key("k2");
+    let jwks = jwks_server(&[&k1], "public, max-age=3600").await;
+    let v = verifier(&jwks);
+    for _ in 0..5 {
+        assert!(v.verify(&sign(&k1, "k1", &claims())).await.is_ok());
+    }
+    assert_eq!(jwks.hits.load(Ordering::SeqCst), 1, "cached for max-age");
+
+    // Google rotates: k2 appears. A token with the new kid triggers one fetch... unless one
+    // happened in the last 30 s, which protects Google (and us) from forged kids.
+    *jwks.keys.lock().unwrap() = json!({"keys": [
+        {"kid": "k2", "kty": "RSA", "alg": "RS256", "n": k2.n, "e": "AQAB"}]});
+    assert_eq!(
+        v.verify(&sign(&k2, "k2", &claims())).await,
+        Err(AuthError::UnknownKey)
+    );
+    assert_eq!(jwks.hits.load(Ordering::SeqCst), 1, "refetch throttled");
+
+    // A fresh verifier (a new instance after the rotation) fetches at once and accepts k2.
+    let v2 = verifier(&jwks);
+    assert!(v2.verify(&sign(&k2, "k2", &claims())).await.is_ok());
+    assert_eq!(jwks.hits.load(Ordering::SeqCst), 2);
+
+    // no-store: every unknown kid past the throttle window refetches; a cached expired set is
+    // refetched on the next verification.
+    let k3 = new_key("k3");
+    let jwks = jwks_server(&[&k3], "no-store").await;
+    let v3 = verifier(&jwks);
+    assert!(v3.verify(&sign(&k3, "k3", &claims())).await.is_ok());
+    assert!(v3.verify(&sign(&k3, "k3", &claims())).await.is_ok());
+    assert_eq!(
+        jwks.hits.load(Ordering::SeqCst),
+        1,
+        "expired, but refetches are throttled to one per 30 s"
+    );
+}
+
+#[tokio::test]
+async fn an_unauthenticated_push_is_refused_before_it_is_read() {
+    let key = new_key("k1");
+    let jwks = jwks_server(&[&key], "max-age=600").await;
+    let vars = [
+        ("HOST", "127.0.0.1".to_string()),
+        ("PORT", "0".to_string()),
+        ("GOOGLE_CLOUD_PROJECT", "p".to_string()),
+        ("TRANSCRIPT_BUCKET", "b-1".to_string()),
+        ("PUSH_AUTH_AUDIENCE", AUDIENCE.to_string()),
+        ("PUSH_AUTH_SERVICE_ACCOUNTS", PUSHER.to_string()),
+        ("PUSH_AUTH_JWKS_URL", jwks.url.clone()),
+    ];
+    let config = pipeline::Config::from_lookup(pipeline::Service::ToGcs, |k| {
+        vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    let store = Arc::new(support::MemoryStore::default());
+    let app = pipeline::startup::Application::build_with(
+        &config,
+        pipeline::handler::Destination::Objects {
+            store: store.clone(),
+            prefix: "t".into(),
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let url = format!("http://127.0.0.1:{}/", app.port());
+    let (_t, shutdown) = pipeline::shutdown::ShutdownTrigger::new();
+    tokio::spawn(app.run_until_stopped(shutdown));
+
+    let data = json!({"event": {"id": "e1", "timestamp": "2024-05-14T21:12:07Z", "feature": "f", "action": "a",
+        "parameters": {"metadata": {"recordsPrivateMetadataTranscript": 1}, "privateMetadata": {"promptText": "x"}}},
+        "metadata": {"identifier": {"licensedInstance": {"externalUrl": "https://sourcegraph.com"}}}});
+    let body = json!({"message": {"messageId": "1", "data": base64::engine::general_purpose::STANDARD.encode(data.to_string())}}).to_string();
+    let client = reqwest::Client::new();
+
+    let r = client.post(&url).body(body.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "no_token");
+    let forged = sign(&new_key("k1"), "k1", &claims());
+    let r = client
+        .post(&url)
+        .bearer_auth(&forged)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let text = r.text().await.unwrap();
+    assert!(!text.contains(&forged), "the token is echoed");
+    assert!(
+        store.objects.lock().unwrap().is_empty(),
+        "an unauthenticated push was processed"
+    );
+
+    let r = client
+        .post(&url)
+        .bearer_auth(sign(&key, "k1", &claims()))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(store.objects.lock().unwrap().len(), 1);
+    // Health checks need no token.
+    let r = client.get(format!("{url}healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}

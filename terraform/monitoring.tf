@@ -1,0 +1,219 @@
+# Monitoring: log-based metrics from the services' outcome log lines, and alert policies on the
+# dead-letter subscriptions (anything there needs a person) and on the age of the oldest
+# unacknowledged message of each push subscription (a service failing or falling behind).
+
+locals {
+  # Outcome log lines (one per push): JSON on stdout, read by Cloud Logging as jsonPayload.
+  outcome_log_filter = join("\n", [
+    "resource.type=\"cloud_run_revision\"",
+    "resource.labels.service_name=(${join(" OR ", [for s in local.services : "\"${s.run_name}\""])})",
+    "jsonPayload.outcome=(\"written\" OR \"already_stored\" OR \"skipped\" OR \"rejected\" OR \"retry\")",
+  ])
+
+  alert_documentation_footer = "Outcome log lines: Logs Explorer, `${replace(local.outcome_log_filter, "\n", " ")}`. Runbook: docs/deploy.md in the pipeline repository."
+}
+
+# --- Log-based metrics ---------------------------------------------------------------------------
+
+resource "google_logging_metric" "push_outcomes" {
+  project     = var.project_id
+  name        = "${var.name_prefix}-push-outcomes"
+  description = "Pushes handled by the telemetry services, by service and outcome (written, already_stored, skipped, rejected, retry)."
+  filter      = local.outcome_log_filter
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "Telemetry pushes by outcome"
+
+    labels {
+      key         = "service"
+      value_type  = "STRING"
+      description = "to-gcs, to-bq or sub-v2"
+    }
+    labels {
+      key         = "outcome"
+      value_type  = "STRING"
+      description = "written, already_stored, skipped, rejected or retry"
+    }
+  }
+
+  label_extractors = {
+    "service" = "EXTRACT(jsonPayload.service)"
+    "outcome" = "EXTRACT(jsonPayload.outcome)"
+  }
+}
+
+resource "google_logging_metric" "routing_mismatches" {
+  project     = var.project_id
+  name        = "${var.name_prefix}-routing-mismatches"
+  description = "Pushes whose routing attributes disagreed with the payload (the payload won), by service and attribute names."
+  filter      = "${local.outcome_log_filter}\njsonPayload.routingMismatch!=\"\""
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "Telemetry routing mismatches"
+
+    labels {
+      key         = "service"
+      value_type  = "STRING"
+      description = "to-gcs, to-bq or sub-v2"
+    }
+    labels {
+      key         = "attributes"
+      value_type  = "STRING"
+      description = "Comma-separated names of the attributes that disagreed with the payload"
+    }
+  }
+
+  label_extractors = {
+    "service"    = "EXTRACT(jsonPayload.service)"
+    "attributes" = "EXTRACT(jsonPayload.routingMismatch)"
+  }
+}
+
+resource "google_logging_metric" "rejected_messages" {
+  project     = var.project_id
+  name        = "${var.name_prefix}-rejected-messages"
+  description = "Messages a telemetry service refused as permanently bad (HTTP 4xx), by service, reason code and status."
+  filter      = "${local.outcome_log_filter}\njsonPayload.outcome=\"rejected\""
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "Telemetry rejected messages"
+
+    labels {
+      key         = "service"
+      value_type  = "STRING"
+      description = "to-gcs, to-bq or sub-v2"
+    }
+    labels {
+      key         = "reason"
+      value_type  = "STRING"
+      description = "The service's error code (a fixed set, never payload text)"
+    }
+    labels {
+      key         = "status"
+      value_type  = "STRING"
+      description = "HTTP status answered to Pub/Sub (400, 413, 422)"
+    }
+  }
+
+  label_extractors = {
+    "service" = "EXTRACT(jsonPayload.service)"
+    "reason"  = "EXTRACT(jsonPayload.reason)"
+    "status"  = "EXTRACT(jsonPayload.status)"
+  }
+}
+
+# --- Alert policies ------------------------------------------------------------------------------
+
+resource "google_monitoring_alert_policy" "dead_letter_not_empty" {
+  for_each = local.services
+
+  project               = var.project_id
+  display_name          = "Telemetry ${each.key}: dead-letter subscription not empty"
+  combiner              = "OR"
+  severity              = "WARNING"
+  notification_channels = var.notification_channels
+  user_labels           = merge(var.labels, { service = each.key })
+
+  conditions {
+    display_name = "${each.value.dead_letter_name} holds undelivered messages"
+
+    condition_threshold {
+      filter = join(" AND ", [
+        "resource.type = \"pubsub_subscription\"",
+        "resource.labels.subscription_id = \"${google_pubsub_subscription.dead_letter[each.key].name}\"",
+        "metric.type = \"pubsub.googleapis.com/subscription/num_undelivered_messages\"",
+      ])
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+
+      aggregations {
+        alignment_period   = "300s"
+        per_series_aligner = "ALIGN_MAX"
+      }
+
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = <<-EOT
+      Messages reached the dead-letter topic of **${each.key}** (subscription
+      `${google_pubsub_subscription.push[each.key].name}`): either the service refused them as
+      permanently bad and published them there itself (`outcome="dead_lettered"` in its log lines;
+      attributes `dead_letter.reason` and `dead_letter.detail` say why) or they failed
+      ${var.max_delivery_attempts} deliveries (503s: sink outage, or pushes slower than the ack
+      deadline; attributes `CloudPubSubDeadLetterSource*`).
+
+      Save and explain them without acknowledging: `replay pull --subscription ${google_pubsub_subscription.dead_letter[each.key].id} --out dlq.json`
+      then `replay inspect --file dlq.json`.
+      ${each.key == "to-gcs" ? "These messages can hold transcript text: do not copy them anywhere else." : "Rows are redacted by the service, but the raw messages are not: handle them like the bucket's data."}
+      Once the cause is fixed, re-deliver them to this service only:
+      `replay push --subscription ${google_pubsub_subscription.dead_letter[each.key].id} --to ${each.value.url}`
+      (never republish to the events topic: all three subscriptions would get them again).
+      Messages older than ${var.dead_letter_retention} are dropped.
+
+      ${local.alert_documentation_footer}
+    EOT
+  }
+}
+
+resource "google_monitoring_alert_policy" "oldest_unacked_message_age" {
+  for_each = local.services
+
+  project               = var.project_id
+  display_name          = "Telemetry ${each.key}: push backlog older than ${var.oldest_unacked_message_age_threshold_seconds}s"
+  combiner              = "OR"
+  severity              = "WARNING"
+  notification_channels = var.notification_channels
+  user_labels           = merge(var.labels, { service = each.key })
+
+  conditions {
+    display_name = "${each.value.subscription_name} oldest unacked message age"
+
+    condition_threshold {
+      filter = join(" AND ", [
+        "resource.type = \"pubsub_subscription\"",
+        "resource.labels.subscription_id = \"${google_pubsub_subscription.push[each.key].name}\"",
+        "metric.type = \"pubsub.googleapis.com/subscription/oldest_unacked_message_age\"",
+      ])
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.oldest_unacked_message_age_threshold_seconds
+      duration        = "${var.alert_duration_seconds}s"
+
+      aggregations {
+        alignment_period   = "60s"
+        per_series_aligner = "ALIGN_MAX"
+      }
+
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = <<-EOT
+      The oldest message waiting on `${google_pubsub_subscription.push[each.key].name}` is older
+      than ${var.oldest_unacked_message_age_threshold_seconds} s: **${each.key}** is nacking (503:
+      Cloud Storage or BigQuery failing or slow, `outcome="retry"`), is not reachable (401/403 from
+      Cloud Run: OIDC audience or run.invoker), or cannot keep up (max instances). Messages that keep
+      failing go to the dead-letter topic after ${var.max_delivery_attempts} deliveries.
+
+      ${local.alert_documentation_footer}
+    EOT
+  }
+}

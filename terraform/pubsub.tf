@@ -1,0 +1,126 @@
+# Pub/Sub: the events topic, one filtered push subscription per service, and per subscription a
+# dead-letter topic with a pull subscription that keeps what lands there until someone looks.
+#
+# Routing filters come from routing.json, the one definition (the Rust tests read the same file):
+#   - to-gcs: `attributes."event.hasPrivateMetadata" = "true" OR NOT attributes:"event.hasPrivateMetadata"`.
+#     A transcript event needs non-empty privateMetadata, and every gateway version sets
+#     event.hasPrivateMetadata. Older gateways do not set the transcript-flag attribute, so filtering
+#     to-gcs on the flag would miss their transcripts; filtering on hasPrivateMetadata (or its
+#     absence) misses none while excluding the bulk of events. to-gcs then decides by payload.
+#   - to-bq: the transcript flag attribute is "true"; sub-v2: everything else (NOT the same
+#     predicate), so every message reaches exactly one BigQuery writer. Both redact every row.
+# Filters select on attributes only, must stay <= 256 bytes, and CANNOT be changed after creation:
+# a changed filter makes Terraform replace the subscription, which drops its backlog. To change one,
+# create a new subscription beside the old one, let the old one drain, then remove it.
+
+resource "google_pubsub_topic" "events" {
+  count = var.create_topic ? 1 : 0
+
+  project      = var.project_id
+  name         = var.topic_name
+  kms_key_name = var.pubsub_kms_key_name
+  labels       = var.labels
+}
+
+data "google_pubsub_topic" "events" {
+  count = var.create_topic ? 0 : 1
+
+  project = var.project_id
+  name    = var.topic_name
+}
+
+resource "google_pubsub_subscription" "push" {
+  for_each = local.services
+
+  project = var.project_id
+  name    = each.value.subscription_name
+  topic   = local.events_topic_id
+  labels  = merge(var.labels, { service = each.key })
+
+  filter = local.routing[each.key].filter
+
+  # Also Pub/Sub's timeout for each push request.
+  ack_deadline_seconds  = var.ack_deadline_seconds
+  retain_acked_messages = false
+
+  push_config {
+    # Wrapped envelope (no no_wrapper block): the services read attributes and deliveryAttempt
+    # from it.
+    push_endpoint = "${each.value.url}/"
+
+    oidc_token {
+      service_account_email = google_service_account.push.email
+      audience              = each.value.url
+    }
+  }
+
+  retry_policy {
+    minimum_backoff = var.retry_minimum_backoff
+    maximum_backoff = var.retry_maximum_backoff
+  }
+
+  dead_letter_policy {
+    dead_letter_topic     = google_pubsub_topic.dead_letter[each.key].id
+    max_delivery_attempts = var.max_delivery_attempts
+  }
+
+  # Never expire (the default deletes a subscription after 31 days without pushes).
+  expiration_policy {
+    ttl = ""
+  }
+
+  lifecycle {
+    precondition {
+      condition     = length(local.routing[each.key].filter) <= 256
+      error_message = "The ${each.key} filter in routing.json is longer than Pub/Sub's 256-byte limit."
+    }
+    precondition {
+      condition     = var.ack_deadline_seconds >= var.sink_timeout_seconds + 30
+      error_message = "ack_deadline_seconds must be at least sink_timeout_seconds + 30 (a dead-letter publish of ~10 s plus margin): a push that outlives the deadline is delivered again while it still runs."
+    }
+    precondition {
+      condition     = tonumber(trimsuffix(var.retry_minimum_backoff, "s")) <= tonumber(trimsuffix(var.retry_maximum_backoff, "s"))
+      error_message = "retry_minimum_backoff must not exceed retry_maximum_backoff."
+    }
+  }
+
+  # Pushes only succeed once the push service account may invoke the service and Pub/Sub may mint
+  # its tokens and dead-letter its messages.
+  depends_on = [
+    google_cloud_run_v2_service_iam_member.push_invoker,
+    google_service_account_iam_member.push_token_creator,
+    google_pubsub_topic_iam_member.dead_letter_pubsub_publisher,
+  ]
+}
+
+# --- Dead letters --------------------------------------------------------------------------------
+# Each push subscription has its own dead-letter topic. Pub/Sub forwards messages there after
+# max_delivery_attempts, and the service itself publishes permanently failing messages there
+# (DEAD_LETTER_TOPIC). A topic without subscriptions drops what is published to it, hence the pull
+# subscription, which nothing consumes: the alert in monitoring.tf fires when it is not empty.
+
+resource "google_pubsub_topic" "dead_letter" {
+  for_each = local.services
+
+  project      = var.project_id
+  name         = each.value.dead_letter_name
+  kms_key_name = var.pubsub_kms_key_name
+  labels       = merge(var.labels, { service = each.key })
+}
+
+resource "google_pubsub_subscription" "dead_letter" {
+  for_each = local.services
+
+  project = var.project_id
+  name    = each.value.dead_letter_name
+  topic   = google_pubsub_topic.dead_letter[each.key].id
+  labels  = merge(var.labels, { service = each.key })
+
+  message_retention_duration = var.dead_letter_retention
+  retain_acked_messages      = false
+  ack_deadline_seconds       = 60
+
+  expiration_policy {
+    ttl = ""
+  }
+}

@@ -1,0 +1,118 @@
+# Cloud Run: the three services, one per binary of the same repository, each with its own service
+# account and configuration. Only the push service account may invoke them (iam.tf).
+
+locals {
+  # Every service: see the README's Configuration table. PORT is set by Cloud Run.
+  common_env = {
+    GOOGLE_CLOUD_PROJECT = var.project_id
+    DOTCOM_URL           = var.dotcom_url
+    DOTCOM_INSTANCE_IDS  = join(",", var.dotcom_instance_ids)
+    REDACT_KEYS          = join(",", var.redact_keys)
+    SINK_TIMEOUT_SECONDS = tostring(var.sink_timeout_seconds)
+    RUST_LOG             = var.rust_log
+    # The service verifies the push's OIDC token itself too (defence in depth behind Cloud Run's
+    # IAM check): audience and signer must be the ones the subscription uses.
+    PUSH_AUTH                  = "on"
+    PUSH_AUTH_SERVICE_ACCOUNTS = google_service_account.push.email
+  }
+
+  gcs_env = tomap({
+    TRANSCRIPT_BUCKET = google_storage_bucket.transcripts.name
+    TRANSCRIPT_PREFIX = var.transcript_prefix
+  })
+
+  bigquery_env = tomap({
+    BIGQUERY_PROJECT = google_bigquery_table.event_telemetry.project
+    BIGQUERY_DATASET = google_bigquery_table.event_telemetry.dataset_id
+    BIGQUERY_TABLE   = google_bigquery_table.event_telemetry.table_id
+  })
+
+  service_env = {
+    for name, s in local.services : name => tomap(merge(
+      local.common_env,
+      s.sink == "gcs" ? local.gcs_env : local.bigquery_env,
+      {
+        # Its own dead-letter topic, the one its subscription dead-letters to.
+        DEAD_LETTER_TOPIC  = google_pubsub_topic.dead_letter[name].id
+        PUSH_AUTH_AUDIENCE = s.url
+      },
+    ))
+  }
+}
+
+resource "google_cloud_run_v2_service" "service" {
+  for_each = local.services
+
+  project     = var.project_id
+  name        = each.value.run_name
+  location    = var.region
+  description = "Telemetry v2 events: ${each.key} (Pub/Sub push from ${each.value.subscription_name})."
+  labels      = merge(var.labels, { service = each.key })
+
+  # Internal only: Pub/Sub push from a subscription in the same project (or VPC Service Controls
+  # perimeter) to the default run.app URL counts as internal traffic, per
+  # https://cloud.google.com/run/docs/securing/ingress ("Internal" lists Pub/Sub among the Google
+  # Cloud products allowed when in the same project or perimeter and using the run.app URL, not a
+  # custom domain). The internet cannot reach the services at all; IAM (run.invoker for the push
+  # service account only) still applies on top.
+  ingress = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+
+  deletion_protection = var.deletion_protection
+
+  template {
+    service_account = google_service_account.service[each.key].email
+
+    # Pub/Sub gives up on a push after the ack deadline; the service may take as long.
+    timeout                          = "${var.ack_deadline_seconds}s"
+    max_instance_request_concurrency = var.concurrency
+
+    scaling {
+      min_instance_count = var.min_instances
+      max_instance_count = var.max_instances
+    }
+
+    containers {
+      image = var.images[each.key]
+
+      resources {
+        limits = {
+          cpu    = var.cpu
+          memory = var.memory
+        }
+        cpu_idle          = true
+        startup_cpu_boost = true
+      }
+
+      dynamic "env" {
+        for_each = local.service_env[each.key]
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
+
+      # The service listens only after its clients are built; /healthz answers 200 from then on.
+      startup_probe {
+        period_seconds    = 2
+        timeout_seconds   = 1
+        failure_threshold = 30
+
+        http_get {
+          path = "/healthz"
+        }
+      }
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition     = var.min_instances <= var.max_instances
+      error_message = "min_instances must not exceed max_instances."
+    }
+    precondition {
+      # The deterministic URL (main.tf) exists only while SERVICE-PROJECT_NUMBER fits one DNS label.
+      condition     = length("${each.value.run_name}-${data.google_project.this.number}") <= 63
+      error_message = "The service name plus the project number exceed 63 characters: Cloud Run gives no deterministic URL. Shorten name_prefix."
+    }
+  }
+}

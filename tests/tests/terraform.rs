@@ -1,0 +1,401 @@
+//! `terraform/`, checked offline (no provider can be downloaded here, so `terraform validate`
+//! cannot run; `scripts/terraform-check.sh` runs fmt and checkov).
+//!
+//! 1. The routing filters in `terraform/routing.json` (the one definition: Terraform deploys it,
+//!    the end-to-end tests create the emulator's subscriptions from it) are evaluated over a table
+//!    of attribute sets, missing attributes included, and must select exactly what each handler's
+//!    own predicate selects. Changing a filter makes this fail.
+//! 2. The wiring, from the parsed HCL: each subscription pushes to its own service with an OIDC
+//!    token, has a dead-letter policy and never expires, and uses the routing file; no service
+//!    account has a project-wide role; the bucket is not public; IAM is per resource; the table
+//!    loads the schema file; the services' environments use only variables the code reads.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{Context, Result, bail, ensure};
+use e2e::emulators::repo_root;
+use e2e::filter::{Filter, routing};
+use e2e::samples::{generate, load_samples};
+use hcl::{Block, Body, Expression};
+use pipeline::classify::{Route, may_carry_transcript};
+
+fn attribute_table() -> Vec<BTreeMap<String, String>> {
+    let mut table = Vec::new();
+    for flag in [None, Some("true"), Some("false"), Some("TRUE"), Some("")] {
+        for has in [None, Some("true"), Some("false")] {
+            for source in [None, Some("licensed_instance")] {
+                let mut a = BTreeMap::new();
+                if let Some(v) = flag {
+                    a.insert(
+                        "event.recordsPrivateMetadataTranscript".to_string(),
+                        v.to_string(),
+                    );
+                }
+                if let Some(v) = has {
+                    a.insert("event.hasPrivateMetadata".to_string(), v.to_string());
+                }
+                if let Some(v) = source {
+                    a.insert("publisher.source".to_string(), v.to_string());
+                    a.insert(
+                        "event.feature".to_string(),
+                        "cody.chat-question".to_string(),
+                    );
+                }
+                table.push(a);
+            }
+        }
+    }
+    table
+}
+
+#[test]
+fn routing_filters_select_exactly_what_the_handlers_own() -> Result<()> {
+    let filters = routing()?;
+    ensure!(
+        filters.keys().map(String::as_str).collect::<Vec<_>>() == ["sub-v2", "to-bq", "to-gcs"],
+        "routing.json must define exactly the three subscriptions: {:?}",
+        filters.keys()
+    );
+    let parsed: BTreeMap<&str, Filter> = filters
+        .iter()
+        .map(|(k, f)| {
+            Ok((
+                k.as_str(),
+                Filter::parse(f).with_context(|| format!("{k}: {f}"))?,
+            ))
+        })
+        .collect::<Result<_>>()?;
+
+    for attrs in attribute_table() {
+        let route = Route::from_attributes(&attrs);
+        let cases = [
+            ("to-bq", route == Route::Transcript),
+            ("sub-v2", route == Route::NonTranscript),
+            ("to-gcs", may_carry_transcript(&attrs)),
+        ];
+        for (service, owns) in cases {
+            ensure!(
+                parsed[service].matches(&attrs) == owns,
+                "the {service} filter `{}` {} {attrs:?}, but the handler {} it",
+                filters[service],
+                if owns { "rejects" } else { "selects" },
+                if owns { "owns" } else { "does not own" },
+            );
+        }
+        ensure!(
+            parsed["to-bq"].matches(&attrs) != parsed["sub-v2"].matches(&attrs),
+            "exactly one BigQuery writer must receive {attrs:?}"
+        );
+    }
+
+    // No transcript event is missed by to-gcs, whatever gateway version set the attributes, and
+    // the filter still keeps most other events away.
+    let mut messages = load_samples()?;
+    messages.extend(generate(360, 1));
+    let mut excluded = 0;
+    for m in &messages {
+        let selected = parsed["to-gcs"].matches(&m.attributes);
+        ensure!(
+            !m.to_gcs || selected,
+            "to-gcs filter misses transcript {} ({:?})",
+            m.name,
+            m.attributes
+        );
+        excluded += usize::from(!selected);
+    }
+    // ...and it does keep events away (every one whose attributes say it has no private metadata).
+    ensure!(excluded > 0, "the to-gcs filter selects every event");
+    Ok(())
+}
+
+// --- HCL ---------------------------------------------------------------------------------------
+
+struct Module {
+    /// (type, name) → block body, for every `resource`.
+    resources: BTreeMap<(String, String), Body>,
+    variables: BTreeMap<String, Body>,
+    locals: BTreeMap<String, Expression>,
+    /// The whole module, formatted, for text searches.
+    text: String,
+}
+
+fn label(b: &Block, i: usize) -> String {
+    b.labels()
+        .get(i)
+        .map(|l| l.as_str().to_owned())
+        .unwrap_or_default()
+}
+
+fn load_module() -> Result<Module> {
+    let dir = repo_root().join("terraform");
+    let mut m = Module {
+        resources: BTreeMap::new(),
+        variables: BTreeMap::new(),
+        locals: BTreeMap::new(),
+        text: String::new(),
+    };
+    let mut files: Vec<_> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    files.sort();
+    for path in files
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "tf"))
+    {
+        let src = std::fs::read_to_string(&path)?;
+        let body: Body = hcl::parse(&src).with_context(|| format!("parsing {}", path.display()))?;
+        // Formatted from the parsed body: expressions only, no comments.
+        m.text
+            .push_str(&hcl::format::to_string(&body).unwrap_or_default());
+        for block in body.blocks() {
+            match block.identifier() {
+                "resource" => {
+                    m.resources
+                        .insert((label(block, 0), label(block, 1)), block.body().clone());
+                }
+                "variable" => {
+                    m.variables.insert(label(block, 0), block.body().clone());
+                }
+                "locals" => {
+                    for a in block.body().attributes() {
+                        m.locals.insert(a.key().to_owned(), a.expr().clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    ensure!(!m.resources.is_empty(), "no resources in {}", dir.display());
+    Ok(m)
+}
+
+fn fmt(e: &Expression) -> String {
+    hcl::format::to_string(e).unwrap_or_default()
+}
+
+impl Module {
+    fn resource(&self, ty: &str, name: &str) -> Result<&Body> {
+        self.resources
+            .get(&(ty.to_owned(), name.to_owned()))
+            .with_context(|| format!("no resource {ty}.{name}"))
+    }
+}
+
+fn attr(body: &Body, key: &str) -> Result<String> {
+    body.attributes()
+        .find(|a| a.key() == key)
+        .map(|a| fmt(a.expr()))
+        .with_context(|| format!("no attribute `{key}`"))
+}
+
+fn block<'a>(body: &'a Body, ident: &str) -> Result<&'a Body> {
+    body.blocks()
+        .find(|b| b.identifier() == ident)
+        .map(Block::body)
+        .with_context(|| format!("no `{ident}` block"))
+}
+
+#[test]
+fn push_subscriptions_are_wired_to_their_services() -> Result<()> {
+    let m = load_module()?;
+    let sub = m.resource("google_pubsub_subscription", "push")?;
+    ensure!(
+        attr(sub, "for_each")? == "local.services",
+        "one subscription per service"
+    );
+    ensure!(
+        attr(sub, "filter")? == "local.routing[each.key].filter",
+        "the filter must come from routing.json: {}",
+        attr(sub, "filter")?
+    );
+    ensure!(
+        fmt(&m.locals["routing"]) == r#"jsondecode(file("${path.module}/routing.json"))"#,
+        "{}",
+        fmt(&m.locals["routing"])
+    );
+
+    let push = block(sub, "push_config")?;
+    ensure!(
+        attr(push, "push_endpoint")? == r#""${each.value.url}/""#,
+        "push endpoint: {}",
+        attr(push, "push_endpoint")?
+    );
+    ensure!(
+        block(push, "no_wrapper").is_err(),
+        "the services expect the wrapped envelope"
+    );
+    let oidc = block(push, "oidc_token")?;
+    ensure!(attr(oidc, "service_account_email")? == "google_service_account.push.email");
+    ensure!(attr(oidc, "audience")? == "each.value.url");
+    let dlq = block(sub, "dead_letter_policy")?;
+    ensure!(attr(dlq, "dead_letter_topic")? == "google_pubsub_topic.dead_letter[each.key].id");
+    ensure!(
+        attr(block(sub, "expiration_policy")?, "ttl")? == r#""""#,
+        "push subscriptions must never expire"
+    );
+    ensure!(
+        block(sub, "retry_policy").is_ok(),
+        "retry policy with backoff"
+    );
+
+    // Each key's URL is that key's Cloud Run service: the service is named `run_name`, and the URL
+    // is derived from the same key.
+    let services = fmt(&m.locals["services"]);
+    for needle in [
+        r#""to-gcs" = {"#,
+        r#""to-bq" = {"#,
+        r#""sub-v2" = {"#,
+        r#"run_name = "${var.name_prefix}-${name}""#,
+        r#"url = "https://${var.name_prefix}-${name}-${data.google_project.this.number}.${var.region}.run.app""#,
+    ] {
+        ensure!(
+            services.contains(needle),
+            "local.services lacks {needle}:\n{services}"
+        );
+    }
+    let run = m.resource("google_cloud_run_v2_service", "service")?;
+    ensure!(attr(run, "for_each")? == "local.services");
+    ensure!(attr(run, "name")? == "each.value.run_name");
+    ensure!(attr(run, "ingress")? == r#""INGRESS_TRAFFIC_INTERNAL_ONLY""#);
+
+    // Dead-letter pull subscriptions keep messages at least 7 days and never expire.
+    let dl = m.resource("google_pubsub_subscription", "dead_letter")?;
+    ensure!(attr(block(dl, "expiration_policy")?, "ttl")? == r#""""#);
+    ensure!(attr(dl, "message_retention_duration")? == "var.dead_letter_retention");
+    let default = attr(&m.variables["dead_letter_retention"], "default")?;
+    let secs: u64 = default.trim_matches('"').trim_end_matches('s').parse()?;
+    ensure!(
+        secs >= 7 * 24 * 3600,
+        "dead-letter retention default {default}"
+    );
+    Ok(())
+}
+
+#[test]
+fn iam_is_least_privilege_and_nothing_is_public() -> Result<()> {
+    let m = load_module()?;
+    for (ty, name) in m.resources.keys() {
+        ensure!(
+            !ty.starts_with("google_project_iam")
+                && !ty.starts_with("google_organization_iam")
+                && !ty.starts_with("google_folder_iam"),
+            "{ty}.{name}: no project-, folder- or organisation-wide roles"
+        );
+        ensure!(
+            !ty.ends_with("_iam_binding") && !ty.ends_with("_iam_policy"),
+            "{ty}.{name}: use additive *_iam_member grants"
+        );
+    }
+    for public in ["allUsers", "allAuthenticatedUsers"] {
+        ensure!(!m.text.contains(public), "{public} appears in terraform/");
+    }
+    let bucket = m.resource("google_storage_bucket", "transcripts")?;
+    ensure!(attr(bucket, "public_access_prevention")? == r#""enforced""#);
+    ensure!(attr(bucket, "uniform_bucket_level_access")? == "true");
+
+    // Who may do what, resource by resource.
+    let mut grants: BTreeSet<(String, String, String)> = BTreeSet::new();
+    for ((ty, name), body) in &m.resources {
+        if ty.ends_with("_iam_member") {
+            grants.insert((ty.clone(), attr(body, "role")?, attr(body, "member")?));
+            let _ = name;
+        }
+    }
+    let to_gcs = r#"google_service_account.service["to-gcs"].member"#;
+    let to_gcs_grants: Vec<_> = grants
+        .iter()
+        .filter(|(_, _, member)| member == to_gcs)
+        .collect();
+    ensure!(
+        to_gcs_grants
+            .iter()
+            .map(|(t, r, _)| (t.as_str(), r.as_str()))
+            .collect::<Vec<_>>()
+            == [(
+                "google_storage_bucket_iam_member",
+                r#""roles/storage.objectCreator""#
+            )],
+        "to-gcs may create objects in the bucket and nothing else: {to_gcs_grants:?}"
+    );
+    for (ty, role, member) in &grants {
+        match ty.as_str() {
+            "google_cloud_run_v2_service_iam_member" => ensure!(
+                role == r#""roles/run.invoker""# && member == "google_service_account.push.member",
+                "only the push account may invoke the services: {role} {member}"
+            ),
+            "google_bigquery_table_iam_member" => ensure!(
+                role == r#""roles/bigquery.dataEditor""#
+                    && member == "google_service_account.service[each.key].member",
+                "table grant {role} {member}"
+            ),
+            "google_bigquery_dataset_iam_member" => {
+                bail!("no dataset-wide grants: {role} {member}")
+            }
+            _ => {}
+        }
+    }
+    let table_grant = m.resource("google_bigquery_table_iam_member", "row_writer")?;
+    ensure!(attr(table_grant, "for_each")? == "local.bigquery_services");
+    ensure!(fmt(&m.locals["bigquery_services"]).contains(r#"s.sink == "bigquery""#));
+    Ok(())
+}
+
+#[test]
+fn the_table_is_the_schema_file_and_the_environments_are_the_documented_variables() -> Result<()> {
+    let m = load_module()?;
+    let table = m.resource("google_bigquery_table", "event_telemetry")?;
+    ensure!(attr(table, "schema")? == "file(local.schema_path)");
+    ensure!(
+        fmt(&m.locals["schema_path"])
+            == r#""${path.module}/../shared/schema/event_telemetry.json""#
+    );
+    ensure!(
+        repo_root()
+            .join("shared/schema/event_telemetry.json")
+            .exists()
+    );
+    let tp = block(table, "time_partitioning")?;
+    ensure!(attr(tp, "field")? == r#""event_timestamp""#);
+
+    // Every variable Terraform sets is one the services read; every one of those is documented.
+    let readme = std::fs::read_to_string(repo_root().join("README.md"))?;
+    let mut set = BTreeSet::new();
+    for local in ["common_env", "gcs_env", "bigquery_env", "service_env"] {
+        // Object keys in UPPER_CASE followed by `=`.
+        let text = fmt(&m.locals[local]);
+        let chars: Vec<char> = text.chars().collect();
+        let mut i = 0;
+        while i < chars.len() {
+            if chars[i].is_ascii_uppercase() && (i == 0 || !chars[i - 1].is_ascii_alphanumeric()) {
+                let start = i;
+                while i < chars.len()
+                    && (chars[i].is_ascii_uppercase()
+                        || chars[i] == '_'
+                        || chars[i].is_ascii_digit())
+                {
+                    i += 1;
+                }
+                let rest: String = chars[i..].iter().collect();
+                if rest.trim_start().starts_with('=') && !rest.trim_start().starts_with("==") {
+                    set.insert(chars[start..i].iter().collect::<String>());
+                }
+            } else {
+                i += 1;
+            }
+        }
+    }
+    ensure!(set.len() >= 10, "found only {set:?}");
+    for var in &set {
+        ensure!(
+            pipeline::config::VARIABLES.contains(&var.as_str()),
+            "Terraform sets {var}, which no service reads"
+        );
+    }
+    for var in pipeline::config::VARIABLES {
+        ensure!(
+            readme.contains(&format!("`{var}`")),
+            "README does not document {var}"
+        );
+    }
+    Ok(())
+}
