@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -62,9 +62,29 @@ async fn healthz(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// The most header bytes a push may carry: an unwrapped push puts up to 100 attributes (256-byte
+/// keys, 1024-byte values) into headers, about 128 KiB, plus the request's own headers.
+pub const MAX_HEADER_BYTES: usize = 160 * 1024;
+
+/// How long reading a push body may take. Pub/Sub sends it at once; a trickling body is not a push.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 async fn push(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let trace = TraceContext::from_headers(&headers);
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        let report = Report::failed(Failure {
+            kind: FailureKind::Malformed,
+            code: "headers_too_large",
+            detail: format!("request headers exceed {MAX_HEADER_BYTES} bytes"),
+        });
+        log_outcome(&state, &report, None, trace.as_ref(), started);
+        return respond(&report);
+    }
     if let Some(verifier) = &state.verifier {
         let header = headers
             .get(header::AUTHORIZATION)
@@ -89,7 +109,12 @@ async fn push(State(state): State<AppState>, headers: HeaderMap, body: Body) -> 
     }
     let replay = headers.contains_key(REPLAY_HEADER);
     let (bytes, message, mut report) = match read_body(&headers, body).await {
-        Err(failure) => (Bytes::new(), None, Report::failed(failure)),
+        // Never dead-lettered: there is no body to keep, so only a nack loses nothing.
+        Err(failure) => {
+            let report = Report::failed(failure);
+            log_outcome(&state, &report, None, trace.as_ref(), started);
+            return respond(&report);
+        }
         Ok(bytes) => match PushMessage::decode(&headers, &bytes) {
             Err(e) => (
                 bytes,
@@ -136,9 +161,15 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Failure> {
     if declared.is_some_and(|n| n > MAX_PUSH_BODY_BYTES) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, MAX_PUSH_BODY_BYTES)
-        .await
-        .map_err(|e| {
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, MAX_PUSH_BODY_BYTES));
+    let Ok(read) = read.await else {
+        return Err(Failure {
+            kind: FailureKind::Transient,
+            code: "body_timeout",
+            detail: format!("the request body did not arrive within {BODY_READ_TIMEOUT:?}"),
+        });
+    };
+    read.map_err(|e| {
             let limit = std::error::Error::source(&e)
                 .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
             if limit {
@@ -159,6 +190,8 @@ fn status_of(report: &Report) -> StatusCode {
         (Err(_), Some(Err(_))) => StatusCode::SERVICE_UNAVAILABLE,
         (Err(f), None) => match (f.kind, f.code) {
             (_, "body_too_large") => StatusCode::PAYLOAD_TOO_LARGE,
+            (_, "headers_too_large") => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            (_, "body_timeout") => StatusCode::REQUEST_TIMEOUT,
             (FailureKind::Malformed, _) => StatusCode::BAD_REQUEST,
             (FailureKind::Rejected, _) => StatusCode::UNPROCESSABLE_ENTITY,
             (FailureKind::Transient, _) => StatusCode::SERVICE_UNAVAILABLE,

@@ -333,3 +333,32 @@ async fn a_failed_dead_letter_publish_is_nacked() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn oversized_requests_are_refused_and_never_dead_lettered() {
+    let dlq = Arc::new(support::MemoryDeadLetters::default());
+    let app = Application::build_with(
+        &config(Service::ToGcs),
+        objects(Arc::new(support::MemoryStore::default())),
+        Some(dlq.clone()),
+    )
+    .await
+    .unwrap();
+    let url = format!("http://127.0.0.1:{}/", app.port());
+    let (_trigger, shutdown) = ShutdownTrigger::new();
+    tokio::spawn(app.run_until_stopped(shutdown));
+    let client = reqwest::Client::new();
+
+    // Headers beyond what an unwrapped push with 100 maximal attributes needs.
+    let mut req = client.post(&url).body("{}");
+    for i in 0..140 {
+        req = req.header(format!("x-attr-{i}"), "v".repeat(1200));
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), 431);
+
+    // A body larger than any push: refused, and not dead-lettered (there is nothing to keep).
+    let (status, _) = post(url.trim_end_matches('/'), vec![b' '; MAX_PUSH_BODY_BYTES + 1]).await;
+    assert_eq!(status, 413);
+    assert!(dlq.letters.lock().unwrap().is_empty());
+}
