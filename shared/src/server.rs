@@ -161,7 +161,10 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Failure> {
     if declared.is_some_and(|n| n > MAX_PUSH_BODY_BYTES) {
         return Err(too_large());
     }
-    let read = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, MAX_PUSH_BODY_BYTES));
+    let read = tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        axum::body::to_bytes(body, MAX_PUSH_BODY_BYTES),
+    );
     let Ok(read) = read.await else {
         return Err(Failure {
             kind: FailureKind::Transient,
@@ -170,18 +173,18 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Failure> {
         });
     };
     read.map_err(|e| {
-            let limit = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if limit {
-                too_large()
-            } else {
-                Failure {
-                    kind: FailureKind::Transient,
-                    code: "body_read_failed",
-                    detail: "the request body could not be read".into(),
-                }
+        let limit = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if limit {
+            too_large()
+        } else {
+            Failure {
+                kind: FailureKind::Transient,
+                code: "body_read_failed",
+                detail: "the request body could not be read".into(),
             }
-        })
+        }
+    })
 }
 
 fn status_of(report: &Report) -> StatusCode {

@@ -358,7 +358,11 @@ async fn oversized_requests_are_refused_and_never_dead_lettered() {
     assert_eq!(r.status(), 431);
 
     // A body larger than any push: refused, and not dead-lettered (there is nothing to keep).
-    let (status, _) = post(url.trim_end_matches('/'), vec![b' '; MAX_PUSH_BODY_BYTES + 1]).await;
+    let (status, _) = post(
+        url.trim_end_matches('/'),
+        vec![b' '; MAX_PUSH_BODY_BYTES + 1],
+    )
+    .await;
     assert_eq!(status, 413);
     assert!(dlq.letters.lock().unwrap().is_empty());
 }
