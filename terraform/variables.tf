@@ -243,13 +243,13 @@ variable "dotcom_instance_ids" {
 }
 
 variable "redact_keys" {
-  description = "REDACT_KEYS: privateMetadata keys removed (case-insensitively, at any depth) from every BigQuery row. See the README for Cody keys worth adding."
+  description = "REDACT_KEYS: privateMetadata keys removed (case-insensitively, at any depth) from every BigQuery row in addition to promptText and responseText, which the services always remove. See the README for Cody keys worth adding."
   type        = list(string)
-  default     = ["promptText", "responseText"]
+  default     = []
 
   validation {
-    condition     = length(var.redact_keys) > 0 && alltrue([for k in var.redact_keys : length(trimspace(k)) > 0 && !strcontains(k, ",")])
-    error_message = "redact_keys must hold at least one key (an empty list would stop the services), none empty or containing commas."
+    condition     = alltrue([for k in var.redact_keys : length(trimspace(k)) > 0 && !strcontains(k, ",")])
+    error_message = "redact_keys must not contain empty keys or keys with commas."
   }
 }
 

@@ -43,7 +43,14 @@ Credentials: Application Default Credentials (gcloud auth application-default lo
 Cloud Run carry an ID token for the --to URL. PUBSUB_EMULATOR_HOST targets the emulator instead, and
 pushes to localhost/127.0.0.1 carry no token. DOTCOM_URL, DOTCOM_INSTANCE_IDS and REDACT_KEYS are read
 like the services read them. `pull` output holds the message data (transcripts): keep it as
-restricted as the bucket. `inspect` never prints message data.";
+restricted as the bucket. `inspect` never prints the data itself: it shows the BigQuery row a handler
+would write, redacted exactly as BigQuery would get it.
+In production the identity replay runs as must be accepted by the services: allowed in
+PUSH_AUTH_SERVICE_ACCOUNTS and granted roles/run.invoker, from a network that the services'
+internal ingress admits (a VM or job in the project's VPC).
+`push` only pushes letters whose failing handler is the one answering at --to (its /healthz), acks a
+letter only when that handler answered written, already_stored or a deliberate skip, and never
+follows redirects.";
 
 #[derive(Parser)]
 #[command(name = "replay", version, about = "Pull, inspect and re-deliver the pipeline's dead letters", after_help = AFTER_HELP)]
@@ -70,7 +77,8 @@ enum Command {
         out: Option<PathBuf>,
     },
     /// Explain each dead letter: where it came from, why it failed, and what each handler would
-    /// do with it now (write, skip, dead-letter), with the BigQuery row it would write. No side effects.
+    /// do with it now (write, skip, dead-letter), with the (redacted) BigQuery row it would write.
+    /// No side effects.
     Inspect {
         /// A file written by `replay pull` (or by gcloud ... pull --format=json).
         #[arg(
@@ -351,7 +359,37 @@ struct Tally {
     already_stored: usize,
     skipped: BTreeMap<String, usize>,
     failing: BTreeMap<String, usize>,
+    not_this_handler: usize,
     would_send: usize,
+}
+
+/// What the handler answered, and whether that is a reason to ack the dead letter.
+fn judge(status: reqwest::StatusCode, body: &Value) -> (bool, String) {
+    let outcome = body["outcome"].as_str().unwrap_or("");
+    let reason = body["reason"].as_str().unwrap_or("");
+    if !status.is_success() {
+        return (
+            false,
+            format!(
+                "HTTP {} {}",
+                status.as_u16(),
+                body["error"].as_str().unwrap_or("")
+            ),
+        );
+    }
+    match (outcome, reason) {
+        ("written" | "already_stored", _) => (true, outcome.to_owned()),
+        // Sent to a handler that does not own it: nothing was stored, keep the dead letter.
+        ("skipped", "not_for_this_subscription") => {
+            (false, "skipped: not_for_this_subscription".into())
+        }
+        ("skipped", r) if !r.is_empty() => (true, format!("skipped:{r}")),
+        // A 2xx that is not one of the handler's answers (a proxy, a login page): keep it.
+        _ => (
+            false,
+            format!("HTTP {} without a handler outcome", status.as_u16()),
+        ),
+    }
 }
 
 async fn push(
@@ -364,132 +402,166 @@ async fn push(
 ) -> Result<std::process::ExitCode> {
     let client = pubsub()?;
     let auth = Auth::for_url(to)?;
+    // Never follow redirects: a 307 would re-send the message (transcripts included) elsewhere.
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
+        .redirect(reqwest::redirect::Policy::none())
         .build()?;
-    let endpoint = format!("{}/", to.trim_end_matches('/'));
+    let base = to.trim_end_matches('/').to_owned();
+    let endpoint = format!("{base}/");
     let interval = Duration::from_secs_f64(1.0 / rate.max(0.01));
 
-    let messages = pull_distinct(&client, sub, limit).await?;
-    let bar = ProgressBar::new(messages.len() as u64);
+    // Which handler is listening at --to? A letter goes only to the handler that failed it.
+    let mut health = http.get(format!("{base}/healthz"));
+    if let Some(h) = auth.header().await? {
+        health = health.header("authorization", h);
+    }
+    let target: Value = health
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {base}/healthz"))?
+        .json()
+        .await
+        .with_context(|| format!("{base}/healthz is not one of the pipeline's services"))?;
+    let target = target["service"]
+        .as_str()
+        .context("healthz names no service")?
+        .to_owned();
+
+    let bar = ProgressBar::new_spinner();
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{spinner} {pos} processed {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     let mut tally = Tally::default();
     let mut stopped = false;
-    let mut untouched = Vec::new();
-    for m in messages {
-        if stopped {
-            untouched.push(m);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut processed = 0;
+    let mut empty_pulls = 0;
+    // Pull small batches just before pushing them, so no lease expires before its ack.
+    while processed < limit && !stopped {
+        let want = (limit - processed).min(10) as u32;
+        let batch = client
+            .pull(sub, want)
+            .await
+            .map_err(|e| anyhow::anyhow!("pull {sub}: {e}"))?;
+        let (fresh, repeat): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .partition(|m| seen.insert(m.message.message_id.clone()));
+        release(&client, sub, &repeat).await?;
+        if fresh.is_empty() {
+            // An empty pull does not prove an empty subscription: ask twice more.
+            empty_pulls += 1;
+            if empty_pulls > 2 || !repeat.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
             continue;
         }
-        let started = Instant::now();
-        let letter = Letter::new(m.clone());
-        let label = format!(
-            "{} (event {})",
-            letter.original_message_id(),
-            letter.event_id().unwrap_or_else(|| "?".into())
-        );
-        if dry_run {
-            tally.would_send += 1;
-            bar.println(format!(
-                "would push {label} to {endpoint} (reason it was dead-lettered: {})",
-                letter.reason()
-            ));
-            untouched.push(m);
+        let mut untouched = Vec::new();
+        for m in fresh {
+            if stopped {
+                untouched.push(m);
+                continue;
+            }
+            processed += 1;
             bar.inc(1);
-            continue;
-        }
-        let mut req = http
-            .post(&endpoint)
-            .header("content-type", "application/json")
-            .header(pipeline::dead_letter::REPLAY_HEADER, "1")
-            .body(letter.push_body());
-        if let Some(h) = auth.header().await? {
-            req = req.header("authorization", h);
-        }
-        let (ok, verdict) = match req.send().await {
-            Err(e) => (false, format!("unreachable: {}", e.without_url())),
-            Ok(resp) => {
-                let status = resp.status();
-                let body: Value = resp.json().await.unwrap_or(Value::Null);
-                if status.is_success() {
-                    (
-                        true,
-                        body["outcome"].as_str().unwrap_or("ok").to_owned()
-                            + body["reason"]
-                                .as_str()
-                                .map(|r| format!(":{r}"))
-                                .as_deref()
-                                .unwrap_or(""),
-                    )
-                } else {
-                    (
-                        false,
-                        format!(
-                            "HTTP {} {}",
-                            status.as_u16(),
-                            body["error"].as_str().unwrap_or("")
-                        ),
-                    )
+            let started = Instant::now();
+            let letter = Letter::new(m.clone());
+            let label = format!(
+                "{} (event {})",
+                letter.original_message_id(),
+                letter.event_id().unwrap_or_else(|| "?".into())
+            );
+            if letter.handler().is_some_and(|h| h != target) {
+                tally.not_this_handler += 1;
+                bar.println(format!(
+                    "left alone: {label} failed in {}, not {target}",
+                    letter.handler().unwrap_or_default()
+                ));
+                untouched.push(m);
+                continue;
+            }
+            if dry_run {
+                tally.would_send += 1;
+                bar.println(format!(
+                    "would push {label} to {endpoint} (dead-lettered for: {})",
+                    letter.reason()
+                ));
+                untouched.push(m);
+                continue;
+            }
+            let mut req = http
+                .post(&endpoint)
+                .header("content-type", "application/json")
+                .header(pipeline::dead_letter::REPLAY_HEADER, "1")
+                .body(letter.push_body());
+            if let Some(h) = auth.header().await? {
+                req = req.header("authorization", h);
+            }
+            let (ok, verdict) = match req.send().await {
+                Err(e) => (false, format!("unreachable: {}", e.without_url())),
+                Ok(resp) => {
+                    let status = resp.status();
+                    let body: Value = resp.json().await.unwrap_or(Value::Null);
+                    judge(status, &body)
+                }
+            };
+            if ok {
+                client
+                    .acknowledge(sub, std::slice::from_ref(&m.ack_id))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+                match verdict.as_str() {
+                    "written" => tally.written += 1,
+                    "already_stored" => tally.already_stored += 1,
+                    _ => *tally.skipped.entry(verdict.clone()).or_default() += 1,
+                }
+            } else {
+                bar.println(format!("still failing: {label}: {verdict}"));
+                *tally.failing.entry(verdict).or_default() += 1;
+                untouched.push(m);
+                if !continue_on_error {
+                    stopped = true;
                 }
             }
-        };
-        if ok {
-            client
-                .acknowledge(sub, std::slice::from_ref(&m.ack_id))
-                .await
-                .map_err(|e| anyhow::anyhow!("ack: {e}"))?;
-            match verdict.split(':').next() {
-                Some("written") => tally.written += 1,
-                Some("already_stored") => tally.already_stored += 1,
-                _ => *tally.skipped.entry(verdict.clone()).or_default() += 1,
-            }
-        } else {
-            bar.println(format!("still failing: {label}: {verdict}"));
-            *tally.failing.entry(verdict).or_default() += 1;
-            untouched.push(m);
-            if !continue_on_error {
-                stopped = true;
+            bar.set_message(format!(
+                "{} replayed, {} failing",
+                tally.written + tally.already_stored,
+                tally.failing.values().sum::<usize>()
+            ));
+            let spent = started.elapsed();
+            if spent < interval {
+                tokio::time::sleep(interval - spent).await;
             }
         }
-        bar.inc(1);
-        bar.set_message(format!(
-            "{} replayed, {} failing",
-            tally.written + tally.already_stored,
-            tally.failing.values().sum::<usize>()
-        ));
-        let spent = started.elapsed();
-        if spent < interval {
-            tokio::time::sleep(interval - spent).await;
-        }
+        release(&client, sub, &untouched).await?;
     }
     bar.finish_and_clear();
-    release(&client, sub, &untouched).await?;
 
     let failing: usize = tally.failing.values().sum();
     let summary = json!({
-        "subscription": sub, "to": endpoint, "dryRun": dry_run,
+        "subscription": sub, "to": endpoint, "handler": target, "dryRun": dry_run,
         "replayed": tally.written + tally.already_stored,
         "written": tally.written, "alreadyStored": tally.already_stored,
         "skipped": tally.skipped, "stillFailing": tally.failing,
+        "notForThisHandler": tally.not_this_handler,
         "wouldPush": tally.would_send,
-        "notAttempted": untouched.len().saturating_sub(failing + tally.would_send),
     });
     if dry_run {
         eprintln!(
-            "replay: dry run: {} message(s) would be pushed; nothing sent, nothing acked",
+            "replay: dry run: {} message(s) would be pushed to {target}; nothing sent, nothing acked",
             tally.would_send
         );
     } else {
         eprintln!(
-            "replay: replayed {} ({} written, {} already stored), skipped {}, still failing {}{}",
+            "replay: replayed {} ({} written, {} already stored), skipped {}, still failing {}, left for another handler {}{}",
             tally.written + tally.already_stored,
             tally.written,
             tally.already_stored,
             tally.skipped.values().sum::<usize>(),
             failing,
+            tally.not_this_handler,
             if stopped {
                 " (stopped at the first failure; --continue-on-error to go on)"
             } else {

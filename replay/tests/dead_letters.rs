@@ -267,6 +267,16 @@ async fn dead_letters_are_explained_replayed_and_drained() -> Result<()> {
         "{summary}"
     );
     ensure!(stack.gcs.list(BUCKET, "transcripts/").await?.is_empty());
+    // Sent to the wrong handler by mistake: every letter is left alone, nothing is acked.
+    let out = replay(
+        &stack,
+        &["push", "--subscription", &gcs_dlq, "--to", &sub_v2.url],
+    );
+    let summary: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim())?;
+    ensure!(
+        summary["notForThisHandler"] == 3 && summary["replayed"] == 0,
+        "{summary}"
+    );
 
     for (sub, url) in [
         (&gcs_dlq, &to_gcs.url),

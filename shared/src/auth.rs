@@ -188,7 +188,9 @@ impl Verifier {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        if claims.iat.is_some_and(|iat| iat > now + LEEWAY_SECONDS) {
+        // jsonwebtoken does not enforce `iat` itself: require it here.
+        let iat = claims.iat.ok_or(AuthError::MissingClaim)?;
+        if iat > now + LEEWAY_SECONDS {
             return Err(AuthError::NotYetValid);
         }
         let email = claims.email.ok_or(AuthError::MissingClaim)?;
@@ -229,16 +231,28 @@ impl Verifier {
             }
         }
         let mut cache = self.cache.write().await;
-        // Another request may have refreshed it meanwhile.
+        // Another request may have refreshed (or tried to) meanwhile.
         if let Some(set) = cache.as_ref()
             && set.fetched.elapsed() < MIN_REFRESH_INTERVAL
         {
             return set.keys.get(kid).cloned().ok_or(AuthError::UnknownKey);
         }
-        let set = self.fetch().await?;
-        let key = set.keys.get(kid).cloned();
-        *cache = Some(set);
-        key.ok_or(AuthError::UnknownKey)
+        match self.fetch().await {
+            Ok(set) => {
+                let key = set.keys.get(kid).cloned();
+                *cache = Some(set);
+                key.ok_or(AuthError::UnknownKey)
+            }
+            // JWKS unreachable: keep serving the keys we had (a rotation is rare, an outage of
+            // Google's endpoint should not stop every push), and wait before trying again.
+            Err(e) => match cache.as_mut() {
+                Some(set) => {
+                    set.fetched = Instant::now();
+                    set.keys.get(kid).cloned().ok_or(e)
+                }
+                None => Err(e),
+            },
+        }
     }
 
     async fn fetch(&self) -> Result<KeySet, AuthError> {

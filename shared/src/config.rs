@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::auth::{AuthConfig, GOOGLE_JWKS_URL};
 use crate::classify::{DEFAULT_DOTCOM_URL, DotCom};
-use crate::redact::{DEFAULT_REDACT_KEYS, Redactor};
+use crate::redact::Redactor;
 use crate::sink::bigquery::TableRef;
 
 /// The three services built from this crate.
@@ -157,15 +157,10 @@ impl Config {
             .unwrap_or_default();
         let dotcom = DotCom::new(&dotcom_url, instance_ids).map_err(|p| err("DOTCOM_URL", p))?;
 
-        let redactor = match lookup("REDACT_KEYS") {
-            None => Redactor::default(),
-            Some(v) => Redactor::new(v.split(',')).map_err(|p| {
-                err(
-                    "REDACT_KEYS",
-                    format!("{p} (default: {})", DEFAULT_REDACT_KEYS.join(",")),
-                )
-            })?,
-        };
+        // Extra keys add to the transcript keys; they never replace them, so someone "adding"
+        // a key cannot stop promptText/responseText from being redacted.
+        let redactor = Redactor::with_defaults(get("REDACT_KEYS").as_deref().unwrap_or(""))
+            .map_err(|p| err("REDACT_KEYS", p))?;
 
         let sink_timeout = match get("SINK_TIMEOUT_SECONDS") {
             None => Duration::from_secs(30),
@@ -400,6 +395,19 @@ mod tests {
             }
         );
         assert_eq!(c.redactor, Redactor::default());
+        let extra = cfg(
+            Service::ToGcs,
+            &[
+                ("GOOGLE_CLOUD_PROJECT", "p"),
+                ("TRANSCRIPT_BUCKET", "b-1"),
+                ("REDACT_KEYS", "diff, Prediction"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            extra.redactor.keys(),
+            ["diff", "prediction", "prompttext", "responsetext"]
+        );
         assert_eq!(c.dead_letter_topic, None);
         let c = cfg(
             Service::ToGcs,
@@ -489,11 +497,6 @@ mod tests {
                 Service::ToGcs,
                 &[P, B, ("DOTCOM_URL", "sourcegraph.com")],
                 "DOTCOM_URL",
-            ),
-            (
-                Service::ToGcs,
-                &[P, B, ("REDACT_KEYS", " , ")],
-                "REDACT_KEYS",
             ),
             (
                 Service::ToGcs,

@@ -220,7 +220,8 @@ impl PushMessage {
             if is_transport_header(name) {
                 continue;
             }
-            let Ok(value) = value.to_str() else {
+            // Attribute values are UTF-8, not just the visible ASCII that `to_str` accepts.
+            let Ok(value) = std::str::from_utf8(value.as_bytes()) else {
                 return Err(DecodeError::BadHeader(name.to_owned()));
             };
             attributes.insert(canonical_attribute(name), value.to_owned());

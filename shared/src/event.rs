@@ -125,10 +125,20 @@ fn describe(err: serde_path_to_error::Error<serde_json::Error>) -> EventError {
             let problem = if let Some(rest) = msg.strip_prefix("missing field `") {
                 format!("missing field `{}`", rest.split('`').next().unwrap_or(""))
             } else if msg.starts_with("invalid type") {
-                let expected = msg
-                    .split(", expected ")
-                    .nth(1)
-                    .map(|s| s.split(" at line").next().unwrap_or(s))
+                // `invalid type: <value>, expected <what> at line L column C`: the value may hold
+                // ", expected " itself, so take serde's part from the right, and only if it looks
+                // like serde's own wording.
+                let core = msg
+                    .rsplit_once(" at line ")
+                    .map_or(msg.as_str(), |(a, _)| a);
+                let expected = core
+                    .rsplit_once(", expected ")
+                    .map(|(_, e)| e)
+                    .filter(|e| {
+                        e.len() <= 80
+                            && e.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || " ,-_()\"".contains(c))
+                    })
                     .unwrap_or("another type");
                 format!("wrong type (expected {expected})")
             } else if msg.starts_with("duplicate field") {

@@ -6,9 +6,9 @@
 //!
 //! Matching is on the key name, case-insensitively (Unicode lower case), at any depth: keys of
 //! nested objects and of objects inside arrays are removed too, with their whole value. The keys
-//! are configurable (`REDACT_KEYS`); the default is the convention's two transcript keys,
-//! `promptText` and `responseText`. Other `privateMetadata` keys that carry code or prose (see the
-//! README, "Redaction") can be added there.
+//! are the convention's two transcript keys, `promptText` and `responseText`, always, plus any
+//! listed in `REDACT_KEYS` (other `privateMetadata` keys that carry code or prose, see the README,
+//! "Redaction"): the variable adds keys, it can never remove the transcript ones.
 //!
 //! The result lists the JSON paths that were removed, so each row records what was redacted
 //! without recording any of it.
@@ -44,6 +44,14 @@ impl Redactor {
             return Err("must name at least one key to redact".into());
         }
         Ok(Self { keys: lowered })
+    }
+
+    /// The default keys plus the comma-separated `extra` ones (`REDACT_KEYS`).
+    pub fn with_defaults(extra: &str) -> Result<Self, String> {
+        if extra.chars().any(char::is_control) {
+            return Err("key names cannot contain control characters".into());
+        }
+        Self::new(DEFAULT_REDACT_KEYS.iter().copied().chain(extra.split(',')))
     }
 
     pub fn keys(&self) -> &[String] {

@@ -223,6 +223,13 @@ async fn only_a_valid_google_push_token_passes() {
             AuthError::MissingClaim,
         ),
         (
+            "no iat",
+            with(&|c| {
+                c.as_object_mut().unwrap().remove("iat");
+            }),
+            AuthError::MissingClaim,
+        ),
+        (
             "HS256 signed with the public key",
             hs256_with_public_key,
             AuthError::Algorithm("HS256".into()),

@@ -39,7 +39,7 @@ deletion_protection = true
 # Service configuration.
 dotcom_url           = "https://sourcegraph.com"
 dotcom_instance_ids  = []
-redact_keys          = ["promptText", "responseText"]
+redact_keys          = ["inlineCompletionItemContext", "prediction", "codeToRewrite", "diff", "editContext", "smartApplyContext"]
 sink_timeout_seconds = 30
 rust_log             = "info"
 

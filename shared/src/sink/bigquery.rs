@@ -108,6 +108,7 @@ impl BigQuerySink {
     async fn insert_once(
         &self,
         rows: &[PreparedRow],
+        timeout: Duration,
     ) -> Result<Vec<Result<(), RowError>>, (SinkError, bool)> {
         let mut request = TableDataInsertAllRequest::new();
         request.skip_invalid_rows();
@@ -132,7 +133,7 @@ impl BigQuerySink {
             &self.table.table,
             request,
         );
-        let response = match tokio::time::timeout(self.timeout, call).await {
+        let response = match tokio::time::timeout(timeout, call).await {
             Err(_) => {
                 return Err((
                     SinkError::Transient(format!(
@@ -234,11 +235,18 @@ fn classify_error(e: BQError) -> SinkError {
 #[async_trait]
 impl RowSink for BigQuerySink {
     async fn insert(&self, rows: Vec<PreparedRow>) -> Result<Vec<Result<(), RowError>>, SinkError> {
-        match self.insert_once(&rows).await {
+        let started = std::time::Instant::now();
+        match self.insert_once(&rows, self.timeout).await {
             Ok(results) => Ok(results),
             // A pooled connection that the server had closed (the emulator does after a 500)
-            // fails once with a reset; the insert is idempotent by insertId, so retry once.
-            Err((_, true)) => self.insert_once(&rows).await.map_err(|(e, _)| e),
+            // fails once with a reset; the insert is idempotent by insertId, so retry once, within
+            // the same overall timeout.
+            Err((e, true)) => match self.timeout.checked_sub(started.elapsed()) {
+                Some(left) if !left.is_zero() => {
+                    self.insert_once(&rows, left).await.map_err(|(e, _)| e)
+                }
+                _ => Err(e),
+            },
             Err((e, false)) => Err(e),
         }
     }
