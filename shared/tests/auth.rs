@@ -296,33 +296,24 @@ async fn the_jwks_is_cached_and_refreshed_for_a_new_kid() {
 async fn an_unauthenticated_push_is_refused_before_it_is_read() {
     let key = new_key("k1");
     let jwks = jwks_server(&[&key], "max-age=600").await;
-    let vars = [
-        ("HOST", "127.0.0.1".to_string()),
-        ("PORT", "0".to_string()),
-        ("GOOGLE_CLOUD_PROJECT", "p".to_string()),
-        ("TRANSCRIPT_BUCKET", "b-1".to_string()),
-        ("PUSH_AUTH_AUDIENCE", AUDIENCE.to_string()),
-        ("PUSH_AUTH_SERVICE_ACCOUNTS", PUSHER.to_string()),
-        ("PUSH_AUTH_JWKS_URL", jwks.url.clone()),
-    ];
-    let config = pipeline::Config::from_lookup(pipeline::Service::ToGcs, |k| {
-        vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
-    })
-    .unwrap();
     let store = Arc::new(support::MemoryStore::default());
-    let app = pipeline::startup::Application::build_with(
-        &config,
+    let app = support::spawn_local(
+        pipeline::Service::ToGcs,
+        &[
+            ("TRANSCRIPT_BUCKET", "b-1"),
+            ("PUSH_AUTH", "on"),
+            ("PUSH_AUTH_AUDIENCE", AUDIENCE),
+            ("PUSH_AUTH_SERVICE_ACCOUNTS", PUSHER),
+            ("PUSH_AUTH_JWKS_URL", &jwks.url),
+        ],
         pipeline::handler::Destination::Objects {
             store: store.clone(),
             prefix: "t".into(),
         },
         None,
     )
-    .await
-    .unwrap();
-    let url = format!("http://127.0.0.1:{}/", app.port());
-    let (_t, shutdown) = pipeline::shutdown::ShutdownTrigger::new();
-    tokio::spawn(app.run_until_stopped(shutdown));
+    .await;
+    let url = format!("{}/", app.url);
 
     let data = json!({"event": {"id": "e1", "timestamp": "2024-05-14T21:12:07Z", "feature": "f", "action": "a",
         "parameters": {"metadata": {"recordsPrivateMetadataTranscript": 1}, "privateMetadata": {"promptText": "x"}}},

@@ -278,29 +278,14 @@ async fn through_http_every_2xx_is_a_write_or_a_skip_with_its_reason() {
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
     let rows = std::sync::Arc::new(support::MemoryRows::default());
-    let vars = [
-        ("HOST", "127.0.0.1"),
-        ("PORT", "0"),
-        ("GOOGLE_CLOUD_PROJECT", "p"),
-        ("BIGQUERY_DATASET", "d"),
-        ("PUSH_AUTH", "off"),
-    ];
-    let config = pipeline::Config::from_lookup(pipeline::Service::SubV2, |k| {
-        vars.iter()
-            .find(|(n, _)| *n == k)
-            .map(|(_, v)| v.to_string())
-    })
-    .unwrap();
-    let app = pipeline::startup::Application::build_with(
-        &config,
+    let app = support::spawn_local(
+        pipeline::Service::SubV2,
+        &[("BIGQUERY_DATASET", "d")],
         pipeline::handler::Destination::Rows(rows.clone()),
         None,
     )
-    .await
-    .unwrap();
-    let url = format!("http://127.0.0.1:{}/", app.port());
-    let (_t, shutdown) = pipeline::shutdown::ShutdownTrigger::new();
-    tokio::spawn(app.run_until_stopped(shutdown));
+    .await;
+    let url = format!("{}/", app.url);
     let client = reqwest::Client::new();
     let mut runner = TestRunner::deterministic();
     let strategy = input();

@@ -6,49 +6,18 @@ mod support;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use pipeline::config::{Config, Service};
+use pipeline::config::Service;
 use pipeline::decode::{MAX_MESSAGE_DATA_BYTES, MAX_PUSH_BODY_BYTES};
 use pipeline::handler::Destination;
-use pipeline::shutdown::ShutdownTrigger;
 use pipeline::sink::{ObjectStore, RowSink};
-use pipeline::startup::Application;
 use serde_json::{Value, json};
 
 const SECRET: &str = "SECRET-PROMPT-4711";
 
-fn config(service: Service) -> Config {
-    let vars = [
-        ("HOST", "127.0.0.1"),
-        ("PORT", "0"),
-        ("GOOGLE_CLOUD_PROJECT", "p"),
-        ("TRANSCRIPT_BUCKET", "b-1"),
-        ("BIGQUERY_DATASET", "d"),
-        ("PUSH_AUTH", "off"),
-    ];
-    Config::from_lookup(service, |k| {
-        vars.iter()
-            .find(|(n, _)| *n == k)
-            .map(|(_, v)| v.to_string())
-    })
-    .unwrap()
-}
+const VARS: &[(&str, &str)] = &[("TRANSCRIPT_BUCKET", "b-1"), ("BIGQUERY_DATASET", "d")];
 
-struct App {
-    url: String,
-    _trigger: ShutdownTrigger,
-}
-
-async fn spawn(service: Service, destination: Destination) -> App {
-    let app = Application::build_with(&config(service), destination, None)
-        .await
-        .unwrap();
-    let url = format!("http://127.0.0.1:{}", app.port());
-    let (trigger, shutdown) = ShutdownTrigger::new();
-    tokio::spawn(app.run_until_stopped(shutdown));
-    App {
-        url,
-        _trigger: trigger,
-    }
+async fn spawn(service: Service, destination: Destination) -> support::LocalApp {
+    support::spawn_local(service, VARS, destination, None).await
 }
 
 fn objects(store: Arc<dyn ObjectStore>) -> Destination {
@@ -240,16 +209,14 @@ async fn sink_failures_are_nacked_and_invalid_rows_rejected() {
 #[tokio::test]
 async fn permanent_failures_are_dead_lettered_before_the_ack() {
     let dlq = Arc::new(support::MemoryDeadLetters::default());
-    let app = Application::build_with(
-        &config(Service::ToBq),
+    let app = support::spawn_local(
+        Service::ToBq,
+        VARS,
         Destination::Rows(Arc::new(support::Rejecting)),
         Some(dlq.clone()),
     )
-    .await
-    .unwrap();
-    let url = format!("http://127.0.0.1:{}", app.port());
-    let (_trigger, shutdown) = ShutdownTrigger::new();
-    tokio::spawn(app.run_until_stopped(shutdown));
+    .await;
+    let url = app.url.clone();
 
     // The row is rejected: dead-lettered with the reason, then acked.
     let data = transcript_data("e-3");
@@ -310,16 +277,14 @@ async fn a_failed_dead_letter_publish_is_nacked() {
         fail: true,
         ..Default::default()
     });
-    let app = Application::build_with(
-        &config(Service::SubV2),
+    let app = support::spawn_local(
+        Service::SubV2,
+        VARS,
         Destination::Rows(Arc::new(support::MemoryRows::default())),
         Some(dlq),
     )
-    .await
-    .unwrap();
-    let url = format!("http://127.0.0.1:{}", app.port());
-    let (_trigger, shutdown) = ShutdownTrigger::new();
-    tokio::spawn(app.run_until_stopped(shutdown));
+    .await;
+    let url = app.url.clone();
     let (status, v) = post(&url, "not json").await;
     assert_eq!(
         (status, v["error"].as_str()),
@@ -337,16 +302,14 @@ async fn a_failed_dead_letter_publish_is_nacked() {
 #[tokio::test]
 async fn oversized_requests_are_refused_and_never_dead_lettered() {
     let dlq = Arc::new(support::MemoryDeadLetters::default());
-    let app = Application::build_with(
-        &config(Service::ToGcs),
+    let app = support::spawn_local(
+        Service::ToGcs,
+        VARS,
         objects(Arc::new(support::MemoryStore::default())),
         Some(dlq.clone()),
     )
-    .await
-    .unwrap();
-    let url = format!("http://127.0.0.1:{}/", app.port());
-    let (_trigger, shutdown) = ShutdownTrigger::new();
-    tokio::spawn(app.run_until_stopped(shutdown));
+    .await;
+    let url = format!("{}/", app.url);
     let client = reqwest::Client::new();
 
     // Headers beyond what an unwrapped push with 100 maximal attributes needs.

@@ -176,6 +176,18 @@ impl PubSub {
             .collect())
     }
 
+    /// Pulls up to `max` messages and releases them again at once: a look that leaves them
+    /// available (otherwise they stay leased for the subscription's ack deadline).
+    pub async fn peek(&self, subscription: &str, max: u32) -> Result<Vec<Pulled>> {
+        let got = self.pull(subscription, max).await?;
+        let ids: Vec<String> = got.iter().map(|m| m.ack_id.clone()).collect();
+        self.client
+            .release(&self.subscription_path(subscription), &ids)
+            .await
+            .map_err(|e| anyhow::anyhow!("release on {subscription}: {e}"))?;
+        Ok(got)
+    }
+
     pub async fn acknowledge(&self, subscription: &str, ack_ids: &[String]) -> Result<()> {
         self.client
             .acknowledge(&self.subscription_path(subscription), ack_ids)

@@ -132,3 +132,41 @@ impl pipeline::dead_letter::DeadLetterSink for MemoryDeadLetters {
         Ok(format!("dl-{}", letters.len()))
     }
 }
+
+/// A service on a random port, over the given sinks, configured from `vars` as the binary would be
+/// from its environment (`HOST=127.0.0.1`, `PORT=0` and `GOOGLE_CLOUD_PROJECT` are preset, and
+/// `PUSH_AUTH=off` unless `vars` says otherwise). Stops when dropped.
+pub struct LocalApp {
+    /// `http://127.0.0.1:PORT` (no trailing slash).
+    pub url: String,
+    _trigger: pipeline::shutdown::ShutdownTrigger,
+}
+
+pub async fn spawn_local(
+    service: Service,
+    vars: &[(&str, &str)],
+    destination: Destination,
+    dead_letters: Option<Arc<dyn pipeline::dead_letter::DeadLetterSink>>,
+) -> LocalApp {
+    let mut all: BTreeMap<String, String> = [
+        ("HOST", "127.0.0.1"),
+        ("PORT", "0"),
+        ("GOOGLE_CLOUD_PROJECT", "p"),
+        ("PUSH_AUTH", "off"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let config = pipeline::Config::from_lookup(service, |k| all.get(k).cloned()).unwrap();
+    let app = pipeline::startup::Application::build_with(&config, destination, dead_letters)
+        .await
+        .unwrap();
+    let url = format!("http://127.0.0.1:{}", app.port());
+    let (trigger, shutdown) = pipeline::shutdown::ShutdownTrigger::new();
+    tokio::spawn(app.run_until_stopped(shutdown));
+    LocalApp {
+        url,
+        _trigger: trigger,
+    }
+}
