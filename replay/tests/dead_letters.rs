@@ -9,11 +9,9 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use e2e::pubsub::Pulled;
 use e2e::samples::{Message, generate};
 use e2e::stack::{
-    BUCKET, DATASET, Endpoints, PROJECT, Stack, TABLE, TOPIC, dead_letter_topic, eventually,
-    spawn_app,
+    BUCKET, DATASET, Endpoints, PROJECT, Stack, TABLE, TOPIC, dead_letter_topic, spawn_app,
 };
 use pipeline::Service;
 use serde_json::Value;
@@ -27,29 +25,6 @@ fn replay(stack: &Stack, args: &[&str]) -> Output {
         .env("GOOGLE_CLOUD_PROJECT", PROJECT)
         .output()
         .expect("replay runs")
-}
-
-async fn wait_dead_letters(stack: &Stack, sub: &str, n: usize) -> Result<Vec<Pulled>> {
-    let ps = stack.pubsub.clone();
-    let sub = sub.to_owned();
-    let got = eventually(
-        &format!("{n} dead letters on {sub}"),
-        Duration::from_secs(120),
-        || {
-            let (ps, sub) = (ps.clone(), sub.clone());
-            async move {
-                let got = ps.peek(&sub, 100).await?;
-                let distinct: BTreeSet<_> = got.iter().map(|m| m.message_id.clone()).collect();
-                Ok(if distinct.len() >= n {
-                    Ok(got)
-                } else {
-                    Err(format!("{} so far", distinct.len()))
-                })
-            }
-        },
-    )
-    .await?;
-    Ok(got)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -105,7 +80,9 @@ async fn dead_letters_are_explained_replayed_and_drained() -> Result<()> {
     let bq_dlq = dead_letter_topic(TOPIC, Service::ToBq);
     let v2_dlq = dead_letter_topic(TOPIC, Service::SubV2);
     for (sub, service) in [(&gcs_dlq, Service::ToGcs)] {
-        let dead = wait_dead_letters(&stack, sub, 3).await?;
+        let dead = stack
+            .wait_dead_letters(sub, 3, Duration::from_secs(120))
+            .await?;
         let mut exhausted = 0;
         for d in &dead {
             let a = &d.attributes;
@@ -147,7 +124,9 @@ async fn dead_letters_are_explained_replayed_and_drained() -> Result<()> {
         );
     }
     for sub in [&bq_dlq, &v2_dlq] {
-        let dead = wait_dead_letters(&stack, sub, 1).await?;
+        let dead = stack
+            .wait_dead_letters(sub, 1, Duration::from_secs(120))
+            .await?;
         ensure!(
             dead[0].attributes["dead_letter.reason"] == "invalid_payload",
             "{:?}",

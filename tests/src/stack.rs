@@ -18,7 +18,7 @@ use pipeline::startup::Application;
 use crate::bigquery::BigQuery;
 use crate::emulators::{self, Emulator};
 use crate::gcs::Gcs;
-use crate::pubsub::{PubSub, PushSubscription};
+use crate::pubsub::{PubSub, Pulled, PushSubscription};
 
 pub const PROJECT: &str = "local-project";
 pub const BUCKET: &str = "transcripts-local";
@@ -114,6 +114,66 @@ impl Stack {
             env.insert(k.to_string(), v.to_string());
         }
         Config::from_lookup(service, |k| env.get(k).cloned()).map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// Waits until the table holds at least `n` rows; returns them.
+    pub async fn wait_rows(&self, n: usize, timeout: Duration) -> Result<Vec<serde_json::Value>> {
+        let bq = self.bigquery.clone();
+        eventually(&format!("{n} BigQuery rows"), timeout, || {
+            let bq = bq.clone();
+            async move {
+                let rows = bq.all_rows(DATASET, TABLE).await?;
+                Ok(if rows.len() >= n {
+                    Ok(rows)
+                } else {
+                    Err(format!("{} of {n} rows", rows.len()))
+                })
+            }
+        })
+        .await
+    }
+
+    /// Waits until at least `n` objects exist under `prefix`. A listing that fails (the emulator
+    /// may be stopped on purpose) counts as not yet.
+    pub async fn wait_objects(&self, prefix: &str, n: usize, timeout: Duration) -> Result<()> {
+        let gcs = self.gcs.clone();
+        eventually(&format!("{n} objects under {prefix}"), timeout, || {
+            let gcs = gcs.clone();
+            async move {
+                let got = gcs.list(BUCKET, prefix).await.map(|o| o.len()).unwrap_or(0);
+                Ok(if got >= n {
+                    Ok(())
+                } else {
+                    Err(format!("{got} of {n} objects"))
+                })
+            }
+        })
+        .await
+    }
+
+    /// Waits until the pull subscription `sub` holds at least `n` distinct messages, looking
+    /// without taking them (see [`PubSub::peek`]); returns what the last look saw.
+    pub async fn wait_dead_letters(
+        &self,
+        sub: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Pulled>> {
+        let ps = self.pubsub.clone();
+        eventually(&format!("{n} messages on {sub}"), timeout, || {
+            let ps = ps.clone();
+            async move {
+                let got = ps.peek(sub, 100).await?;
+                let distinct: std::collections::BTreeSet<_> =
+                    got.iter().map(|m| &m.message_id).collect();
+                Ok(if distinct.len() >= n {
+                    Ok(got)
+                } else {
+                    Err(format!("{} of {n}", distinct.len()))
+                })
+            }
+        })
+        .await
     }
 
     /// Stops the Cloud Storage emulator (its files stay).

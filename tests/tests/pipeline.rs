@@ -14,9 +14,7 @@ use std::time::Duration;
 use anyhow::{Result, ensure};
 use e2e::pubsub::{PushSubscription, push_body};
 use e2e::samples::{Message, generate, load_samples};
-use e2e::stack::{
-    Apps, BUCKET, DATASET, PROJECT, Stack, TABLE, TOPIC, eventually, filter_of, spawn_app,
-};
+use e2e::stack::{Apps, BUCKET, DATASET, PROJECT, Stack, TABLE, TOPIC, filter_of, spawn_app};
 use pipeline::Service;
 use serde_json::Value;
 
@@ -124,38 +122,13 @@ async fn events_land_where_they_belong_and_transcripts_never_reach_bigquery() ->
     // in the emulator).
     let expected_rows = messages.len() + 1;
 
-    let bq = stack.bigquery.clone();
-    let rows = eventually("all BigQuery rows", Duration::from_secs(240), || {
-        let bq = bq.clone();
-        async move {
-            let rows = bq.all_rows(DATASET, TABLE).await?;
-            Ok(if rows.len() >= expected_rows {
-                Ok(rows)
-            } else {
-                Err(format!("{} of {expected_rows} rows", rows.len()))
-            })
-        }
-    })
-    .await?;
-    for prefix in ["transcripts/", "unwrapped/"] {
-        let gcs = stack.gcs.clone();
-        let want = transcripts.len();
-        eventually(
-            &format!("{prefix} objects"),
-            Duration::from_secs(120),
-            || {
-                let gcs = gcs.clone();
-                async move {
-                    let n = gcs.list(BUCKET, prefix).await?.len();
-                    Ok(if n >= want {
-                        Ok(())
-                    } else {
-                        Err(format!("{n} of {want} objects"))
-                    })
-                }
-            },
-        )
+    let rows = stack
+        .wait_rows(expected_rows, Duration::from_secs(240))
         .await?;
+    for prefix in ["transcripts/", "unwrapped/"] {
+        stack
+            .wait_objects(prefix, transcripts.len(), Duration::from_secs(120))
+            .await?;
     }
     // Let stragglers (redeliveries) arrive before counting exactly.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -303,24 +276,9 @@ async fn events_land_where_they_belong_and_transcripts_never_reach_bigquery() ->
 
     // --- The malformed message went to every handler's dead-letter topic, unchanged.
     for service in Service::ALL {
-        let sub = dead_letters.of(service).to_owned();
-        let ps = stack.pubsub.clone();
-        let dead = eventually(
-            &format!("{service} dead letter"),
-            Duration::from_secs(90),
-            || {
-                let (ps, sub) = (ps.clone(), sub.clone());
-                async move {
-                    let got = ps.pull(&sub, 10).await?;
-                    Ok(if got.is_empty() {
-                        Err("none yet".to_string())
-                    } else {
-                        Ok(got)
-                    })
-                }
-            },
-        )
-        .await?;
+        let dead = stack
+            .wait_dead_letters(dead_letters.of(service), 1, Duration::from_secs(90))
+            .await?;
         ensure!(
             dead.len() == 1,
             "{service}: {} dead letters: {:?}",
@@ -373,30 +331,10 @@ async fn a_storage_outage_is_nacked_and_redelivery_loses_nothing() -> Result<()>
     ensure!(transcripts.len() >= 10);
     let (before, during) = transcripts.split_at(transcripts.len() / 2);
 
-    let gcs_client = stack.gcs.clone();
-    let wait_for = |n: usize| {
-        let gcs = gcs_client.clone();
-        async move {
-            eventually("objects", Duration::from_secs(120), || {
-                let gcs = gcs.clone();
-                async move {
-                    let got = gcs
-                        .list(BUCKET, "transcripts/")
-                        .await
-                        .map(|o| o.len())
-                        .unwrap_or(0);
-                    Ok(if got >= n {
-                        Ok(())
-                    } else {
-                        Err(format!("{got} of {n}"))
-                    })
-                }
-            })
-            .await
-        }
-    };
     publish_all(&stack, topic, before).await?;
-    wait_for(before.len()).await?;
+    stack
+        .wait_objects("transcripts/", before.len(), Duration::from_secs(120))
+        .await?;
 
     stack.stop_gcs();
     // A push straight to the handler while storage is down is nacked with a 5xx.
@@ -428,7 +366,9 @@ async fn a_storage_outage_is_nacked_and_redelivery_loses_nothing() -> Result<()>
     publish_all(&stack, topic, during).await?;
     tokio::time::sleep(Duration::from_secs(6)).await;
     stack.restart_gcs().await?;
-    wait_for(transcripts.len()).await?;
+    stack
+        .wait_objects("transcripts/", transcripts.len(), Duration::from_secs(120))
+        .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let objects = stack.gcs.list(BUCKET, "transcripts/").await?;

@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::{Result, ensure};
 use e2e::pubsub::push_body;
 use e2e::samples::go_json;
-use e2e::stack::{Apps, BUCKET, DATASET, Stack, TABLE, TOPIC, dead_letter_topic, eventually};
+use e2e::stack::{Apps, BUCKET, Stack, TOPIC, dead_letter_topic};
 use pipeline::Service;
 use serde_json::{Value, json};
 
@@ -223,40 +223,14 @@ async fn transcript_text_reaches_the_bucket_and_nothing_else() -> Result<()> {
     }
 
     let want_rows = valid.len() * 2;
-    let bq = stack.bigquery.clone();
-    let rows = eventually("rows", Duration::from_secs(120), || {
-        let bq = bq.clone();
-        async move {
-            let rows = bq.all_rows(DATASET, TABLE).await?;
-            Ok(if rows.len() >= want_rows {
-                Ok(rows)
-            } else {
-                Err(format!("{} of {want_rows}", rows.len()))
-            })
-        }
-    })
-    .await?;
+    let rows = stack.wait_rows(want_rows, Duration::from_secs(120)).await?;
     let mut dead = Vec::new();
     for service in Service::ALL {
         let sub = dead_letter_topic(TOPIC, service);
-        let ps = stack.pubsub.clone();
         let want = malformed.len() * 2; // through Pub/Sub and pushed directly
-        let got = eventually(
-            &format!("{service} dead letters"),
-            Duration::from_secs(60),
-            || {
-                let (ps, sub) = (ps.clone(), sub.clone());
-                async move {
-                    let got = ps.peek(&sub, 100).await?;
-                    Ok(if got.len() >= want {
-                        Ok(got)
-                    } else {
-                        Err(format!("{} of {want}", got.len()))
-                    })
-                }
-            },
-        )
-        .await?;
+        let got = stack
+            .wait_dead_letters(&sub, want, Duration::from_secs(60))
+            .await?;
         dead.extend(got);
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
