@@ -10,7 +10,7 @@ locals {
     "jsonPayload.outcome=(\"written\" OR \"already_stored\" OR \"skipped\" OR \"rejected\" OR \"retry\")",
   ])
 
-  alert_documentation_footer = "Outcome log lines: Logs Explorer, `${replace(local.outcome_log_filter, "\n", " ")}`. Runbook: docs/deploy.md in the pipeline repository."
+  alert_documentation_footer = "Outcome log lines: Logs Explorer, `${replace(local.outcome_log_filter, "\n", " ")}`. Runbook: docs/runbook.md in the pipeline repository."
 }
 
 # --- Log-based metrics ---------------------------------------------------------------------------

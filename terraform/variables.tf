@@ -243,7 +243,7 @@ variable "dotcom_instance_ids" {
 }
 
 variable "redact_keys" {
-  description = "REDACT_KEYS: privateMetadata keys removed (case-insensitively, at any depth) from every BigQuery row in addition to promptText and responseText, which the services always remove. See the README for Cody keys worth adding."
+  description = "REDACT_KEYS: privateMetadata keys removed (case-insensitively, at any depth) from every BigQuery row in addition to promptText and responseText, which the services always remove. See docs/design.md (Redaction) for Cody keys worth adding."
   type        = list(string)
   default     = []
 

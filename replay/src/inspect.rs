@@ -8,10 +8,8 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use pipeline::classify::DotCom;
-use pipeline::config::Service;
+use pipeline::config::{Rules, Service};
 use pipeline::handler::{Destination, FailureKind, Handler, Outcome};
-use pipeline::redact::Redactor;
 use pipeline::sink::{NewObject, ObjectStore, PreparedRow, RowError, RowSink, SinkError, Stored};
 use serde_json::{Value, json};
 
@@ -40,34 +38,8 @@ impl RowSink for Recorder {
     }
 }
 
-/// The routing settings the handlers use, from the same environment variables as the services.
-pub struct Settings {
-    pub dotcom: DotCom,
-    pub redactor: Redactor,
-}
-
-impl Settings {
-    pub fn from_env() -> anyhow::Result<Self> {
-        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        let dotcom = DotCom::new(
-            &get("DOTCOM_URL").unwrap_or_else(|| pipeline::classify::DEFAULT_DOTCOM_URL.into()),
-            get("DOTCOM_INSTANCE_IDS")
-                .map(|v| v.split(',').map(str::to_owned).collect())
-                .unwrap_or_default(),
-        )
-        .map_err(|e| anyhow::anyhow!("DOTCOM_URL: {e}"))?;
-        let redactor = match get("REDACT_KEYS") {
-            Some(v) => {
-                Redactor::new(v.split(',')).map_err(|e| anyhow::anyhow!("REDACT_KEYS: {e}"))?
-            }
-            None => Redactor::default(),
-        };
-        Ok(Self { dotcom, redactor })
-    }
-}
-
 /// What `service` would do with the letter now: `write`, `skip` or `dead-letter`.
-async fn decide(settings: &Settings, service: Service, letter: &Letter) -> Value {
+async fn decide(rules: &Rules, service: Service, letter: &Letter) -> Value {
     let recorder = Arc::new(Recorder::default());
     let destination = match service {
         Service::ToGcs => Destination::Objects {
@@ -76,12 +48,7 @@ async fn decide(settings: &Settings, service: Service, letter: &Letter) -> Value
         },
         _ => Destination::Rows(recorder.clone()),
     };
-    let handler = match Handler::new(
-        service,
-        settings.dotcom.clone(),
-        settings.redactor.clone(),
-        destination,
-    ) {
+    let handler = match Handler::new(service, rules.clone(), destination) {
         Ok(h) => h,
         Err(e) => return json!({"action": "error", "reason": e}),
     };
@@ -113,14 +80,11 @@ async fn decide(settings: &Settings, service: Service, letter: &Letter) -> Value
 }
 
 /// One JSON object per letter: where it came from, why it failed, and each handler's decision.
-pub async fn inspect(settings: &Settings, letter: &Letter) -> Value {
+pub async fn inspect(rules: &Rules, letter: &Letter) -> Value {
     let mut v = letter.describe();
     let mut now = serde_json::Map::new();
     for service in Service::ALL {
-        now.insert(
-            service.name().into(),
-            decide(settings, service, letter).await,
-        );
+        now.insert(service.name().into(), decide(rules, service, letter).await);
     }
     v["now"] = Value::Object(now);
     v

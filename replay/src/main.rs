@@ -19,8 +19,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use pipeline::pubsub::{PubSubClient, ReceivedMessage};
 use serde_json::{Value, json};
 
-use crate::inspect::Settings;
 use crate::letter::Letter;
+use pipeline::config::{Env, Rules};
 
 const AFTER_HELP: &str = "\
 A dead letter at 3 a.m., step by step:
@@ -138,13 +138,7 @@ fn subscription_path(cli_project: &Option<String>, s: &str) -> Result<String> {
 }
 
 fn pubsub() -> Result<PubSubClient> {
-    let emulator = std::env::var("PUBSUB_EMULATOR_HOST").ok().map(|h| {
-        if h.starts_with("http") {
-            h
-        } else {
-            format!("http://{h}")
-        }
-    });
+    let emulator = pipeline::config::pubsub_emulator(&Env::process())?;
     PubSubClient::connect(emulator.as_deref(), Duration::from_secs(30)).map_err(anyhow::Error::msg)
 }
 
@@ -224,7 +218,8 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             subscription,
             limit,
         } => {
-            let settings = Settings::from_env()?;
+            // Exactly the services' parser: REDACT_KEYS can only add to the transcript keys.
+            let rules = Rules::from_env(&Env::process())?;
             let messages: Vec<ReceivedMessage> = match (file, subscription) {
                 (Some(path), _) => {
                     let text = std::fs::read_to_string(&path)
@@ -243,7 +238,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             };
             let mut stdout = std::io::stdout().lock();
             for m in messages.into_iter().take(limit) {
-                let v = inspect::inspect(&settings, &Letter::new(m)).await;
+                let v = inspect::inspect(&rules, &Letter::new(m)).await;
                 writeln!(stdout, "{}", serde_json::to_string(&v)?)?;
             }
             Ok(std::process::ExitCode::SUCCESS)

@@ -83,9 +83,156 @@ fn err(var: &'static str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Where a service writes.
+/// Where configuration comes from: the process environment, or any lookup (tests). A variable
+/// that is set but blank counts as unset.
+pub struct Env<'a> {
+    lookup: Lookup<'a>,
+}
+
+type Lookup<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
+
+impl Env<'static> {
+    /// The process environment.
+    pub fn process() -> Self {
+        Self::from_fn(|name| std::env::var(name).ok())
+    }
+}
+
+impl<'a> Env<'a> {
+    pub fn from_fn(lookup: impl Fn(&str) -> Option<String> + 'a) -> Self {
+        Self {
+            lookup: Box::new(lookup),
+        }
+    }
+
+    /// The trimmed value, `None` when unset or blank.
+    pub fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, name: &'static str, what: &str) -> Result<String, ConfigError> {
+        self.get(name)
+            .ok_or_else(|| err(name, format!("not set ({what})")))
+    }
+
+    /// Comma-separated values, trimmed, blanks dropped.
+    fn list(&self, name: &str) -> Vec<String> {
+        self.get(name)
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// A service's whole configuration, one typed part per concern; each part parses itself.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub service: Service,
+    pub server: ServerSettings,
+    /// `GOOGLE_CLOUD_PROJECT`.
+    pub project: String,
+    pub rules: Rules,
+    pub sink: SinkConfig,
+    pub dead_letters: DeadLetterSettings,
+    /// Push authentication (`PUSH_AUTH`, on unless set to `off`).
+    pub auth: Option<AuthConfig>,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env(service: Service) -> Result<Self, ConfigError> {
+        Self::from(service, &Env::process())
+    }
+
+    /// Reads configuration through `lookup` (tests never touch the process environment).
+    pub fn from_lookup(
+        service: Service,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        Self::from(service, &Env::from_fn(lookup))
+    }
+
+    pub fn from(service: Service, env: &Env<'_>) -> Result<Self, ConfigError> {
+        let server = ServerSettings::from_env(env)?;
+        let project = env.required("GOOGLE_CLOUD_PROJECT", "the Google Cloud project id")?;
+        check_id("GOOGLE_CLOUD_PROJECT", &project)?;
+        Ok(Config {
+            service,
+            server,
+            rules: Rules::from_env(env)?,
+            sink: SinkConfig::from_env(service, env, &project)?,
+            dead_letters: DeadLetterSettings::from_env(env, &project)?,
+            auth: AuthConfig::from_env(env)?,
+            project,
+        })
+    }
+}
+
+/// `HOST` and `PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SinkConfig {
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+}
+
+impl ServerSettings {
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let port = match env.get("PORT") {
+            None => 8080,
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| err("PORT", format!("`{p}` is not a port number (0-65535)")))?,
+        };
+        let host = env.get("HOST").unwrap_or_else(|| "0.0.0.0".into());
+        if host.parse::<std::net::IpAddr>().is_err() {
+            return Err(err("HOST", format!("`{host}` is not an IP address")));
+        }
+        Ok(Self { host, port })
+    }
+
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// The transcript rules that every handler and `replay inspect` apply: how DotCom is recognised
+/// (`DOTCOM_URL`, `DOTCOM_INSTANCE_IDS`) and which keys are redacted (`REDACT_KEYS`, which only
+/// adds to the transcript keys). One parser for the services and `replay`, so they cannot drift.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Rules {
+    pub dotcom: DotCom,
+    pub redactor: Redactor,
+}
+
+impl Rules {
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let url = env
+            .get("DOTCOM_URL")
+            .unwrap_or_else(|| DEFAULT_DOTCOM_URL.into());
+        let dotcom =
+            DotCom::new(&url, env.list("DOTCOM_INSTANCE_IDS")).map_err(|p| err("DOTCOM_URL", p))?;
+        let redactor = Redactor::from_list(&env.get("REDACT_KEYS").unwrap_or_default())
+            .map_err(|p| err("REDACT_KEYS", p))?;
+        Ok(Self { dotcom, redactor })
+    }
+}
+
+/// Where a service writes, and how long one write may take (`SINK_TIMEOUT_SECONDS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkConfig {
+    pub target: SinkTarget,
+    /// Upper bound for one sink call, retries included.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkTarget {
     Gcs {
         bucket: String,
         prefix: String,
@@ -99,70 +246,9 @@ pub enum SinkConfig {
     },
 }
 
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub service: Service,
-    pub host: String,
-    pub port: u16,
-    pub project: String,
-    pub dotcom: DotCom,
-    pub redactor: Redactor,
-    pub sink: SinkConfig,
-    /// Upper bound for one sink call, retries included.
-    pub sink_timeout: Duration,
-    /// `DEAD_LETTER_TOPIC`, as `projects/{p}/topics/{t}`: where permanent failures are published.
-    pub dead_letter_topic: Option<String>,
-    /// `PUBSUB_EMULATOR_HOST`, as an `http://host:port` endpoint.
-    pub pubsub_emulator: Option<String>,
-    /// Push authentication (`PUSH_AUTH`, on unless set to `off`).
-    pub auth: Option<AuthConfig>,
-}
-
-impl Config {
-    /// Reads the process environment.
-    pub fn from_env(service: Service) -> Result<Self, ConfigError> {
-        Self::from_lookup(service, |name| std::env::var(name).ok())
-    }
-
-    /// Reads configuration through `lookup` (a variable that is set but blank counts as unset).
-    pub fn from_lookup(
-        service: Service,
-        lookup: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let required = |name: &'static str, what: &str| {
-            get(name).ok_or_else(|| err(name, format!("not set ({what})")))
-        };
-
-        let port = match get("PORT") {
-            None => 8080,
-            Some(p) => p
-                .parse::<u16>()
-                .map_err(|_| err("PORT", format!("`{p}` is not a port number (0-65535)")))?,
-        };
-        let host = get("HOST").unwrap_or_else(|| "0.0.0.0".into());
-        if host.parse::<std::net::IpAddr>().is_err() {
-            return Err(err("HOST", format!("`{host}` is not an IP address")));
-        }
-        let project = required("GOOGLE_CLOUD_PROJECT", "the Google Cloud project id")?;
-        check_id("GOOGLE_CLOUD_PROJECT", &project)?;
-
-        let dotcom_url = get("DOTCOM_URL").unwrap_or_else(|| DEFAULT_DOTCOM_URL.into());
-        let instance_ids = get("DOTCOM_INSTANCE_IDS")
-            .map(|v| v.split(',').map(str::to_owned).collect())
-            .unwrap_or_default();
-        let dotcom = DotCom::new(&dotcom_url, instance_ids).map_err(|p| err("DOTCOM_URL", p))?;
-
-        // Extra keys add to the transcript keys; they never replace them, so someone "adding"
-        // a key cannot stop promptText/responseText from being redacted.
-        let redactor = Redactor::with_defaults(get("REDACT_KEYS").as_deref().unwrap_or(""))
-            .map_err(|p| err("REDACT_KEYS", p))?;
-
-        let sink_timeout = match get("SINK_TIMEOUT_SECONDS") {
+impl SinkConfig {
+    pub fn from_env(service: Service, env: &Env<'_>, project: &str) -> Result<Self, ConfigError> {
+        let timeout = match env.get("SINK_TIMEOUT_SECONDS") {
             None => Duration::from_secs(30),
             Some(v) => match v.parse::<u64>() {
                 Ok(s) if (1..=540).contains(&s) => Duration::from_secs(s),
@@ -174,123 +260,141 @@ impl Config {
                 }
             },
         };
-
-        let sink = match service {
-            Service::ToGcs => {
-                let bucket = required(
-                    "TRANSCRIPT_BUCKET",
-                    "the Cloud Storage bucket for transcripts",
-                )?;
-                check_bucket(&bucket)?;
-                let prefix = get("TRANSCRIPT_PREFIX")
-                    .unwrap_or_else(|| "transcripts".into())
-                    .trim_matches('/')
-                    .to_owned();
-                SinkConfig::Gcs {
-                    bucket,
-                    prefix,
-                    emulator: emulator_endpoint(
-                        get("STORAGE_EMULATOR_HOST"),
-                        "STORAGE_EMULATOR_HOST",
-                    )?,
-                }
-            }
-            Service::ToBq | Service::SubV2 => {
-                let dataset = required(
-                    "BIGQUERY_DATASET",
-                    "the BigQuery dataset of event_telemetry",
-                )?;
-                check_id("BIGQUERY_DATASET", &dataset)?;
-                let table = get("BIGQUERY_TABLE").unwrap_or_else(|| "event_telemetry".into());
-                check_id("BIGQUERY_TABLE", &table)?;
-                let bq_project = get("BIGQUERY_PROJECT").unwrap_or_else(|| project.clone());
-                check_id("BIGQUERY_PROJECT", &bq_project)?;
-                SinkConfig::BigQuery {
-                    table: TableRef {
-                        project: bq_project,
-                        dataset,
-                        table,
-                    },
-                    emulator: emulator_endpoint(
-                        get("BIGQUERY_EMULATOR_HOST"),
-                        "BIGQUERY_EMULATOR_HOST",
-                    )?,
-                }
-            }
+        let target = match service {
+            Service::ToGcs => SinkTarget::gcs_from_env(env)?,
+            Service::ToBq | Service::SubV2 => SinkTarget::bigquery_from_env(env, project)?,
         };
+        Ok(Self { target, timeout })
+    }
+}
 
-        let dead_letter_topic = match get("DEAD_LETTER_TOPIC") {
+impl SinkTarget {
+    fn gcs_from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let bucket = env.required(
+            "TRANSCRIPT_BUCKET",
+            "the Cloud Storage bucket for transcripts",
+        )?;
+        check_bucket(&bucket)?;
+        let prefix = env
+            .get("TRANSCRIPT_PREFIX")
+            .unwrap_or_else(|| "transcripts".into())
+            .trim_matches('/')
+            .to_owned();
+        Ok(SinkTarget::Gcs {
+            bucket,
+            prefix,
+            emulator: emulator_endpoint(env, "STORAGE_EMULATOR_HOST")?,
+        })
+    }
+
+    fn bigquery_from_env(env: &Env<'_>, project: &str) -> Result<Self, ConfigError> {
+        let dataset = env.required(
+            "BIGQUERY_DATASET",
+            "the BigQuery dataset of event_telemetry",
+        )?;
+        check_id("BIGQUERY_DATASET", &dataset)?;
+        let table = env
+            .get("BIGQUERY_TABLE")
+            .unwrap_or_else(|| "event_telemetry".into());
+        check_id("BIGQUERY_TABLE", &table)?;
+        let bq_project = env
+            .get("BIGQUERY_PROJECT")
+            .unwrap_or_else(|| project.to_owned());
+        check_id("BIGQUERY_PROJECT", &bq_project)?;
+        Ok(SinkTarget::BigQuery {
+            table: TableRef {
+                project: bq_project,
+                dataset,
+                table,
+            },
+            emulator: emulator_endpoint(env, "BIGQUERY_EMULATOR_HOST")?,
+        })
+    }
+}
+
+/// Where permanent failures are published (`DEAD_LETTER_TOPIC`), through which Pub/Sub
+/// (`PUBSUB_EMULATOR_HOST`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeadLetterSettings {
+    /// `projects/{p}/topics/{t}`.
+    pub topic: Option<String>,
+    pub pubsub_emulator: Option<String>,
+}
+
+impl DeadLetterSettings {
+    pub fn from_env(env: &Env<'_>, project: &str) -> Result<Self, ConfigError> {
+        let topic = match env.get("DEAD_LETTER_TOPIC") {
             None => None,
-            Some(t) => Some(topic_path("DEAD_LETTER_TOPIC", &t, &project)?),
+            Some(t) => Some(topic_path("DEAD_LETTER_TOPIC", &t, project)?),
         };
-        let pubsub_emulator =
-            emulator_endpoint(get("PUBSUB_EMULATOR_HOST"), "PUBSUB_EMULATOR_HOST")?;
+        Ok(Self {
+            topic,
+            pubsub_emulator: pubsub_emulator(env)?,
+        })
+    }
+}
 
-        let auth = match get("PUSH_AUTH").map(|v| v.to_ascii_lowercase()).as_deref() {
-            Some("off") => None,
-            None | Some("on") => {
-                let audience = required(
-                    "PUSH_AUTH_AUDIENCE",
-                    "the audience of the subscription's OIDC token, usually the service URL; PUSH_AUTH=off disables push authentication",
-                )?;
-                let service_accounts: Vec<String> = required(
-                    "PUSH_AUTH_SERVICE_ACCOUNTS",
-                    "comma-separated emails of the push service accounts; PUSH_AUTH=off disables push authentication",
-                )?
-                .split(',')
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
-                .collect();
-                if let Some(bad) = service_accounts.iter().find(|s| !s.contains('@')) {
-                    return Err(err(
-                        "PUSH_AUTH_SERVICE_ACCOUNTS",
-                        format!("`{bad}` is not an email address"),
-                    ));
-                }
-                let jwks_url = get("PUSH_AUTH_JWKS_URL").unwrap_or_else(|| GOOGLE_JWKS_URL.into());
-                if !(jwks_url.starts_with("https://") || jwks_url.starts_with("http://")) {
-                    return Err(err(
-                        "PUSH_AUTH_JWKS_URL",
-                        format!("`{jwks_url}` is not an http(s) URL"),
-                    ));
-                }
-                Some(AuthConfig {
-                    audience,
-                    service_accounts,
-                    jwks_url,
-                })
-            }
+/// `PUBSUB_EMULATOR_HOST` as an `http://host:port` endpoint: the services and `replay` alike.
+pub fn pubsub_emulator(env: &Env<'_>) -> Result<Option<String>, ConfigError> {
+    emulator_endpoint(env, "PUBSUB_EMULATOR_HOST")
+}
+
+impl AuthConfig {
+    /// `PUSH_AUTH` (`on` by default), `PUSH_AUTH_AUDIENCE`, `PUSH_AUTH_SERVICE_ACCOUNTS`,
+    /// `PUSH_AUTH_JWKS_URL`. `None` when switched off.
+    pub fn from_env(env: &Env<'_>) -> Result<Option<Self>, ConfigError> {
+        match env
+            .get("PUSH_AUTH")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            Some("off") => return Ok(None),
+            None | Some("on") => {}
             Some(other) => {
                 return Err(err(
                     "PUSH_AUTH",
                     format!("`{other}` is neither `on` nor `off`"),
                 ));
             }
-        };
-
-        Ok(Config {
-            service,
-            host,
-            port,
-            project,
-            dotcom,
-            redactor,
-            sink,
-            sink_timeout,
-            dead_letter_topic,
-            pubsub_emulator,
-            auth,
-        })
+        }
+        let audience = env.required(
+            "PUSH_AUTH_AUDIENCE",
+            "the audience of the subscription's OIDC token, usually the service URL; PUSH_AUTH=off disables push authentication",
+        )?;
+        env.required(
+            "PUSH_AUTH_SERVICE_ACCOUNTS",
+            "comma-separated emails of the push service accounts; PUSH_AUTH=off disables push authentication",
+        )?;
+        let service_accounts = env.list("PUSH_AUTH_SERVICE_ACCOUNTS");
+        if let Some(bad) = service_accounts.iter().find(|s| !s.contains('@')) {
+            return Err(err(
+                "PUSH_AUTH_SERVICE_ACCOUNTS",
+                format!("`{bad}` is not an email address"),
+            ));
+        }
+        let jwks_url = env
+            .get("PUSH_AUTH_JWKS_URL")
+            .unwrap_or_else(|| GOOGLE_JWKS_URL.into());
+        if !(jwks_url.starts_with("https://") || jwks_url.starts_with("http://")) {
+            return Err(err(
+                "PUSH_AUTH_JWKS_URL",
+                format!("`{jwks_url}` is not an http(s) URL"),
+            ));
+        }
+        Ok(Some(AuthConfig {
+            audience,
+            service_accounts,
+            jwks_url,
+        }))
     }
 }
 
 /// `host:port` or `http(s)://host:port` (the Google client libraries accept both) →
 /// `http(s)://host:port`.
-fn emulator_endpoint(
-    value: Option<String>,
-    var: &'static str,
-) -> Result<Option<String>, ConfigError> {
-    let Some(v) = value else { return Ok(None) };
+fn emulator_endpoint(env: &Env<'_>, var: &'static str) -> Result<Option<String>, ConfigError> {
+    let Some(v) = env.get(var) else {
+        return Ok(None);
+    };
     let v = v.trim_end_matches('/');
     let endpoint = if v.starts_with("http://") || v.starts_with("https://") {
         v.to_owned()
@@ -383,18 +487,18 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(c.port, 8080);
+        assert_eq!(c.server.port, 8080);
         assert_eq!(c.auth, None);
-        assert_eq!(c.host, "0.0.0.0");
+        assert_eq!(c.server.host, "0.0.0.0");
         assert_eq!(
-            c.sink,
-            SinkConfig::Gcs {
+            c.sink.target,
+            SinkTarget::Gcs {
                 bucket: "b-1".into(),
                 prefix: "transcripts".into(),
                 emulator: None
             }
         );
-        assert_eq!(c.redactor, Redactor::default());
+        assert_eq!(c.rules.redactor, Redactor::default());
         let extra = cfg(
             Service::ToGcs,
             &[
@@ -405,10 +509,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            extra.redactor.keys(),
+            extra.rules.redactor.keys(),
             ["diff", "prediction", "prompttext", "responsetext"]
         );
-        assert_eq!(c.dead_letter_topic, None);
+        assert_eq!(c.dead_letters.topic, None);
         let c = cfg(
             Service::ToGcs,
             &[
@@ -419,7 +523,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            c.dead_letter_topic.as_deref(),
+            c.dead_letters.topic.as_deref(),
             Some("projects/p/topics/dlq-1")
         );
 
@@ -433,10 +537,10 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(c.port, 0);
+        assert_eq!(c.server.port, 0);
         assert_eq!(
-            c.sink,
-            SinkConfig::BigQuery {
+            c.sink.target,
+            SinkTarget::BigQuery {
                 table: TableRef {
                     project: "p".into(),
                     dataset: "telemetry".into(),

@@ -16,11 +16,10 @@ use std::sync::Arc;
 
 use chrono::{Datelike, Timelike, Utc};
 
-use crate::classify::{Classification, DotCom, Route};
-use crate::config::Service;
+use crate::classify::{Classification, Route};
+use crate::config::{Rules, Service};
 use crate::decode::PushMessage;
 use crate::event::{Event, TelemetryPayload};
-use crate::redact::Redactor;
 use crate::row::{EventRow, RowSource};
 use crate::sink::{NewObject, ObjectStore, PreparedRow, RowSink, SinkError, Stored};
 
@@ -136,25 +135,18 @@ impl Report {
 #[derive(Clone)]
 pub struct Handler {
     service: Service,
-    dotcom: DotCom,
-    redactor: Redactor,
+    rules: Rules,
     destination: Destination,
 }
 
 impl Handler {
     /// `destination` must fit the service: objects for `to-gcs`, rows for the other two.
-    pub fn new(
-        service: Service,
-        dotcom: DotCom,
-        redactor: Redactor,
-        destination: Destination,
-    ) -> Result<Self, String> {
+    pub fn new(service: Service, rules: Rules, destination: Destination) -> Result<Self, String> {
         match (service, &destination) {
             (Service::ToGcs, Destination::Objects { .. })
             | (Service::ToBq | Service::SubV2, Destination::Rows(_)) => Ok(Self {
                 service,
-                dotcom,
-                redactor,
+                rules,
                 destination,
             }),
             _ => Err(format!("{service} cannot write to this destination")),
@@ -178,8 +170,12 @@ impl Handler {
             }
         };
         let event = &payload.event;
-        let classification =
-            Classification::of(event, &payload.metadata, &message.attributes, &self.dotcom);
+        let classification = Classification::of(
+            event,
+            &payload.metadata,
+            &message.attributes,
+            &self.rules.dotcom,
+        );
         summary.event_id = Some(event.id.to_string());
         summary.feature = Some(clip(&event.feature));
         summary.action = Some(clip(&event.action));
@@ -209,7 +205,7 @@ impl Handler {
                             classification: &classification,
                             handler: self.service.name(),
                         },
-                        &self.redactor,
+                        &self.rules.redactor,
                         Utc::now(),
                     );
                     summary.redacted_keys = row.redacted_keys.len();

@@ -7,7 +7,7 @@
 //! Matching is on the key name, case-insensitively (Unicode lower case), at any depth: keys of
 //! nested objects and of objects inside arrays are removed too, with their whole value. The keys
 //! are the convention's two transcript keys, `promptText` and `responseText`, always, plus any
-//! listed in `REDACT_KEYS` (other `privateMetadata` keys that carry code or prose, see the README,
+//! listed in `REDACT_KEYS` (other `privateMetadata` keys that carry code or prose, see docs/design.md,
 //! "Redaction"): the variable adds keys, it can never remove the transcript ones.
 //!
 //! The result lists the JSON paths that were removed, so each row records what was redacted
@@ -15,43 +15,45 @@
 
 use serde_json::{Map, Value};
 
-/// The default keys: the transcript convention's `promptText` and `responseText`.
-pub const DEFAULT_REDACT_KEYS: &[&str] = &["promptText", "responseText"];
+/// The transcript convention's keys: every [`Redactor`] removes them, whatever else it removes.
+pub const TRANSCRIPT_KEYS: &[&str] = &["promptText", "responseText"];
 
-/// Removes a configured set of keys from JSON objects at any depth.
+/// Removes the transcript keys, and any extra configured keys, from JSON objects at any depth.
+///
+/// A `Redactor` that lacks [`TRANSCRIPT_KEYS`] cannot be built: the only constructors are
+/// [`Redactor::default`] (the transcript keys) and [`Redactor::with_extra`] (the transcript keys
+/// plus others), and the key list is private. Configuration can only ever add keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Redactor {
-    /// Lower-cased key names.
+    /// Lower-cased key names; always includes the transcript keys.
     keys: Vec<String>,
 }
 
 impl Redactor {
-    /// At least one non-empty key is required: a redactor that removes nothing is a configuration
-    /// error, never a default.
-    pub fn new<I, S>(keys: I) -> Result<Self, String>
+    /// The transcript keys plus `extra` (blank entries are ignored).
+    pub fn with_extra<I, S>(extra: I) -> Result<Self, String>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let mut lowered: Vec<String> = keys
-            .into_iter()
-            .map(|k| k.as_ref().trim().to_lowercase())
-            .filter(|k| !k.is_empty())
-            .collect();
-        lowered.sort();
-        lowered.dedup();
-        if lowered.is_empty() {
-            return Err("must name at least one key to redact".into());
+        let mut keys: Vec<String> = TRANSCRIPT_KEYS.iter().map(|k| k.to_lowercase()).collect();
+        for key in extra {
+            let key = key.as_ref().trim();
+            if key.chars().any(char::is_control) {
+                return Err("key names cannot contain control characters".into());
+            }
+            if !key.is_empty() {
+                keys.push(key.to_lowercase());
+            }
         }
-        Ok(Self { keys: lowered })
+        keys.sort();
+        keys.dedup();
+        Ok(Self { keys })
     }
 
-    /// The default keys plus the comma-separated `extra` ones (`REDACT_KEYS`).
-    pub fn with_defaults(extra: &str) -> Result<Self, String> {
-        if extra.chars().any(char::is_control) {
-            return Err("key names cannot contain control characters".into());
-        }
-        Self::new(DEFAULT_REDACT_KEYS.iter().copied().chain(extra.split(',')))
+    /// The transcript keys plus the comma-separated keys of `REDACT_KEYS`.
+    pub fn from_list(list: &str) -> Result<Self, String> {
+        Self::with_extra(list.split(','))
     }
 
     pub fn keys(&self) -> &[String] {
@@ -97,8 +99,11 @@ impl Redactor {
 }
 
 impl Default for Redactor {
+    /// The transcript keys only.
     fn default() -> Self {
-        Self::new(DEFAULT_REDACT_KEYS).expect("the default keys are not empty")
+        Self {
+            keys: TRANSCRIPT_KEYS.iter().map(|k| k.to_lowercase()).collect(),
+        }
     }
 }
 
@@ -147,18 +152,28 @@ mod tests {
     }
 
     #[test]
-    fn keys_are_configurable_and_never_empty() {
-        assert!(Redactor::new(Vec::<String>::new()).is_err());
-        assert!(Redactor::new([" ", ""]).is_err());
-        let r = Redactor::new(["diff", " prediction "]).unwrap();
-        let mut m = obj(json!({"diff": "x", "promptText": "kept", "Prediction": "y"}));
-        assert_eq!(r.redact(&mut m), vec!["Prediction", "diff"]);
-        assert_eq!(m, obj(json!({"promptText": "kept"})));
+    fn extra_keys_add_to_the_transcript_keys_and_never_replace_them() {
+        for list in ["", " ", ",,", "diff", "PROMPTTEXT", "diff, Prediction ,"] {
+            let r = Redactor::from_list(list).unwrap();
+            let mut m = obj(json!({"promptText": "p", "ResponseText": "r", "keep": 1}));
+            r.redact(&mut m);
+            assert_eq!(m, obj(json!({"keep": 1})), "REDACT_KEYS={list:?}");
+        }
+        let r = Redactor::from_list("diff, Prediction").unwrap();
+        assert_eq!(
+            r.keys(),
+            ["diff", "prediction", "prompttext", "responsetext"]
+        );
+        let mut m = obj(json!({"diff": "x", "promptText": "t", "Prediction": "y", "k": 0}));
+        assert_eq!(r.redact(&mut m), vec!["Prediction", "diff", "promptText"]);
+        assert_eq!(m, obj(json!({"k": 0})));
+        assert!(Redactor::from_list("a\nb").is_err());
+        assert_eq!(Redactor::from_list("").unwrap(), Redactor::default());
     }
 
     #[test]
     fn unicode_case_folding() {
-        let r = Redactor::new(["straße"]).unwrap();
+        let r = Redactor::with_extra(["straße"]).unwrap();
         let mut m = obj(json!({"STRAßE": 1, "keep": 2}));
         assert_eq!(r.redact(&mut m), vec!["STRAßE"]);
     }

@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use std::time::Duration;
 
 use crate::auth::Verifier;
-use crate::config::{Config, Service, SinkConfig};
+use crate::config::{Config, Service, SinkTarget};
 use crate::dead_letter::{DeadLetterSink, PubSubDeadLetters};
 use crate::handler::{Destination, Handler};
 use crate::pubsub::PubSubClient;
@@ -45,13 +45,8 @@ impl Application {
         destination: Destination,
         dead_letters: Option<Arc<dyn DeadLetterSink>>,
     ) -> Result<Self, String> {
-        let handler = Handler::new(
-            config.service,
-            config.dotcom.clone(),
-            config.redactor.clone(),
-            destination,
-        )?;
-        let addr = format!("{}:{}", config.host, config.port);
+        let handler = Handler::new(config.service, config.rules.clone(), destination)?;
+        let addr = config.server.address();
         let listener = TcpListener::bind(&addr)
             .await
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -85,29 +80,29 @@ impl Application {
 
 /// Builds the service's real sink client from its configuration.
 pub async fn connect_sink(config: &Config) -> Result<Destination, String> {
-    Ok(match &config.sink {
-        SinkConfig::Gcs {
+    let timeout = config.sink.timeout;
+    Ok(match &config.sink.target {
+        SinkTarget::Gcs {
             bucket,
             prefix,
             emulator,
         } => Destination::Objects {
-            store: Arc::new(
-                GcsStore::connect(bucket, emulator.as_deref(), config.sink_timeout).await?,
-            ),
+            store: Arc::new(GcsStore::connect(bucket, emulator.as_deref(), timeout).await?),
             prefix: prefix.clone(),
         },
-        SinkConfig::BigQuery { table, emulator } => Destination::Rows(Arc::new(
-            BigQuerySink::connect(table.clone(), emulator.as_deref(), config.sink_timeout).await?,
+        SinkTarget::BigQuery { table, emulator } => Destination::Rows(Arc::new(
+            BigQuerySink::connect(table.clone(), emulator.as_deref(), timeout).await?,
         )),
     })
 }
 
 /// The dead-letter topic client, when `DEAD_LETTER_TOPIC` is set.
 pub fn connect_dead_letters(config: &Config) -> Result<Option<Arc<dyn DeadLetterSink>>, String> {
-    let Some(topic) = &config.dead_letter_topic else {
+    let Some(topic) = &config.dead_letters.topic else {
         return Ok(None);
     };
-    let client = PubSubClient::connect(config.pubsub_emulator.as_deref(), Duration::from_secs(10))?;
+    let emulator = config.dead_letters.pubsub_emulator.as_deref();
+    let client = PubSubClient::connect(emulator, Duration::from_secs(10))?;
     Ok(Some(Arc::new(PubSubDeadLetters::new(
         client,
         topic.clone(),
@@ -166,9 +161,9 @@ pub fn main(service: Service) -> ExitCode {
             service = service.name(),
             address = %app.local_addr(),
             push_auth = config.auth.is_some(),
-            redact_keys = config.redactor.keys().join(","),
-            dotcom_url = config.dotcom.url(),
-            dead_letter_topic = config.dead_letter_topic.as_deref().unwrap_or("(none: Pub/Sub's policy only)"),
+            redact_keys = config.rules.redactor.keys().join(","),
+            dotcom_url = config.rules.dotcom.url(),
+            dead_letter_topic = config.dead_letters.topic.as_deref().unwrap_or("(none: Pub/Sub's policy only)"),
             "listening"
         );
         match app.run_until_stopped(shutdown).await {

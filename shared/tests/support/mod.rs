@@ -7,10 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use pipeline::classify::DotCom;
-use pipeline::config::Service;
+use pipeline::config::{Rules, Service};
 use pipeline::handler::{Destination, Handler};
-use pipeline::redact::Redactor;
 use pipeline::sink::{NewObject, ObjectStore, PreparedRow, RowError, RowSink, SinkError, Stored};
 
 /// A bucket in memory, with create-once semantics.
@@ -101,7 +99,7 @@ pub fn handlers() -> Handlers {
         prefix: "transcripts".into(),
     };
     let table = Destination::Rows(rows.clone());
-    let make = |s, d| Handler::new(s, DotCom::default(), Redactor::default(), d).unwrap();
+    let make = |s, d| Handler::new(s, Rules::default(), d).unwrap();
     Handlers {
         to_gcs: make(Service::ToGcs, objects),
         to_bq: make(Service::ToBq, table.clone()),
