@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use crate::auth::{AuthConfig, GOOGLE_JWKS_URL};
-use crate::classify::{DEFAULT_DOTCOM_URL, DotCom};
+use crate::classify::{DEFAULT_DOTCOM_URL, DotCom, Route};
 use crate::redact::Redactor;
 use crate::sink::bigquery::TableRef;
 
@@ -31,6 +31,15 @@ impl Service {
             Service::ToGcs => "to-gcs",
             Service::ToBq => "to-bq",
             Service::SubV2 => "sub-v2",
+        }
+    }
+
+    /// The side of the BigQuery split this service writes (`None`: it writes the bucket).
+    pub fn bigquery_route(&self) -> Option<Route> {
+        match self {
+            Service::ToGcs => None,
+            Service::ToBq => Some(Route::Transcript),
+            Service::SubV2 => Some(Route::NonTranscript),
         }
     }
 }

@@ -20,10 +20,13 @@ use crate::classify::{Classification, Route};
 use crate::config::{Rules, Service};
 use crate::decode::PushMessage;
 use crate::event::{Event, TelemetryPayload};
+pub use crate::failure::{Failure, FailureKind};
+pub use crate::outcome::{NOT_FOR_THIS_SUBSCRIPTION, Outcome, Report, Summary};
+use crate::redact::Redacted;
 use crate::row::{EventRow, RowSource};
-use crate::sink::{NewObject, ObjectStore, PreparedRow, RowSink, SinkError, Stored};
+use crate::sink::{NewObject, ObjectStore, PreparedRow, RowSink, Stored};
 
-/// Where a handler writes.
+/// Where a handler writes: objects for `to-gcs`, rows for the other two.
 #[derive(Clone)]
 pub enum Destination {
     /// Cloud Storage: one object per transcript event under `prefix`.
@@ -35,100 +38,17 @@ pub enum Destination {
     Rows(Arc<dyn RowSink>),
 }
 
-/// A successful outcome: the push can be acked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Stored now: the object name, or the row's insert id.
-    Written { target: String },
-    /// The object already existed (a redelivery or a duplicate publish).
-    AlreadyStored { target: String },
-    /// Deliberately not written by this handler.
-    Skipped { reason: String },
-}
-
-impl Outcome {
-    pub fn label(&self) -> &'static str {
-        match self {
-            Outcome::Written { .. } => "written",
-            Outcome::AlreadyStored { .. } => "already_stored",
-            Outcome::Skipped { .. } => "skipped",
-        }
-    }
-}
-
-/// Why a message was not handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    /// The request or message is not what Pub/Sub and the gateway send: 4xx, never retried into
-    /// success; the subscription's dead-letter policy collects it.
-    Malformed,
-    /// The destination refused the data itself (BigQuery `invalid`): 4xx as well.
-    Rejected,
-    /// The destination failed or was unreachable: 5xx, Pub/Sub redelivers.
-    Transient,
-}
-
-/// A failure: a stable code (`invalid_json`, `sink_unavailable`, …) and a detail without payload text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    pub kind: FailureKind,
-    pub code: &'static str,
-    pub detail: String,
-}
-
-impl Failure {
-    pub fn malformed(code: &'static str, detail: impl ToString) -> Self {
-        Self {
-            kind: FailureKind::Malformed,
-            code,
-            detail: detail.to_string(),
-        }
-    }
-
-    fn from_sink(e: SinkError) -> Self {
-        match e {
-            SinkError::Transient(detail) => Self {
-                kind: FailureKind::Transient,
-                code: "sink_unavailable",
-                detail,
-            },
-            SinkError::Permanent(detail) => Self {
-                kind: FailureKind::Rejected,
-                code: "sink_rejected",
-                detail,
-            },
-        }
-    }
-}
-
-/// Safe facts about the message for the outcome log line (no payload text).
-#[derive(Debug, Clone, Default)]
-pub struct Summary {
-    pub event_id: Option<String>,
-    pub feature: Option<String>,
-    pub action: Option<String>,
-    pub route: Option<&'static str>,
-    pub transcript: Option<bool>,
-    pub mismatches: Vec<&'static str>,
-    pub redacted_keys: usize,
-}
-
-#[derive(Debug, Clone)]
-pub struct Report {
-    pub result: Result<Outcome, Failure>,
-    pub summary: Summary,
-    /// For a permanent failure: the dead-letter message id, or why it could not be published.
-    pub dead_letter: Option<Result<String, String>>,
-}
-
-impl Report {
-    pub fn failed(failure: Failure) -> Self {
-        Self {
-            result: Err(failure),
-            summary: Summary::default(),
-            dead_letter: None,
-        }
-    }
+/// A destination bound to its service: the table writer knows the route it owns.
+#[derive(Clone)]
+enum Writer {
+    Bucket {
+        store: Arc<dyn ObjectStore>,
+        prefix: String,
+    },
+    Table {
+        sink: Arc<dyn RowSink>,
+        owns: Route,
+    },
 }
 
 /// One service's handler.
@@ -136,41 +56,76 @@ impl Report {
 pub struct Handler {
     service: Service,
     rules: Rules,
-    destination: Destination,
+    writer: Writer,
 }
 
 impl Handler {
     /// `destination` must fit the service: objects for `to-gcs`, rows for the other two.
     pub fn new(service: Service, rules: Rules, destination: Destination) -> Result<Self, String> {
-        match (service, &destination) {
-            (Service::ToGcs, Destination::Objects { .. })
-            | (Service::ToBq | Service::SubV2, Destination::Rows(_)) => Ok(Self {
-                service,
-                rules,
-                destination,
-            }),
-            _ => Err(format!("{service} cannot write to this destination")),
-        }
+        let writer = match (service.bigquery_route(), destination) {
+            (None, Destination::Objects { store, prefix }) => Writer::Bucket { store, prefix },
+            (Some(owns), Destination::Rows(sink)) => Writer::Table { sink, owns },
+            _ => return Err(format!("{service} cannot write to this destination")),
+        };
+        Ok(Self {
+            service,
+            rules,
+            writer,
+        })
     }
 
     pub fn service(&self) -> Service {
         self.service
     }
 
+    /// Handles one message; the [`Report`] says what became of it.
     pub async fn handle(&self, message: &PushMessage) -> Report {
-        let mut summary = Summary::default();
-        let payload = match TelemetryPayload::parse(message.data.bytes()) {
-            Ok(p) => p,
-            Err(e) => {
-                return Report {
-                    result: Err(Failure::malformed(e.code(), e)),
-                    summary,
-                    dead_letter: None,
-                };
+        let mut summary = Summary::of_message(message);
+        let result = self.steps(message, &mut summary).await;
+        Report {
+            result,
+            summary,
+            dead_letter: None,
+        }
+    }
+
+    /// The pipeline: parse the payload, classify it, then (for a row) redact and write.
+    async fn steps(
+        &self,
+        message: &PushMessage,
+        summary: &mut Summary,
+    ) -> Result<Outcome, Failure> {
+        let payload = TelemetryPayload::parse(message.data.bytes())?;
+        let classification = self.classify(message, &payload, summary);
+        match &self.writer {
+            Writer::Bucket { store, prefix } => {
+                if let Some(reason) = classification.checks.skip_reason() {
+                    return Ok(Outcome::Skipped { reason });
+                }
+                write_object(store.as_ref(), prefix, message, &payload.event).await
             }
-        };
+            Writer::Table { sink, owns } => {
+                if classification.route != *owns {
+                    return Ok(Outcome::Skipped {
+                        reason: NOT_FOR_THIS_SUBSCRIPTION.into(),
+                    });
+                }
+                let redacted = self.redact(&payload, summary);
+                let row = self.row(message, &payload, &classification, redacted);
+                write_row(sink.as_ref(), &payload.event, row).await
+            }
+        }
+    }
+
+    /// Step 2: is it a transcript event, which route does it take; recorded for the log line.
+    fn classify(
+        &self,
+        message: &PushMessage,
+        payload: &TelemetryPayload,
+        summary: &mut Summary,
+    ) -> Classification {
         let event = &payload.event;
-        let classification = Classification::of(
+        let c = Classification::of(
             event,
             &payload.metadata,
             &message.attributes,
@@ -179,107 +134,91 @@ impl Handler {
         summary.event_id = Some(event.id.to_string());
         summary.feature = Some(clip(&event.feature));
         summary.action = Some(clip(&event.action));
-        summary.route = Some(classification.route.as_str());
-        summary.transcript = Some(classification.is_transcript());
-        summary.mismatches = classification.mismatches.clone();
-
-        let result = match (&self.destination, self.service) {
-            (Destination::Objects { store, prefix }, _) => {
-                self.write_object(store.as_ref(), prefix, message, &payload, &classification)
-                    .await
-            }
-            (Destination::Rows(sink), service) => {
-                let owned = match service {
-                    Service::ToBq => Route::Transcript,
-                    _ => Route::NonTranscript,
-                };
-                if classification.route != owned {
-                    Ok(Outcome::Skipped {
-                        reason: "not_for_this_subscription".into(),
-                    })
-                } else {
-                    let row = EventRow::build(
-                        RowSource {
-                            message,
-                            payload: &payload,
-                            classification: &classification,
-                            handler: self.service.name(),
-                        },
-                        &self.rules.redactor,
-                        Utc::now(),
-                    );
-                    summary.redacted_keys = row.redacted_keys.len();
-                    write_row(sink.as_ref(), event, row).await
-                }
-            }
-        };
-        Report {
-            result,
-            summary,
-            dead_letter: None,
-        }
+        summary.route = Some(c.route.as_str());
+        summary.transcript = Some(c.is_transcript());
+        summary.mismatches = c.mismatches.clone();
+        c
     }
 
-    async fn write_object(
+    /// Step 3: `privateMetadata` without the redacted keys (a row can only be built from this).
+    fn redact(&self, payload: &TelemetryPayload, summary: &mut Summary) -> Redacted {
+        let redacted = self
+            .rules
+            .redactor
+            .redact_private(payload.event.parameters.private_metadata.as_ref());
+        summary.redacted_keys = redacted.removed().len();
+        redacted
+    }
+
+    fn row(
         &self,
-        store: &dyn ObjectStore,
-        prefix: &str,
         message: &PushMessage,
         payload: &TelemetryPayload,
         classification: &Classification,
-    ) -> Result<Outcome, Failure> {
-        if let Some(reason) = classification.checks.skip_reason() {
-            return Ok(Outcome::Skipped { reason });
-        }
-        let event = &payload.event;
-        let name = object_name(prefix, event);
-        let mut metadata = BTreeMap::new();
-        metadata.insert("pubsub-message-id".into(), message.message_id.clone());
-        metadata.insert("event-id".into(), event.id.to_string());
-        metadata.insert("event-feature".into(), clip(&event.feature));
-        metadata.insert("event-action".into(), clip(&event.action));
-        let object = NewObject {
-            name: name.clone(),
-            data: message.data.bytes().clone(),
-            content_type: "application/json",
-            metadata,
+        redacted: Redacted,
+    ) -> EventRow {
+        let source = RowSource {
+            message,
+            payload,
+            classification,
+            handler: self.service.name(),
         };
-        match store.create_once(object).await {
-            Ok(Stored::Created) => Ok(Outcome::Written { target: name }),
-            Ok(Stored::AlreadyExists) => Ok(Outcome::AlreadyStored { target: name }),
-            Err(e) => Err(Failure::from_sink(e)),
-        }
+        EventRow::build(source, redacted, Utc::now())
     }
 }
 
+/// Step 4 for `to-gcs`: the exact published bytes, create-once.
+async fn write_object(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    message: &PushMessage,
+    event: &Event,
+) -> Result<Outcome, Failure> {
+    let name = object_name(prefix, event);
+    let metadata = BTreeMap::from([
+        ("pubsub-message-id".into(), message.message_id.clone()),
+        ("event-id".into(), event.id.to_string()),
+        ("event-feature".into(), clip(&event.feature)),
+        ("event-action".into(), clip(&event.action)),
+    ]);
+    let object = NewObject {
+        name: name.clone(),
+        data: message.data.bytes().clone(),
+        content_type: "application/json",
+        metadata,
+    };
+    match store.create_once(object).await? {
+        Stored::Created => Ok(Outcome::Written { target: name }),
+        Stored::AlreadyExists => Ok(Outcome::AlreadyStored { target: name }),
+    }
+}
+
+/// Step 4 for the BigQuery handlers: one row, its own verdict.
 async fn write_row(sink: &dyn RowSink, event: &Event, row: EventRow) -> Result<Outcome, Failure> {
     let prepared = PreparedRow {
         insert_id: event.id.to_string(),
         json: row.to_json(),
     };
-    let results = sink
-        .insert(vec![prepared])
-        .await
-        .map_err(Failure::from_sink)?;
-    match results.into_iter().next() {
+    let verdict = sink.insert(vec![prepared]).await?.into_iter().next();
+    match verdict {
         Some(Ok(())) => Ok(Outcome::Written {
             target: event.id.to_string(),
         }),
-        Some(Err(e)) if e.is_permanent() => Err(Failure {
-            kind: FailureKind::Rejected,
-            code: "row_invalid",
-            detail: format!("BigQuery rejected the row: {e}"),
-        }),
-        Some(Err(e)) => Err(Failure {
-            kind: FailureKind::Transient,
-            code: "row_not_inserted",
-            detail: format!("BigQuery did not insert the row: {e}"),
-        }),
-        None => Err(Failure {
-            kind: FailureKind::Transient,
-            code: "row_not_inserted",
-            detail: "BigQuery returned no result for the row".into(),
-        }),
+        Some(Err(e)) if e.is_permanent() => Err(Failure::new(
+            FailureKind::Rejected,
+            "row_invalid",
+            format!("BigQuery rejected the row: {e}"),
+        )),
+        Some(Err(e)) => Err(Failure::new(
+            FailureKind::Transient,
+            "row_not_inserted",
+            format!("BigQuery did not insert the row: {e}"),
+        )),
+        None => Err(Failure::new(
+            FailureKind::Transient,
+            "row_not_inserted",
+            "BigQuery returned no result for the row",
+        )),
     }
 }
 

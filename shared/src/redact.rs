@@ -66,6 +66,25 @@ impl Redactor {
             || (!key.is_ascii() && self.keys.contains(&key.to_lowercase()))
     }
 
+    /// Step 3 for a row: `privateMetadata` without the configured keys, as the JSON text of the
+    /// row's column, and the removed paths. The original is left untouched (`to-gcs` and dead
+    /// letters need it as published).
+    pub fn redact_private(&self, private_metadata: Option<&Map<String, Value>>) -> Redacted {
+        let Some(original) = private_metadata else {
+            return Redacted {
+                json: None,
+                removed: Vec::new(),
+            };
+        };
+        let mut copy = original.clone();
+        let removed = self.redact(&mut copy);
+        Redacted {
+            // Serialising a map of JSON values cannot fail.
+            json: serde_json::to_string(&copy).ok(),
+            removed,
+        }
+    }
+
     /// Removes the configured keys from `object` (a `privateMetadata` object), in place. Returns the
     /// removed paths, e.g. `promptText`, `turns[2].responseText`, in document order.
     pub fn redact(&self, object: &mut Map<String, Value>) -> Vec<String> {
@@ -95,6 +114,30 @@ impl Redactor {
             }
             _ => {}
         }
+    }
+}
+
+/// `privateMetadata` after redaction: only a [`Redactor`] makes one, and a BigQuery row can only
+/// be built from one, so no row can skip redaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redacted {
+    json: Option<String>,
+    removed: Vec<String>,
+}
+
+impl Redacted {
+    /// The redacted object as JSON text (`None` when the event had no `privateMetadata`).
+    pub fn json(&self) -> Option<&str> {
+        self.json.as_deref()
+    }
+
+    /// The removed paths, e.g. `promptText`, `turns[2].responseText`.
+    pub fn removed(&self) -> &[String] {
+        &self.removed
+    }
+
+    pub fn into_parts(self) -> (Option<String>, Vec<String>) {
+        (self.json, self.removed)
     }
 }
 

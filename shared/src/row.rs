@@ -1,8 +1,8 @@
 //! The BigQuery row: one `event_telemetry` row per event, mapped to `schema/event_telemetry.json`.
 //!
 //! Built only from typed fields of the parsed event, so unknown fields of the payload never reach
-//! BigQuery, and `privateMetadata` only ever after redaction ([`EventRow::build`] takes the
-//! [`Redactor`], not a redacted map, so there is no way to build a row that skipped it). The raw
+//! BigQuery, and `privateMetadata` only ever after redaction ([`EventRow::build`] takes a
+//! [`Redacted`], which only a redactor makes, so there is no way to build a row that skipped it). The raw
 //! license key is replaced by its SHA-256. JSON columns are sent as JSON-encoded strings (accepted
 //! by BigQuery, and the only form the emulator takes); timestamps as RFC 3339 strings.
 
@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256};
 
 use crate::classify::Classification;
 use crate::decode::PushMessage;
-use crate::event::TelemetryPayload;
-use crate::redact::Redactor;
+use crate::event::{Event, Interaction, Parameters, RequestMetadata, TelemetryPayload, User};
+use crate::redact::Redacted;
 
 /// One `event_telemetry` row. Field names are the column names.
 #[derive(Debug, Clone, Serialize)]
@@ -153,6 +153,71 @@ pub struct RequestMetadataCols {
     pub service_environment: Option<String>,
 }
 
+impl SourceCols {
+    fn of(event: &Event) -> Self {
+        let server = event.source.as_ref().and_then(|s| s.server.as_ref());
+        let client = event.source.as_ref().and_then(|s| s.client.as_ref());
+        Self {
+            server_version: server.and_then(|s| s.version.clone()),
+            client_name: client.and_then(|c| c.name.clone()),
+            client_version: client.and_then(|c| c.version.clone()),
+        }
+    }
+}
+
+impl ParameterCols {
+    fn of(p: &Parameters, private_metadata: Option<String>) -> Self {
+        Self {
+            version: p.version,
+            metadata: p.metadata.as_ref().map(json_string),
+            legacy_metadata: p.legacy_metadata.as_ref().map(json_string),
+            private_metadata,
+            billing_product: p.billing_metadata.as_ref().and_then(|b| b.product.clone()),
+            billing_category: p.billing_metadata.as_ref().and_then(|b| b.category.clone()),
+        }
+    }
+}
+
+impl UserCols {
+    fn of(u: &User) -> Self {
+        Self {
+            user_id: u.user_id.map(|id| id.0.to_string()),
+            anonymous_user_id: u.anonymous_user_id.clone(),
+            sams_external_id: u.sams_external_id.clone(),
+        }
+    }
+}
+
+impl InteractionCols {
+    fn of(i: &Interaction) -> Self {
+        Self {
+            trace_id: i.trace_id.clone(),
+            interaction_id: i.interaction_id.clone(),
+            country_code: i.geolocation.as_ref().and_then(|g| g.country_code.clone()),
+        }
+    }
+}
+
+impl RequestMetadataCols {
+    fn of(metadata: &RequestMetadata) -> Self {
+        let identifier = metadata.identifier.as_ref();
+        let instance = identifier.and_then(|i| i.instance());
+        let service = identifier.and_then(|i| i.managed_service.as_ref());
+        Self {
+            request_id: metadata.request_id.clone(),
+            identifier_type: identifier.map_or("unknown", |i| i.kind()),
+            instance_id: instance.and_then(|i| i.instance_id.clone()),
+            external_url: instance.and_then(|i| i.external_url.clone()),
+            license_key_sha256: identifier
+                .and_then(|i| i.licensed_instance.as_ref())
+                .and_then(|i| i.license_key.as_deref())
+                .map(license_key_sha256),
+            service_id: service.and_then(|s| s.service_id.clone()),
+            service_environment: service.and_then(|s| s.service_environment.clone()),
+        }
+    }
+}
+
 /// What the row mapper needs about one message.
 pub struct RowSource<'a> {
     pub message: &'a PushMessage,
@@ -176,8 +241,8 @@ pub fn license_key_sha256(key: &str) -> String {
 }
 
 impl EventRow {
-    /// Builds the row, redacting `privateMetadata` with `redactor` on the way.
-    pub fn build(src: RowSource<'_>, redactor: &Redactor, ingested_at: DateTime<Utc>) -> Self {
+    /// Builds the row from typed fields only, with `privateMetadata` as the redactor left it.
+    pub fn build(src: RowSource<'_>, redacted: Redacted, ingested_at: DateTime<Utc>) -> Self {
         let RowSource {
             message,
             payload,
@@ -185,19 +250,7 @@ impl EventRow {
             handler,
         } = src;
         let event = &payload.event;
-        let p = &event.parameters;
-
-        let mut redacted_keys = Vec::new();
-        let private_metadata = p.private_metadata.as_ref().map(|m| {
-            let mut m = m.clone();
-            redacted_keys = redactor.redact(&mut m);
-            json_string(&m)
-        });
-
-        let identifier = payload.metadata.identifier.as_ref();
-        let instance = identifier.and_then(|i| i.instance());
-        let service = identifier.and_then(|i| i.managed_service.as_ref());
-
+        let (private_metadata, redacted_keys) = redacted.into_parts();
         EventRow {
             message_id: message.message_id.clone(),
             publish_time: message.publish_time.as_ref().map(ts),
@@ -210,59 +263,17 @@ impl EventRow {
             event_timestamp: ts(&event.timestamp),
             feature: event.feature.clone(),
             action: event.action.clone(),
-            source: SourceCols {
-                server_version: event
-                    .source
-                    .as_ref()
-                    .and_then(|s| s.server.as_ref())
-                    .and_then(|s| s.version.clone()),
-                client_name: event
-                    .source
-                    .as_ref()
-                    .and_then(|s| s.client.as_ref())
-                    .and_then(|c| c.name.clone()),
-                client_version: event
-                    .source
-                    .as_ref()
-                    .and_then(|s| s.client.as_ref())
-                    .and_then(|c| c.version.clone()),
-            },
-            parameters: ParameterCols {
-                version: p.version,
-                metadata: p.metadata.as_ref().map(json_string),
-                legacy_metadata: p.legacy_metadata.as_ref().map(json_string),
-                private_metadata,
-                billing_product: p.billing_metadata.as_ref().and_then(|b| b.product.clone()),
-                billing_category: p.billing_metadata.as_ref().and_then(|b| b.category.clone()),
-            },
-            user: event.user.as_ref().map(|u| UserCols {
-                user_id: u.user_id.map(|id| id.0.to_string()),
-                anonymous_user_id: u.anonymous_user_id.clone(),
-                sams_external_id: u.sams_external_id.clone(),
-            }),
+            source: SourceCols::of(event),
+            parameters: ParameterCols::of(&event.parameters, private_metadata),
+            user: event.user.as_ref().map(UserCols::of),
             feature_flags: event
                 .feature_flags
                 .as_ref()
                 .and_then(|f| f.flags.as_ref())
                 .map(json_string),
             marketing_tracking: event.marketing_tracking.as_ref().map(MarketingCols::from),
-            interaction: event.interaction.as_ref().map(|i| InteractionCols {
-                trace_id: i.trace_id.clone(),
-                interaction_id: i.interaction_id.clone(),
-                country_code: i.geolocation.as_ref().and_then(|g| g.country_code.clone()),
-            }),
-            request_metadata: RequestMetadataCols {
-                request_id: payload.metadata.request_id.clone(),
-                identifier_type: identifier.map_or("unknown", |i| i.kind()),
-                instance_id: instance.and_then(|i| i.instance_id.clone()),
-                external_url: instance.and_then(|i| i.external_url.clone()),
-                license_key_sha256: identifier
-                    .and_then(|i| i.licensed_instance.as_ref())
-                    .and_then(|i| i.license_key.as_deref())
-                    .map(license_key_sha256),
-                service_id: service.and_then(|s| s.service_id.clone()),
-                service_environment: service.and_then(|s| s.service_environment.clone()),
-            },
+            interaction: event.interaction.as_ref().map(InteractionCols::of),
+            request_metadata: RequestMetadataCols::of(&payload.metadata),
             is_transcript: classification.is_transcript(),
             is_dotcom: classification.checks.dotcom,
             transcript_flag: classification.checks.flagged,

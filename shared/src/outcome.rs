@@ -1,0 +1,305 @@
+//! What became of one push, in one vocabulary: the [`Label`] (the `outcome` of the log line, of
+//! the response body and of Terraform's log-based metrics), the HTTP status, the reason code and a
+//! detail without payload text, and the one outcome log line per push.
+//!
+//! [`Label::ALL`] is the list that `terraform/monitoring.tf` and the docs are held to by
+//! `tests/tests/terraform.rs`: a label added here and not counted there fails the test.
+
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+
+use crate::decode::PushMessage;
+use crate::failure::{Failure, FailureKind};
+
+/// A successful outcome of a handler: the push can be acked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored now: the object name, or the row's insert id.
+    Written { target: String },
+    /// The object already existed (a redelivery or a duplicate publish).
+    AlreadyStored { target: String },
+    /// Deliberately not written by this handler.
+    Skipped { reason: String },
+}
+
+/// The skip reason of a BigQuery handler for a message of the other BigQuery handler's route.
+pub const NOT_FOR_THIS_SUBSCRIPTION: &str = "not_for_this_subscription";
+
+/// The `outcome` of a push, as logged, answered and counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Label {
+    /// Durable in the bucket or table.
+    Written,
+    /// The object existed already (redelivery): acked.
+    AlreadyStored,
+    /// Deliberately not written, with a reason: acked.
+    Skipped,
+    /// A permanent failure, published to the dead-letter topic, then acked.
+    DeadLettered,
+    /// A permanent failure answered 4xx (no dead-letter topic, a replay, or nothing to keep).
+    Rejected,
+    /// Nacked (5xx, 408): Pub/Sub redelivers.
+    Retry,
+    /// Push authentication failed (401): not processed, Pub/Sub redelivers.
+    Unauthorized,
+}
+
+impl Label {
+    pub const ALL: [Label; 7] = [
+        Label::Written,
+        Label::AlreadyStored,
+        Label::Skipped,
+        Label::DeadLettered,
+        Label::Rejected,
+        Label::Retry,
+        Label::Unauthorized,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Label::Written => "written",
+            Label::AlreadyStored => "already_stored",
+            Label::Skipped => "skipped",
+            Label::DeadLettered => "dead_lettered",
+            Label::Rejected => "rejected",
+            Label::Retry => "retry",
+            Label::Unauthorized => "unauthorized",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Label> {
+        Label::ALL.into_iter().find(|l| l.as_str() == s)
+    }
+
+    /// Acked: the message is where it belongs, or deliberately nowhere, or in the dead letters.
+    pub fn is_ack(self) -> bool {
+        matches!(
+            self,
+            Label::Written | Label::AlreadyStored | Label::Skipped | Label::DeadLettered
+        )
+    }
+}
+
+impl std::fmt::Display for Label {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Safe facts about the message for the outcome log line (ids and names, no payload text).
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub message_id: Option<String>,
+    pub subscription: Option<String>,
+    pub delivery_attempt: Option<u32>,
+    pub event_id: Option<String>,
+    pub feature: Option<String>,
+    pub action: Option<String>,
+    pub route: Option<&'static str>,
+    pub transcript: Option<bool>,
+    pub mismatches: Vec<&'static str>,
+    pub redacted_keys: usize,
+}
+
+impl Summary {
+    pub fn of_message(message: &PushMessage) -> Self {
+        Self {
+            message_id: Some(message.message_id.clone()),
+            subscription: message.subscription.clone(),
+            delivery_attempt: message.delivery_attempt,
+            ..Self::default()
+        }
+    }
+}
+
+/// What a push came to: the handler's result, the facts for the log line, and for a permanent
+/// failure the dead-letter message id (or why it could not be published).
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub result: Result<Outcome, Failure>,
+    pub summary: Summary,
+    pub dead_letter: Option<Result<String, String>>,
+}
+
+impl Report {
+    pub fn failed(failure: Failure) -> Self {
+        Self {
+            result: Err(failure),
+            summary: Summary::default(),
+            dead_letter: None,
+        }
+    }
+
+    /// The verdict: label, status, reason and detail, decided here once for the response body
+    /// and the log line alike.
+    pub fn verdict(&self) -> Verdict<'_> {
+        let ok = |label, reason| Verdict {
+            label,
+            status: StatusCode::OK,
+            reason,
+            detail: Cow::Borrowed(""),
+        };
+        match (&self.result, &self.dead_letter) {
+            (Ok(Outcome::Written { .. }), _) => ok(Label::Written, ""),
+            (Ok(Outcome::AlreadyStored { .. }), _) => ok(Label::AlreadyStored, ""),
+            (Ok(Outcome::Skipped { reason }), _) => ok(Label::Skipped, reason),
+            (Err(f), Some(Ok(_))) => Verdict {
+                detail: Cow::Borrowed(&f.detail),
+                ..ok(Label::DeadLettered, f.code)
+            },
+            (Err(f), Some(Err(e))) => Verdict {
+                label: Label::Retry,
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                reason: f.code,
+                detail: Cow::Owned(format!("{}; {e}", f.detail)),
+            },
+            (Err(f), None) => Verdict {
+                label: match f.kind {
+                    FailureKind::Unauthorized => Label::Unauthorized,
+                    k if k.is_retryable() => Label::Retry,
+                    _ => Label::Rejected,
+                },
+                status: f.status(),
+                reason: f.code,
+                detail: Cow::Borrowed(&f.detail),
+            },
+        }
+    }
+}
+
+/// How one push is answered and logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict<'a> {
+    pub label: Label,
+    pub status: StatusCode,
+    /// The skip reason or the failure code; empty for writes.
+    pub reason: &'a str,
+    pub detail: Cow<'a, str>,
+}
+
+/// Messages whose attributes disagreed with their payload, since start-up (`routingMismatchTotal`).
+static ROUTING_MISMATCHES: AtomicU64 = AtomicU64::new(0);
+
+/// Where a log line joins its request's trace.
+#[derive(Debug, Clone, Default)]
+pub struct TraceFields {
+    /// `projects/P/traces/T`.
+    pub trace: Option<String>,
+    pub span_id: Option<String>,
+    pub sampled: Option<bool>,
+}
+
+/// The one outcome log line of a push. Errors are logged at ERROR, refusals at WARNING.
+pub fn log(service: &str, report: &Report, trace: &TraceFields, latency: Duration) {
+    let s = &report.summary;
+    let v = report.verdict();
+    let mismatch_total = if s.mismatches.is_empty() {
+        ROUTING_MISMATCHES.load(Ordering::Relaxed)
+    } else {
+        ROUTING_MISMATCHES.fetch_add(1, Ordering::Relaxed) + 1
+    };
+    let (outcome, status) = (v.label.as_str(), v.status.as_u16());
+    macro_rules! line {
+        ($level:ident) => {
+            tracing::$level!(
+                service,
+                message_id = s.message_id.as_deref().unwrap_or(""),
+                subscription = s.subscription.as_deref().unwrap_or(""),
+                delivery_attempt = s.delivery_attempt.unwrap_or(0),
+                event_id = s.event_id.as_deref().unwrap_or(""),
+                feature = s.feature.as_deref().unwrap_or(""),
+                action = s.action.as_deref().unwrap_or(""),
+                route = s.route.unwrap_or(""),
+                transcript = s.transcript.unwrap_or(false),
+                outcome,
+                reason = v.reason,
+                detail = v.detail.as_ref(),
+                status,
+                redacted_keys = s.redacted_keys,
+                routing_mismatch = s.mismatches.join(","),
+                routing_mismatch_total = mismatch_total,
+                latency_ms = latency.as_millis() as u64,
+                http_request.request_method = "POST",
+                http_request.status = status,
+                http_request.latency = format!("{:.6}s", latency.as_secs_f64()),
+                trace = trace.trace.as_deref(),
+                span_id = trace.span_id.as_deref(),
+                trace_sampled = trace.sampled,
+                "push {outcome}"
+            )
+        };
+    }
+    match v.label {
+        Label::Retry => line!(error),
+        Label::Rejected | Label::DeadLettered | Label::Unauthorized => line!(warn),
+        _ => line!(info),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_round_trip_and_are_unique() {
+        for l in Label::ALL {
+            assert_eq!(Label::parse(l.as_str()), Some(l));
+        }
+        let mut names: Vec<_> = Label::ALL.iter().map(|l| l.as_str()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), Label::ALL.len());
+    }
+
+    #[test]
+    fn verdicts() {
+        let report = |result, dead_letter| Report {
+            result,
+            summary: Summary::default(),
+            dead_letter,
+        };
+        let bad = Failure::malformed("invalid_json", "x");
+        let cases = [
+            (
+                report(Ok(Outcome::Written { target: "t".into() }), None),
+                Label::Written,
+                200,
+            ),
+            (
+                report(Err(bad.clone()), Some(Ok("1".into()))),
+                Label::DeadLettered,
+                200,
+            ),
+            (
+                report(Err(bad.clone()), Some(Err("down".into()))),
+                Label::Retry,
+                503,
+            ),
+            (report(Err(bad), None), Label::Rejected, 400),
+            (
+                report(
+                    Err(Failure::new(FailureKind::Unauthorized, "no_token", "x")),
+                    None,
+                ),
+                Label::Unauthorized,
+                401,
+            ),
+            (
+                report(
+                    Err(Failure::new(FailureKind::BodyTimeout, "body_timeout", "x")),
+                    None,
+                ),
+                Label::Retry,
+                408,
+            ),
+        ];
+        for (r, label, status) in cases {
+            let v = r.verdict();
+            assert_eq!((v.label, v.status.as_u16()), (label, status), "{r:?}");
+            assert_eq!(v.label.is_ack(), status == 200);
+        }
+    }
+}
