@@ -3,11 +3,15 @@
 # unacknowledged message of each push subscription (a service failing or falling behind).
 
 locals {
+  # Every outcome the services log (shared/src/outcome.rs, Label::ALL; tests/tests/terraform.rs
+  # holds this list, the metric's label description and docs/design.md to it).
+  outcomes = ["written", "already_stored", "skipped", "dead_lettered", "rejected", "retry", "unauthorized"]
+
   # Outcome log lines (one per push): JSON on stdout, read by Cloud Logging as jsonPayload.
   outcome_log_filter = join("\n", [
     "resource.type=\"cloud_run_revision\"",
     "resource.labels.service_name=(${join(" OR ", [for s in local.services : "\"${s.run_name}\""])})",
-    "jsonPayload.outcome=(\"written\" OR \"already_stored\" OR \"skipped\" OR \"rejected\" OR \"retry\")",
+    "jsonPayload.outcome=(${join(" OR ", [for o in local.outcomes : "\"${o}\""])})",
   ])
 
   alert_documentation_footer = "Outcome log lines: Logs Explorer, `${replace(local.outcome_log_filter, "\n", " ")}`. Runbook: docs/runbook.md in the pipeline repository."
@@ -18,7 +22,7 @@ locals {
 resource "google_logging_metric" "push_outcomes" {
   project     = var.project_id
   name        = "${var.name_prefix}-push-outcomes"
-  description = "Pushes handled by the telemetry services, by service and outcome (written, already_stored, skipped, rejected, retry)."
+  description = "Pushes handled by the telemetry services, by service, outcome and reason (the skip reason or failure code)."
   filter      = local.outcome_log_filter
 
   metric_descriptor {
@@ -35,13 +39,19 @@ resource "google_logging_metric" "push_outcomes" {
     labels {
       key         = "outcome"
       value_type  = "STRING"
-      description = "written, already_stored, skipped, rejected or retry"
+      description = "written, already_stored, skipped, dead_lettered, rejected, retry or unauthorized"
+    }
+    labels {
+      key         = "reason"
+      value_type  = "STRING"
+      description = "Why: the skip reason (not_for_this_subscription, no_flag, not_dotcom, no_private_text, joined by +) or the failure code; empty for writes. A fixed set, never payload text."
     }
   }
 
   label_extractors = {
     "service" = "EXTRACT(jsonPayload.service)"
     "outcome" = "EXTRACT(jsonPayload.outcome)"
+    "reason"  = "EXTRACT(jsonPayload.reason)"
   }
 }
 
@@ -78,8 +88,8 @@ resource "google_logging_metric" "routing_mismatches" {
 resource "google_logging_metric" "rejected_messages" {
   project     = var.project_id
   name        = "${var.name_prefix}-rejected-messages"
-  description = "Messages a telemetry service refused as permanently bad (HTTP 4xx), by service, reason code and status."
-  filter      = "${local.outcome_log_filter}\njsonPayload.outcome=\"rejected\""
+  description = "Messages a telemetry service refused as permanently bad (dead-lettered, or answered 4xx), by service, reason code and status."
+  filter      = "${local.outcome_log_filter}\njsonPayload.outcome=(\"dead_lettered\" OR \"rejected\")"
 
   metric_descriptor {
     metric_kind  = "DELTA"
@@ -100,7 +110,7 @@ resource "google_logging_metric" "rejected_messages" {
     labels {
       key         = "status"
       value_type  = "STRING"
-      description = "HTTP status answered to Pub/Sub (400, 413, 422)"
+      description = "HTTP status answered to Pub/Sub (200 once dead-lettered; 400, 413, 422 otherwise)"
     }
   }
 

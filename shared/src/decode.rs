@@ -40,6 +40,66 @@ pub const KNOWN_ATTRIBUTES: &[&str] = &[
     "event.recordsPrivateMetadataTranscript",
 ];
 
+/// A wrapped push body as Pub/Sub sends it, every message field in camelCase and snake_case:
+/// what `replay` re-delivers and what tests and fixtures send. `data` is base64-encoded here
+/// (or passed through when already encoded, as a dead letter keeps it).
+#[derive(Debug, Clone, Default)]
+pub struct PushEnvelope {
+    pub message_id: String,
+    /// The base64 text of the data (`None`: a message with attributes only).
+    pub data_base64: Option<String>,
+    pub attributes: BTreeMap<String, String>,
+    pub publish_time: Option<String>,
+    pub subscription: Option<String>,
+}
+
+impl PushEnvelope {
+    pub fn new(message_id: impl Into<String>, data: &[u8]) -> Self {
+        Self {
+            message_id: message_id.into(),
+            data_base64: Some(base64::engine::general_purpose::STANDARD.encode(data)),
+            ..Self::default()
+        }
+    }
+
+    pub fn attributes(mut self, attributes: &BTreeMap<String, String>) -> Self {
+        self.attributes = attributes.clone();
+        self
+    }
+
+    pub fn subscription(mut self, subscription: impl Into<String>) -> Self {
+        self.subscription = Some(subscription.into());
+        self
+    }
+
+    pub fn publish_time(mut self, time: impl Into<String>) -> Self {
+        self.publish_time = Some(time.into());
+        self
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let id = &self.message_id;
+        let mut message = json!({"attributes": self.attributes, "messageId": id, "message_id": id});
+        if let Some(data) = &self.data_base64 {
+            message["data"] = json!(data);
+        }
+        if let Some(t) = &self.publish_time {
+            message["publishTime"] = json!(t);
+            message["publish_time"] = json!(t);
+        }
+        let mut body = json!({ "message": message });
+        if let Some(s) = &self.subscription {
+            body["subscription"] = json!(s);
+        }
+        body
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.to_json().to_string().into_bytes()
+    }
+}
+
 /// One Pub/Sub message as delivered by push.
 #[derive(Debug, Clone)]
 pub struct PushMessage {

@@ -15,6 +15,7 @@
 
 pub mod bigquery;
 pub mod gcs;
+pub mod memory;
 
 use std::collections::BTreeMap;
 

@@ -22,7 +22,7 @@ use crate::dead_letter::{DeadLetterSink, PubSubDeadLetters};
 use crate::handler::{Destination, Handler};
 use crate::pubsub::PubSubClient;
 use crate::server::{AppState, router};
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Shutdown, ShutdownTrigger};
 use crate::sink::bigquery::BigQuerySink;
 use crate::sink::gcs::GcsStore;
 
@@ -75,6 +75,46 @@ impl Application {
         axum::serve(self.listener, router(self.state))
             .with_graceful_shutdown(shutdown.wait())
             .await
+    }
+
+    /// Serves in the background of this process (tests, the demo) until [`RunningApp::stop`] or
+    /// until dropped.
+    pub fn spawn(self) -> RunningApp {
+        let service = self.state.handler.service();
+        let port = self.port();
+        let (trigger, shutdown) = ShutdownTrigger::new();
+        let handle = tokio::spawn(self.run_until_stopped(shutdown));
+        RunningApp {
+            service,
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            trigger,
+            handle,
+        }
+    }
+}
+
+/// A service running inside this process on its own port; the one way tests spawn a service.
+pub struct RunningApp {
+    pub service: Service,
+    pub port: u16,
+    /// `http://127.0.0.1:PORT`, no trailing slash.
+    pub url: String,
+    trigger: ShutdownTrigger,
+    handle: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningApp {
+    /// Graceful shutdown: in-flight requests finish first.
+    pub async fn stop(self) -> std::io::Result<()> {
+        self.trigger.trigger();
+        let service = self.service;
+        match tokio::time::timeout(Duration::from_secs(30), self.handle).await {
+            Err(_) => Err(std::io::Error::other(format!(
+                "{service} did not stop within 30 s"
+            ))),
+            Ok(joined) => joined.map_err(|e| std::io::Error::other(format!("{service}: {e}")))?,
+        }
     }
 }
 

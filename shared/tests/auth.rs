@@ -4,6 +4,8 @@
 
 mod support;
 
+use pipeline::sink::memory::MemoryStore;
+
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -296,7 +298,7 @@ async fn the_jwks_is_cached_and_refreshed_for_a_new_kid() {
 async fn an_unauthenticated_push_is_refused_before_it_is_read() {
     let key = new_key("k1");
     let jwks = jwks_server(&[&key], "max-age=600").await;
-    let store = Arc::new(support::MemoryStore::default());
+    let store = Arc::new(MemoryStore::default());
     let app = support::spawn_local(
         pipeline::Service::ToGcs,
         &[
@@ -318,7 +320,7 @@ async fn an_unauthenticated_push_is_refused_before_it_is_read() {
     let data = json!({"event": {"id": "e1", "timestamp": "2024-05-14T21:12:07Z", "feature": "f", "action": "a",
         "parameters": {"metadata": {"recordsPrivateMetadataTranscript": 1}, "privateMetadata": {"promptText": "x"}}},
         "metadata": {"identifier": {"licensedInstance": {"externalUrl": "https://sourcegraph.com"}}}});
-    let body = json!({"message": {"messageId": "1", "data": base64::engine::general_purpose::STANDARD.encode(data.to_string())}}).to_string();
+    let body = support::push("1", data.to_string().as_bytes()).to_bytes();
     let client = reqwest::Client::new();
 
     let r = client.post(&url).body(body.clone()).send().await.unwrap();
@@ -336,7 +338,7 @@ async fn an_unauthenticated_push_is_refused_before_it_is_read() {
     let text = r.text().await.unwrap();
     assert!(!text.contains(&forged), "the token is echoed");
     assert!(
-        store.objects.lock().unwrap().is_empty(),
+        store.objects().is_empty(),
         "an unauthenticated push was processed"
     );
 
@@ -348,7 +350,7 @@ async fn an_unauthenticated_push_is_refused_before_it_is_read() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(store.objects.lock().unwrap().len(), 1);
+    assert_eq!(store.objects().len(), 1);
     // Health checks need no token.
     let r = client.get(format!("{url}healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);

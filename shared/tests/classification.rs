@@ -154,8 +154,8 @@ async fn truth_table() {
                         );
                     }
 
-                    let rows = h.rows.rows.lock().unwrap();
-                    let row = &rows.last().expect("a row").json;
+                    let last = h.rows.last().expect("a row");
+                    let row = &last.json;
                     assert_eq!(row["event_id"], json!(id));
                     assert_eq!(row["is_transcript"], json!(expect_transcript), "{id}");
                     assert_eq!(row["is_dotcom"], json!(dotcom), "{id}");
@@ -175,8 +175,8 @@ async fn truth_table() {
         }
     }
     assert_eq!(n, 7 * 5 * 4 * 4);
-    assert_eq!(h.rows.rows.lock().unwrap().len(), n, "one row per event");
-    let objects = h.store.objects.lock().unwrap();
+    assert_eq!(h.rows.len(), n, "one row per event");
+    let objects = h.store.objects();
     // 3 flagged values × 2 DotCom identities × 2 texts × 4 attribute styles.
     assert_eq!(objects.len(), 3 * 2 * 2 * 4);
     assert!(

@@ -10,6 +10,8 @@
 
 mod support;
 
+use pipeline::sink::memory::MemoryRows;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -198,17 +200,11 @@ fn check(input: &Input) -> Result<(), TestCaseError> {
         };
         let h = support::handlers();
         for handler in [&h.to_gcs, &h.to_bq, &h.sub_v2] {
-            let before = (
-                h.store.objects.lock().unwrap().len(),
-                h.rows.rows.lock().unwrap().len(),
-            );
+            let before = (h.store.objects().len(), h.rows.len());
             let report = tokio::time::timeout(Duration::from_secs(5), handler.handle(&message))
                 .await
                 .map_err(|_| TestCaseError::fail("a handler hung"))?;
-            let after = (
-                h.store.objects.lock().unwrap().len(),
-                h.rows.rows.lock().unwrap().len(),
-            );
+            let after = (h.store.objects().len(), h.rows.len());
             match report.result {
                 Ok(Outcome::Written { target }) => {
                     prop_assert!(!target.is_empty());
@@ -220,7 +216,7 @@ fn check(input: &Input) -> Result<(), TestCaseError> {
                     prop_assert!(report.summary.event_id.is_some());
                 }
                 Ok(Outcome::AlreadyStored { target }) => {
-                    prop_assert!(h.store.objects.lock().unwrap().contains_key(&target));
+                    prop_assert!(h.store.objects().contains_key(&target));
                 }
                 Ok(Outcome::Skipped { reason }) => {
                     prop_assert!(!reason.is_empty());
@@ -252,8 +248,7 @@ fn deeply_nested_data_is_refused_without_overflowing_the_stack() {
         let data = format!(
             r#"{{"event":{{"id":"x","timestamp":"2024-05-14T21:12:07Z","feature":"f","action":"a","parameters":{{"privateMetadata":{{"k":{nested}}}}}}}}}}}"#
         );
-        let input =
-            Input::Envelope(json!({"message": {"messageId": "1", "data": b64(data.as_bytes())}}));
+        let input = Input::Envelope(support::push("1", data.as_bytes()).to_json());
         check(&input).unwrap();
         let envelope = format!(r#"{{"message":{nested}}}"#);
         check(&Input::Raw(envelope.into_bytes())).unwrap();
@@ -266,7 +261,7 @@ fn deeply_nested_data_is_refused_without_overflowing_the_stack() {
     let mut p = valid_payload();
     p["event"]["parameters"]["privateMetadata"] = deep;
     check(&Input::Envelope(
-        json!({"message": {"messageId": "1", "data": b64(p.to_string().as_bytes())}}),
+        support::push("1", p.to_string().as_bytes()).to_json(),
     ))
     .unwrap();
 }
@@ -277,7 +272,7 @@ fn deeply_nested_data_is_refused_without_overflowing_the_stack() {
 async fn through_http_every_2xx_is_a_write_or_a_skip_with_its_reason() {
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
-    let rows = std::sync::Arc::new(support::MemoryRows::default());
+    let rows = std::sync::Arc::new(MemoryRows::default());
     let app = support::spawn_local(
         pipeline::Service::SubV2,
         &[("BIGQUERY_DATASET", "d")],
@@ -292,7 +287,7 @@ async fn through_http_every_2xx_is_a_write_or_a_skip_with_its_reason() {
     for _ in 0..1000 {
         let input = strategy.new_tree(&mut runner).unwrap().current();
         let (headers, body) = request(&input);
-        let before = rows.rows.lock().unwrap().len();
+        let before = rows.len();
         let resp = client
             .post(&url)
             .headers(headers)
@@ -302,7 +297,7 @@ async fn through_http_every_2xx_is_a_write_or_a_skip_with_its_reason() {
             .unwrap();
         let status = resp.status().as_u16();
         let v: Value = resp.json().await.expect("every response is JSON");
-        let after = rows.rows.lock().unwrap().len();
+        let after = rows.len();
         match status {
             200 => match v["outcome"].as_str() {
                 Some("written") => assert_eq!(after, before + 1, "{v}"),

@@ -2,6 +2,9 @@
 //! in-process sinks): the status code is the ack.
 
 mod support;
+use pipeline::startup::RunningApp;
+
+use pipeline::sink::memory::{Down, MemoryDeadLetters, MemoryRows, MemoryStore, Rejecting};
 
 use std::sync::Arc;
 
@@ -16,7 +19,7 @@ const SECRET: &str = "SECRET-PROMPT-4711";
 
 const VARS: &[(&str, &str)] = &[("TRANSCRIPT_BUCKET", "b-1"), ("BIGQUERY_DATASET", "d")];
 
-async fn spawn(service: Service, destination: Destination) -> support::LocalApp {
+async fn spawn(service: Service, destination: Destination) -> RunningApp {
     support::spawn_local(service, VARS, destination, None).await
 }
 
@@ -37,10 +40,15 @@ fn transcript_data(id: &str) -> Vec<u8> {
 }
 
 fn envelope(data: &[u8]) -> Value {
-    json!({"message": {"data": base64::engine::general_purpose::STANDARD.encode(data),
-        "attributes": {"event.recordsPrivateMetadataTranscript": "true"},
-        "messageId": "1", "message_id": "1", "publishTime": "2026-11-27T18:36:36.963Z"},
-        "subscription": "projects/p/subscriptions/s"})
+    let flagged = [(
+        "event.recordsPrivateMetadataTranscript".to_string(),
+        "true".to_string(),
+    )];
+    support::push("1", data)
+        .attributes(&flagged.into_iter().collect())
+        .publish_time("2026-11-27T18:36:36.963Z")
+        .subscription("projects/p/subscriptions/s")
+        .to_json()
 }
 
 async fn post(url: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
@@ -62,11 +70,7 @@ async fn post(url: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
 
 #[tokio::test]
 async fn health_and_methods() {
-    let app = spawn(
-        Service::ToGcs,
-        objects(Arc::new(support::MemoryStore::default())),
-    )
-    .await;
+    let app = spawn(Service::ToGcs, objects(Arc::new(MemoryStore::default()))).await;
     let client = reqwest::Client::new();
     let r = client
         .get(format!("{}/healthz", app.url))
@@ -91,7 +95,7 @@ async fn health_and_methods() {
 
 #[tokio::test]
 async fn writes_ack_and_redelivery_is_already_stored() {
-    let store = Arc::new(support::MemoryStore::default());
+    let store = Arc::new(MemoryStore::default());
     let app = spawn(Service::ToGcs, objects(store.clone())).await;
     let body = envelope(&transcript_data("e-1")).to_string();
     let (status, v) = post(&app.url, body.clone()).await;
@@ -107,14 +111,14 @@ async fn writes_ack_and_redelivery_is_already_stored() {
         (200, Some("already_stored")),
         "{v}"
     );
-    assert_eq!(store.objects.lock().unwrap().len(), 1);
+    assert_eq!(store.objects().len(), 1);
 }
 
 #[tokio::test]
 async fn malformed_pushes_are_refused_with_a_reason_never_acked() {
     let app = spawn(
         Service::SubV2,
-        Destination::Rows(Arc::new(support::MemoryRows::default())),
+        Destination::Rows(Arc::new(MemoryRows::default())),
     )
     .await;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
@@ -141,7 +145,7 @@ async fn malformed_pushes_are_refused_with_a_reason_never_acked() {
 
 #[tokio::test]
 async fn the_largest_message_is_accepted_and_a_larger_body_refused() {
-    let store = Arc::new(support::MemoryStore::default());
+    let store = Arc::new(MemoryStore::default());
     let app = spawn(Service::ToGcs, objects(store.clone())).await;
     // A transcript event padded to exactly Pub/Sub's 10 MB limit.
     let small = transcript_data("big-1");
@@ -160,7 +164,7 @@ async fn the_largest_message_is_accepted_and_a_larger_body_refused() {
         "{v}"
     );
     assert_eq!(
-        store.objects.lock().unwrap().values().next().unwrap().len(),
+        store.objects().values().next().unwrap().len(),
         MAX_MESSAGE_DATA_BYTES
     );
 
@@ -176,7 +180,7 @@ async fn the_largest_message_is_accepted_and_a_larger_body_refused() {
 async fn sink_failures_are_nacked_and_invalid_rows_rejected() {
     let body = envelope(&transcript_data("e-2")).to_string();
 
-    let app = spawn(Service::ToGcs, objects(Arc::new(support::Down))).await;
+    let app = spawn(Service::ToGcs, objects(Arc::new(Down))).await;
     let (status, v) = post(&app.url, body.clone()).await;
     assert_eq!(
         (status, v["error"].as_str()),
@@ -184,7 +188,7 @@ async fn sink_failures_are_nacked_and_invalid_rows_rejected() {
         "{v}"
     );
 
-    let down: Arc<dyn RowSink> = Arc::new(support::Down);
+    let down: Arc<dyn RowSink> = Arc::new(Down);
     let app = spawn(Service::ToBq, Destination::Rows(down)).await;
     let (status, v) = post(&app.url, body.clone()).await;
     assert_eq!(
@@ -193,11 +197,7 @@ async fn sink_failures_are_nacked_and_invalid_rows_rejected() {
         "{v}"
     );
 
-    let app = spawn(
-        Service::ToBq,
-        Destination::Rows(Arc::new(support::Rejecting)),
-    )
-    .await;
+    let app = spawn(Service::ToBq, Destination::Rows(Arc::new(Rejecting))).await;
     let (status, v) = post(&app.url, body).await;
     assert_eq!(
         (status, v["error"].as_str()),
@@ -208,11 +208,11 @@ async fn sink_failures_are_nacked_and_invalid_rows_rejected() {
 
 #[tokio::test]
 async fn permanent_failures_are_dead_lettered_before_the_ack() {
-    let dlq = Arc::new(support::MemoryDeadLetters::default());
+    let dlq = Arc::new(MemoryDeadLetters::default());
     let app = support::spawn_local(
         Service::ToBq,
         VARS,
-        Destination::Rows(Arc::new(support::Rejecting)),
+        Destination::Rows(Arc::new(Rejecting)),
         Some(dlq.clone()),
     )
     .await;
@@ -234,7 +234,7 @@ async fn permanent_failures_are_dead_lettered_before_the_ack() {
         "{v}"
     );
     {
-        let letters = dlq.letters.lock().unwrap();
+        let letters = dlq.letters();
         assert_eq!(letters.len(), 2);
         assert_eq!(letters[0].data, data, "original data unchanged");
         assert_eq!(
@@ -268,19 +268,16 @@ async fn permanent_failures_are_dead_lettered_before_the_ack() {
         .await
         .unwrap();
     assert_eq!(r.status(), 422);
-    assert_eq!(dlq.letters.lock().unwrap().len(), 2);
+    assert_eq!(dlq.letters().len(), 2);
 }
 
 #[tokio::test]
 async fn a_failed_dead_letter_publish_is_nacked() {
-    let dlq = Arc::new(support::MemoryDeadLetters {
-        fail: true,
-        ..Default::default()
-    });
+    let dlq = Arc::new(MemoryDeadLetters::failing());
     let app = support::spawn_local(
         Service::SubV2,
         VARS,
-        Destination::Rows(Arc::new(support::MemoryRows::default())),
+        Destination::Rows(Arc::new(MemoryRows::default())),
         Some(dlq),
     )
     .await;
@@ -301,11 +298,11 @@ async fn a_failed_dead_letter_publish_is_nacked() {
 
 #[tokio::test]
 async fn oversized_requests_are_refused_and_never_dead_lettered() {
-    let dlq = Arc::new(support::MemoryDeadLetters::default());
+    let dlq = Arc::new(MemoryDeadLetters::default());
     let app = support::spawn_local(
         Service::ToGcs,
         VARS,
-        objects(Arc::new(support::MemoryStore::default())),
+        objects(Arc::new(MemoryStore::default())),
         Some(dlq.clone()),
     )
     .await;
@@ -327,5 +324,5 @@ async fn oversized_requests_are_refused_and_never_dead_lettered() {
     )
     .await;
     assert_eq!(status, 413);
-    assert!(dlq.letters.lock().unwrap().is_empty());
+    assert!(dlq.letters().is_empty());
 }

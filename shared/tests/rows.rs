@@ -36,13 +36,7 @@ async fn rows_for(msg: &PushMessage) -> Vec<Value> {
         .await
         .result
         .expect("sub-v2 handles it");
-    h.rows
-        .rows
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|r| r.json.clone())
-        .collect()
+    h.rows.rows().into_iter().map(|r| r.json).collect()
 }
 
 #[tokio::test]

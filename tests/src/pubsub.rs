@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use base64::Engine as _;
 use pipeline::pubsub::PubSubClient;
 use serde_json::{Value, json};
 
@@ -204,14 +203,9 @@ pub fn push_body(
     attributes: &BTreeMap<String, String>,
     subscription: &str,
 ) -> Value {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(data);
-    json!({
-        "message": {
-            "data": b64,
-            "attributes": attributes,
-            "messageId": message_id, "message_id": message_id,
-            "publishTime": "2026-11-27T18:36:36.963Z", "publish_time": "2026-11-27T18:36:36.963Z",
-        },
-        "subscription": subscription,
-    })
+    pipeline::decode::PushEnvelope::new(message_id, data)
+        .attributes(attributes)
+        .publish_time("2026-11-27T18:36:36.963Z")
+        .subscription(subscription)
+        .to_json()
 }

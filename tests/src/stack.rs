@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use pipeline::config::{Config, Service};
-use pipeline::shutdown::ShutdownTrigger;
-use pipeline::startup::Application;
+use pipeline::startup::{Application, RunningApp};
 
 use crate::bigquery::BigQuery;
 use crate::emulators::{self, Emulator};
@@ -243,14 +242,8 @@ impl DeadLetters {
     }
 }
 
-/// A service running in this process on a random port.
-pub struct TestApp {
-    pub service: Service,
-    pub port: u16,
-    pub url: String,
-    trigger: ShutdownTrigger,
-    handle: tokio::task::JoinHandle<std::io::Result<()>>,
-}
+/// A service running in this process on a random port (the shared crate's one spawn helper).
+pub type TestApp = RunningApp;
 
 /// Builds and starts one service from `config` (PORT=0): the same code path as its binary.
 /// Its log lines go to the test's captured output (shown when a test fails).
@@ -260,27 +253,7 @@ pub async fn spawn_app(config: Config) -> Result<TestApp> {
     let app = Application::build(&config)
         .await
         .map_err(|e| anyhow::anyhow!("{service}: {e}"))?;
-    let port = app.port();
-    let (trigger, shutdown) = ShutdownTrigger::new();
-    let handle = tokio::spawn(app.run_until_stopped(shutdown));
-    Ok(TestApp {
-        service,
-        port,
-        url: format!("http://127.0.0.1:{port}"),
-        trigger,
-        handle,
-    })
-}
-
-impl TestApp {
-    /// Graceful shutdown: in-flight requests finish first.
-    pub async fn stop(self) -> Result<()> {
-        self.trigger.trigger();
-        tokio::time::timeout(Duration::from_secs(30), self.handle)
-            .await
-            .context("service did not stop within 30 s")???;
-        Ok(())
-    }
+    Ok(app.spawn())
 }
 
 /// The three services.
@@ -308,9 +281,10 @@ impl Apps {
     }
 
     pub async fn stop(self) -> Result<()> {
-        self.to_gcs.stop().await?;
-        self.to_bq.stop().await?;
-        self.sub_v2.stop().await
+        for app in [self.to_gcs, self.to_bq, self.sub_v2] {
+            app.stop().await?;
+        }
+        Ok(())
     }
 }
 

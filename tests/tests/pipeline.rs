@@ -385,5 +385,5 @@ async fn a_storage_outage_is_nacked_and_redelivery_loses_nothing() -> Result<()>
             "{name} differs"
         );
     }
-    to_gcs.stop().await
+    Ok(to_gcs.stop().await?)
 }

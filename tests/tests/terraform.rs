@@ -399,3 +399,74 @@ fn the_table_is_the_schema_file_and_the_environments_are_the_documented_variable
     }
     Ok(())
 }
+
+/// The strings of an HCL list expression such as `["a", "b"]`.
+fn string_list(e: &Expression) -> Result<Vec<String>> {
+    match e {
+        Expression::Array(items) => items
+            .iter()
+            .map(|i| match i {
+                Expression::String(s) => Ok(s.clone()),
+                other => bail!("not a string: {}", fmt(other)),
+            })
+            .collect(),
+        other => bail!("not a list: {}", fmt(other)),
+    }
+}
+
+#[test]
+fn every_outcome_the_services_log_is_counted_and_documented() -> Result<()> {
+    use pipeline::outcome::Label;
+    let labels: Vec<String> = Label::ALL.iter().map(|l| l.as_str().to_owned()).collect();
+    let m = load_module()?;
+    let listed = string_list(&m.locals["outcomes"])?;
+    ensure!(
+        listed == labels,
+        "terraform/monitoring.tf counts outcomes {listed:?}, the services log {labels:?}"
+    );
+    let filter = fmt(&m.locals["outcome_log_filter"]);
+    ensure!(
+        filter.contains("local.outcomes"),
+        "the outcome log filter must select the outcomes from local.outcomes: {filter}"
+    );
+
+    let metric = m.resource("google_logging_metric", "push_outcomes")?;
+    ensure!(attr(metric, "filter")? == "local.outcome_log_filter");
+    let descriptor = block(metric, "metric_descriptor")?;
+    let label_blocks: BTreeMap<String, &Body> = descriptor
+        .blocks()
+        .filter(|b| b.identifier() == "labels")
+        .filter_map(|b| Some((attr(b.body(), "key").ok()?, b.body())))
+        .collect();
+    let outcome_label = label_blocks
+        .get(r#""outcome""#)
+        .context("push_outcomes has no outcome label")?;
+    let description = attr(outcome_label, "description")?;
+    for l in &labels {
+        ensure!(
+            description.contains(l.as_str()),
+            "the outcome label's description omits {l}: {description}"
+        );
+    }
+    ensure!(
+        label_blocks.contains_key(r#""reason""#),
+        "push_outcomes must carry the skip reason / failure code as a label"
+    );
+    let extractors = attr(metric, "label_extractors")?;
+    for field in ["service", "outcome", "reason"] {
+        ensure!(
+            extractors.contains(&format!("EXTRACT(jsonPayload.{field})")),
+            "push_outcomes does not extract {field}: {extractors}"
+        );
+    }
+
+    // The docs' list of outcomes (the Logs section) names each one.
+    let design = std::fs::read_to_string(repo_root().join("docs/design.md"))?;
+    for l in &labels {
+        ensure!(
+            design.contains(&format!("`{l}`")),
+            "docs/design.md does not document the outcome `{l}`"
+        );
+    }
+    Ok(())
+}
