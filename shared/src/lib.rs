@@ -1,21 +1,27 @@
 //! The shared crate of the telemetry transcript pipeline.
 //!
 //! Three Pub/Sub push services (`functions/to-gcs`, `functions/to-bq`, `functions/sub-v2`) are
-//! this crate plus a three-line `main`. Each push goes through the same steps:
+//! this crate plus a three-line `main`. Each push goes through the same steps, which
+//! [`server`]'s `push` and [`handler::Handler::handle`] call in this order:
 //!
-//! 1. [`decode`]: the push request (wrapped envelope or unwrapped body + headers) → [`PushMessage`];
-//!    then [`event`]: `message.data` → the typed telemetry v2 [`TelemetryPayload`], keeping the
-//!    original bytes.
-//! 2. [`classify`]: is it a transcript event (payload: flag, DotCom, private text), and which
-//!    BigQuery handler owns it (attribute, like the subscription filters)?
-//! 3. [`redact`]: remove the transcript keys from `privateMetadata`, at any depth, for every row;
-//!    [`row`] maps the event to the `event_telemetry` [`schema`].
-//! 4. [`sink`]: write: create-once objects in Cloud Storage, `insertAll` rows in BigQuery.
+//! 1. **decode** ([`decode`]): the push request (wrapped envelope or unwrapped body + headers) →
+//!    [`PushMessage`]; then [`event`]: `message.data` → the typed telemetry v2
+//!    [`TelemetryPayload`], keeping the original bytes.
+//! 2. **classify** ([`classify`]): is it a transcript event (payload: flag, DotCom, private text),
+//!    and which BigQuery handler owns it (attribute, like the subscription filters)?
+//! 3. **redact** ([`redact`]): remove the transcript keys (and `REDACT_KEYS`) from
+//!    `privateMetadata`, at any depth; [`row`] builds the `event_telemetry` row ([`schema`]) from
+//!    the redacted result only.
+//! 4. **write** ([`sink`]): create-once objects in Cloud Storage, `insertAll` rows in BigQuery.
 //!
-//! [`handler`] composes the steps per service; [`server`] turns the result into the ack (HTTP
-//! status) and one outcome log line, publishing permanent failures to the [`dead_letter`] topic
-//! first ([`pubsub`] is the small client for that); [`startup`], [`config`], [`shutdown`] and [`telemetry`] are
-//! the plumbing around it, and [`auth`] verifies who is pushing before any of it runs.
+//! Topic → file:
+//! - the ack: [`failure`] (each failure knows its HTTP status) and [`outcome`] (the one list of
+//!   outcome labels, the verdict of a push, its log line);
+//! - HTTP: [`server`] (router, header limit and [`auth`] as layers, the push endpoint);
+//! - permanent failures: [`dead_letter`] (published before the ack; [`pubsub`] is the client);
+//! - plumbing: [`config`] (typed settings, each part parsing itself, shared with `replay`),
+//!   [`startup`] (build, serve, spawn in tests), [`shutdown`], [`telemetry`] (JSON logs);
+//! - test and tool support: [`sink::memory`] (in-process sinks, used by tests and `replay inspect`).
 
 pub mod auth;
 pub mod classify;

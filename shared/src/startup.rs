@@ -175,46 +175,55 @@ pub fn main(service: Service) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
-        let shutdown = match Shutdown::on_signals() {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("{service}: cannot install signal handlers: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let app = match Application::build(&config).await {
-            Ok(app) => app,
-            Err(e) => {
-                tracing::error!(service = service.name(), "start-up failed: {e}");
-                eprintln!("{service}: start-up failed: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        if config.auth.is_none() {
-            tracing::warn!(
-                service = service.name(),
-                "PUSH_AUTH=off: pushes are NOT authenticated; only for the emulators and the local demo"
-            );
+    runtime.block_on(serve(config))
+}
+
+/// Builds the service and serves until SIGTERM; the exit code says how it ended.
+async fn serve(config: Config) -> ExitCode {
+    let service = config.service;
+    let shutdown = match Shutdown::on_signals() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{service}: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
         }
-        tracing::info!(
-            service = service.name(),
-            address = %app.local_addr(),
-            push_auth = config.auth.is_some(),
-            redact_keys = config.rules.redactor.keys().join(","),
-            dotcom_url = config.rules.dotcom.url(),
-            dead_letter_topic = config.dead_letters.topic.as_deref().unwrap_or("(none: Pub/Sub's policy only)"),
-            "listening"
+    };
+    let app = match Application::build(&config).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!(service = service.name(), "start-up failed: {e}");
+            eprintln!("{service}: start-up failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    log_start(&config, &app);
+    match app.run_until_stopped(shutdown).await {
+        Ok(()) => {
+            tracing::info!(service = service.name(), "stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(service = service.name(), "server failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn log_start(config: &Config, app: &Application) {
+    let service = config.service.name();
+    if config.auth.is_none() {
+        tracing::warn!(
+            service,
+            "PUSH_AUTH=off: pushes are NOT authenticated; only for the emulators and the local demo"
         );
-        match app.run_until_stopped(shutdown).await {
-            Ok(()) => {
-                tracing::info!(service = service.name(), "stopped");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                tracing::error!(service = service.name(), "server failed: {e}");
-                ExitCode::FAILURE
-            }
-        }
-    })
+    }
+    tracing::info!(
+        service,
+        address = %app.local_addr(),
+        push_auth = config.auth.is_some(),
+        redact_keys = config.rules.redactor.keys().join(","),
+        dotcom_url = config.rules.dotcom.url(),
+        dead_letter_topic = config.dead_letters.topic.as_deref().unwrap_or("(none: Pub/Sub's policy only)"),
+        "listening"
+    );
 }

@@ -21,6 +21,7 @@ use gcp_bigquery_client::client_builder::ClientBuilder;
 use gcp_bigquery_client::error::BQError;
 use gcp_bigquery_client::model::table_data_insert_all_request::TableDataInsertAllRequest;
 use gcp_bigquery_client::model::table_data_insert_all_request_rows::TableDataInsertAllRequestRows;
+use gcp_bigquery_client::model::table_data_insert_all_response_insert_errors::TableDataInsertAllResponseInsertErrors as InsertErrors;
 
 use super::{PreparedRow, RowError, RowSink, SinkError};
 
@@ -150,39 +151,43 @@ impl BigQuerySink {
             }
             Ok(Ok(r)) => r,
         };
-        let mut results: Vec<Result<(), RowError>> = vec![Ok(()); rows.len()];
-        for failed in response.insert_errors.unwrap_or_default() {
-            let index = failed
-                .index
-                .and_then(|i| usize::try_from(i).ok())
-                .filter(|i| *i < rows.len());
-            let first = failed.errors.unwrap_or_default().into_iter().next();
-            let error = RowError {
-                reason: first
-                    .as_ref()
-                    .and_then(|e| e.reason.clone())
-                    .unwrap_or_else(|| "unknown".into()),
-                location: first
-                    .as_ref()
-                    .and_then(|e| e.location.clone())
-                    .unwrap_or_default(),
-                message: first
-                    .and_then(|e| e.message)
-                    .map(|m| m.chars().take(300).collect())
-                    .unwrap_or_default(),
-            };
-            match index {
-                Some(i) => results[i] = Err(error),
-                // An error we cannot attribute fails every row: never report an unknown row written.
-                None => {
-                    for r in results.iter_mut() {
-                        *r = Err(error.clone());
-                    }
-                }
-            }
-        }
-        Ok(results)
+        Ok(verdicts(
+            response.insert_errors.unwrap_or_default(),
+            rows.len(),
+        ))
     }
+}
+
+/// One verdict per row from `insertErrors`: a row is written only when no error names it.
+fn verdicts(errors: Vec<InsertErrors>, n: usize) -> Vec<Result<(), RowError>> {
+    let mut results: Vec<Result<(), RowError>> = vec![Ok(()); n];
+    for failed in errors {
+        let index = failed
+            .index
+            .and_then(|i| usize::try_from(i).ok())
+            .filter(|i| *i < n);
+        let first = failed.errors.unwrap_or_default().into_iter().next();
+        let error = RowError {
+            reason: first
+                .as_ref()
+                .and_then(|e| e.reason.clone())
+                .unwrap_or_else(|| "unknown".into()),
+            location: first
+                .as_ref()
+                .and_then(|e| e.location.clone())
+                .unwrap_or_default(),
+            message: first
+                .and_then(|e| e.message)
+                .map(|m| m.chars().take(300).collect())
+                .unwrap_or_default(),
+        };
+        match index {
+            Some(i) => results[i] = Err(error),
+            // An error we cannot attribute fails every row: never report an unknown row written.
+            None => results.iter_mut().for_each(|r| *r = Err(error.clone())),
+        }
+    }
+    results
 }
 
 fn classify_error(e: BQError) -> SinkError {
