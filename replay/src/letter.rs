@@ -11,8 +11,9 @@
 
 use std::collections::BTreeMap;
 
+use pipeline::config::Service;
 use pipeline::dead_letter as dl;
-use pipeline::decode::PushMessage;
+use pipeline::decode::{PushEnvelope, PushMessage};
 use pipeline::pubsub::ReceivedMessage;
 use serde_json::{Value, json};
 
@@ -53,8 +54,9 @@ impl Letter {
             return Some(h.to_owned());
         }
         let sub = self.subscription()?;
-        ["to-gcs", "to-bq", "sub-v2"]
+        Service::ALL
             .into_iter()
+            .map(|s| s.name())
             .find(|h| sub.ends_with(h))
             .map(str::to_owned)
     }
@@ -131,23 +133,15 @@ impl Letter {
         if self.is_push_body() {
             return self.received.message.data_bytes();
         }
-        let id = self.original_message_id();
-        let mut message = json!({
-            "attributes": self.original_attributes(),
-            "messageId": id, "message_id": id,
-        });
-        if let Some(data) = &self.received.message.data {
-            message["data"] = json!(data);
+        PushEnvelope {
+            message_id: self.original_message_id(),
+            // The dead letter keeps the data base64-encoded, as it was pushed: passed through.
+            data_base64: self.received.message.data.clone(),
+            attributes: self.original_attributes(),
+            publish_time: self.original_publish_time(),
+            subscription: self.subscription(),
         }
-        if let Some(t) = self.original_publish_time() {
-            message["publishTime"] = json!(t);
-            message["publish_time"] = json!(t);
-        }
-        let mut body = json!({ "message": message });
-        if let Some(s) = self.subscription() {
-            body["subscription"] = json!(s);
-        }
-        serde_json::to_vec(&body).unwrap_or_default()
+        .to_bytes()
     }
 
     /// The push as the handler would decode it (`Err`: it cannot be decoded).
@@ -176,5 +170,52 @@ impl Letter {
             "deliveries": self.deliveries(),
             "deadLetteredAt": self.dead_lettered_at(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pipeline::pubsub::WireMessage;
+
+    #[test]
+    fn push_body_is_the_original_push() {
+        let attributes = [
+            ("event.feature", "cody.chat-question"),
+            ("dead_letter.message_id", "orig-1"),
+            ("dead_letter.publish_time", "2026-01-01T00:00:00Z"),
+            (
+                "dead_letter.subscription",
+                "projects/p/subscriptions/s-to-bq",
+            ),
+            ("CloudPubSubDeadLetterSourceDeliveryCount", "5"),
+        ];
+        let letter = Letter::new(ReceivedMessage {
+            ack_id: "ack".into(),
+            message: WireMessage {
+                data: Some("e30=".into()),
+                attributes: attributes
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                message_id: "dl-1".into(),
+                publish_time: Some("2026-01-02T00:00:00Z".into()),
+            },
+            delivery_attempt: None,
+        });
+        let body: Value = serde_json::from_slice(&letter.push_body()).expect("JSON");
+        assert_eq!(
+            body,
+            json!({
+                "message": {
+                    "attributes": {"event.feature": "cody.chat-question"},
+                    "data": "e30=",
+                    "messageId": "orig-1", "message_id": "orig-1",
+                    "publishTime": "2026-01-01T00:00:00Z", "publish_time": "2026-01-01T00:00:00Z",
+                },
+                "subscription": "projects/p/subscriptions/s-to-bq",
+            })
+        );
+        assert_eq!(letter.handler().as_deref(), Some("to-bq"));
     }
 }

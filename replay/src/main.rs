@@ -4,23 +4,32 @@
 //! subscription on it. `replay` reads those subscriptions, explains each message, and re-delivers
 //! it as a push to the one handler that failed. It never publishes to the main topic: that would
 //! fan the message out to all three subscriptions again and write it twice to BigQuery.
+//!
+//! Where things are:
+//! - the command line (flags, help, exit codes) and the dispatch to one function per
+//!   subcommand: here;
+//! - the subcommands, one file each: [`cmd::pull`] (save letters, ack nothing), [`cmd::inspect`]
+//!   (what each handler would do now, through the real handlers and in-memory sinks),
+//!   [`cmd::push`] (re-deliver to the handler that failed, ack what it took), [`cmd::drop`] (ack
+//!   for good, by message id);
+//! - one dead letter read back (origin, reason, the original push rebuilt): [`letter`];
+//! - the dead-letter subscription (name, connection, pull, release, ack): [`client`];
+//! - the handler at `--to` (which service it is, one push, judging its answer): [`target`];
+//! - the ID token a push to Cloud Run carries: [`auth`].
 
-mod inspect;
+mod auth;
+mod client;
+mod cmd;
 mod letter;
+mod target;
 
-use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
-use pipeline::pubsub::{PubSubClient, ReceivedMessage};
-use serde_json::{Value, json};
 
-use crate::letter::Letter;
-use pipeline::config::{Env, Rules};
+use crate::client::subscription_path;
 
 const AFTER_HELP: &str = "\
 A dead letter at 3 a.m., step by step:
@@ -126,123 +135,31 @@ enum Command {
     },
 }
 
-fn subscription_path(cli_project: &Option<String>, s: &str) -> Result<String> {
-    if s.starts_with("projects/") {
-        return Ok(s.to_owned());
-    }
-    let project = cli_project
-        .clone()
-        .or_else(|| std::env::var("GOOGLE_CLOUD_PROJECT").ok())
-        .context("a bare subscription name needs --project or GOOGLE_CLOUD_PROJECT")?;
-    Ok(format!("projects/{project}/subscriptions/{s}"))
-}
-
-fn pubsub() -> Result<PubSubClient> {
-    let emulator = pipeline::config::pubsub_emulator(&Env::process())?;
-    PubSubClient::connect(emulator.as_deref(), Duration::from_secs(30)).map_err(anyhow::Error::msg)
-}
-
-/// Pulls up to `limit` distinct messages, leasing them; the caller acks or releases.
-async fn pull_distinct(
-    client: &PubSubClient,
-    sub: &str,
-    limit: usize,
-) -> Result<Vec<ReceivedMessage>> {
-    let mut seen = std::collections::BTreeSet::new();
-    let mut out = Vec::new();
-    while out.len() < limit {
-        let want = (limit - out.len()).min(100) as u32;
-        let batch = client
-            .pull(sub, want)
-            .await
-            .map_err(|e| anyhow::anyhow!("pull {sub}: {e}"))?;
-        let fresh: Vec<_> = batch
-            .into_iter()
-            .filter(|m| seen.insert(m.message.message_id.clone()))
-            .collect();
-        if fresh.is_empty() {
-            break;
-        }
-        out.extend(fresh);
-    }
-    Ok(out)
-}
-
-async fn release(client: &PubSubClient, sub: &str, messages: &[ReceivedMessage]) -> Result<()> {
-    let ids: Vec<String> = messages.iter().map(|m| m.ack_id.clone()).collect();
-    client
-        .release(sub, &ids)
-        .await
-        .map_err(|e| anyhow::anyhow!("release {sub}: {e}"))
-}
-
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() -> ExitCode {
     match run(Cli::parse()).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("replay: {e:#}");
-            std::process::ExitCode::from(2)
+            ExitCode::from(2)
         }
     }
 }
 
-async fn run(cli: Cli) -> Result<std::process::ExitCode> {
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let project = cli.project.as_deref();
+    let sub = |s: &str| subscription_path(project, s);
     match cli.command {
         Command::Pull {
             subscription,
             limit,
             out,
-        } => {
-            let sub = subscription_path(&cli.project, &subscription)?;
-            let client = pubsub()?;
-            let messages = pull_distinct(&client, &sub, limit).await?;
-            release(&client, &sub, &messages).await?;
-            let text = serde_json::to_string_pretty(&messages)? + "\n";
-            match out {
-                Some(path) => {
-                    std::fs::write(&path, text)
-                        .with_context(|| format!("writing {}", path.display()))?;
-                    eprintln!(
-                        "replay: saved {} message(s) to {} (not acked)",
-                        messages.len(),
-                        path.display()
-                    );
-                }
-                None => std::io::stdout().write_all(text.as_bytes())?,
-            }
-            Ok(std::process::ExitCode::SUCCESS)
-        }
+        } => cmd::pull::run(&sub(&subscription)?, limit, out.as_deref()).await,
         Command::Inspect {
             file,
             subscription,
             limit,
-        } => {
-            // Exactly the services' parser: REDACT_KEYS can only add to the transcript keys.
-            let rules = Rules::from_env(&Env::process())?;
-            let messages: Vec<ReceivedMessage> = match (file, subscription) {
-                (Some(path), _) => {
-                    let text = std::fs::read_to_string(&path)
-                        .with_context(|| format!("reading {}", path.display()))?;
-                    serde_json::from_str(&text)
-                        .with_context(|| format!("{} is not a pull result", path.display()))?
-                }
-                (None, Some(s)) => {
-                    let sub = subscription_path(&cli.project, &s)?;
-                    let client = pubsub()?;
-                    let messages = pull_distinct(&client, &sub, limit).await?;
-                    release(&client, &sub, &messages).await?;
-                    messages
-                }
-                (None, None) => bail!("give --file or --subscription"),
-            };
-            let mut stdout = std::io::stdout().lock();
-            for m in messages.into_iter().take(limit) {
-                let v = inspect::inspect(&rules, &Letter::new(m)).await;
-                writeln!(stdout, "{}", serde_json::to_string(&v)?)?;
-            }
-            Ok(std::process::ExitCode::SUCCESS)
-        }
+        } => cmd::inspect::run(project, file, subscription, limit).await,
         Command::Push {
             subscription,
             to,
@@ -251,323 +168,17 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             rate,
             continue_on_error,
         } => {
-            let sub = subscription_path(&cli.project, &subscription)?;
-            push(&sub, &to, dry_run, limit, rate, continue_on_error).await
+            let options = cmd::push::Options {
+                dry_run,
+                limit,
+                rate,
+                continue_on_error,
+            };
+            cmd::push::run(&sub(&subscription)?, &to, options).await
         }
         Command::Drop {
             subscription,
             message_ids,
-        } => {
-            let sub = subscription_path(&cli.project, &subscription)?;
-            drop_messages(&sub, &message_ids).await
-        }
+        } => cmd::drop::run(&sub(&subscription)?, &message_ids).await,
     }
-}
-
-/// Acks the given messages (by dead-letter or original message id); releases the others.
-async fn drop_messages(sub: &str, message_ids: &[String]) -> Result<std::process::ExitCode> {
-    let client = pubsub()?;
-    let messages = pull_distinct(&client, sub, 10_000).await?;
-    let (chosen, rest): (Vec<_>, Vec<_>) = messages.into_iter().partition(|m| {
-        let l = Letter::new(m.clone());
-        message_ids
-            .iter()
-            .any(|id| *id == l.dead_letter_message_id() || *id == l.original_message_id())
-    });
-    release(&client, sub, &rest).await?;
-    let ack_ids: Vec<String> = chosen.iter().map(|m| m.ack_id.clone()).collect();
-    client
-        .acknowledge(sub, &ack_ids)
-        .await
-        .map_err(|e| anyhow::anyhow!("ack: {e}"))?;
-    for m in &chosen {
-        let l = Letter::new(m.clone());
-        eprintln!(
-            "replay: dropped {} (message {}, reason {})",
-            l.dead_letter_message_id(),
-            l.original_message_id(),
-            l.reason()
-        );
-    }
-    let found: usize = message_ids
-        .iter()
-        .filter(|id| {
-            chosen.iter().any(|m| {
-                let l = Letter::new(m.clone());
-                **id == l.dead_letter_message_id() || **id == l.original_message_id()
-            })
-        })
-        .count();
-    if found < message_ids.len() {
-        eprintln!(
-            "replay: {} of the given message ids were not found on {sub}",
-            message_ids.len() - found
-        );
-        return Ok(std::process::ExitCode::from(1));
-    }
-    Ok(std::process::ExitCode::SUCCESS)
-}
-
-/// ID tokens for Cloud Run; none for a local handler.
-enum Auth {
-    None,
-    IdToken(google_cloud_auth::credentials::idtoken::IDTokenCredentials),
-}
-
-impl Auth {
-    fn for_url(url: &str) -> Result<Self> {
-        let host = url
-            .split("://")
-            .nth(1)
-            .unwrap_or(url)
-            .split(['/', ':'])
-            .next()
-            .unwrap_or("");
-        if matches!(host, "localhost" | "127.0.0.1" | "[::1]") {
-            return Ok(Auth::None);
-        }
-        let audience = url.trim_end_matches('/').to_owned();
-        let creds = google_cloud_auth::credentials::idtoken::Builder::new(audience)
-            .build()
-            .map_err(|e| {
-                anyhow::anyhow!("cannot get ID tokens from Application Default Credentials: {e}")
-            })?;
-        Ok(Auth::IdToken(creds))
-    }
-
-    async fn header(&self) -> Result<Option<String>> {
-        match self {
-            Auth::None => Ok(None),
-            Auth::IdToken(c) => Ok(Some(format!(
-                "Bearer {}",
-                c.id_token()
-                    .await
-                    .map_err(|e| anyhow::anyhow!("ID token: {e}"))?
-            ))),
-        }
-    }
-}
-
-#[derive(Default)]
-struct Tally {
-    written: usize,
-    already_stored: usize,
-    skipped: BTreeMap<String, usize>,
-    failing: BTreeMap<String, usize>,
-    not_this_handler: usize,
-    would_send: usize,
-}
-
-/// What the handler answered, and whether that is a reason to ack the dead letter.
-fn judge(status: reqwest::StatusCode, body: &Value) -> (bool, String) {
-    let outcome = body["outcome"].as_str().unwrap_or("");
-    let reason = body["reason"].as_str().unwrap_or("");
-    if !status.is_success() {
-        return (
-            false,
-            format!(
-                "HTTP {} {}",
-                status.as_u16(),
-                body["error"].as_str().unwrap_or("")
-            ),
-        );
-    }
-    match (outcome, reason) {
-        ("written" | "already_stored", _) => (true, outcome.to_owned()),
-        // Sent to a handler that does not own it: nothing was stored, keep the dead letter.
-        ("skipped", "not_for_this_subscription") => {
-            (false, "skipped: not_for_this_subscription".into())
-        }
-        ("skipped", r) if !r.is_empty() => (true, format!("skipped:{r}")),
-        // A 2xx that is not one of the handler's answers (a proxy, a login page): keep it.
-        _ => (
-            false,
-            format!("HTTP {} without a handler outcome", status.as_u16()),
-        ),
-    }
-}
-
-async fn push(
-    sub: &str,
-    to: &str,
-    dry_run: bool,
-    limit: usize,
-    rate: f64,
-    continue_on_error: bool,
-) -> Result<std::process::ExitCode> {
-    let client = pubsub()?;
-    let auth = Auth::for_url(to)?;
-    // Never follow redirects: a 307 would re-send the message (transcripts included) elsewhere.
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?;
-    let base = to.trim_end_matches('/').to_owned();
-    let endpoint = format!("{base}/");
-    let interval = Duration::from_secs_f64(1.0 / rate.max(0.01));
-
-    // Which handler is listening at --to? A letter goes only to the handler that failed it.
-    let mut health = http.get(format!("{base}/healthz"));
-    if let Some(h) = auth.header().await? {
-        health = health.header("authorization", h);
-    }
-    let target: Value = health
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {base}/healthz"))?
-        .json()
-        .await
-        .with_context(|| format!("{base}/healthz is not one of the pipeline's services"))?;
-    let target = target["service"]
-        .as_str()
-        .context("healthz names no service")?
-        .to_owned();
-
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {pos} processed {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    let mut tally = Tally::default();
-    let mut stopped = false;
-    let mut seen = std::collections::BTreeSet::new();
-    let mut processed = 0;
-    let mut empty_pulls = 0;
-    // Pull small batches just before pushing them, so no lease expires before its ack.
-    while processed < limit && !stopped {
-        let want = (limit - processed).min(10) as u32;
-        let batch = client
-            .pull(sub, want)
-            .await
-            .map_err(|e| anyhow::anyhow!("pull {sub}: {e}"))?;
-        let (fresh, repeat): (Vec<_>, Vec<_>) = batch
-            .into_iter()
-            .partition(|m| seen.insert(m.message.message_id.clone()));
-        release(&client, sub, &repeat).await?;
-        if fresh.is_empty() {
-            // An empty pull does not prove an empty subscription: ask twice more.
-            empty_pulls += 1;
-            if empty_pulls > 2 || !repeat.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            continue;
-        }
-        let mut untouched = Vec::new();
-        for m in fresh {
-            if stopped {
-                untouched.push(m);
-                continue;
-            }
-            processed += 1;
-            bar.inc(1);
-            let started = Instant::now();
-            let letter = Letter::new(m.clone());
-            let label = format!(
-                "{} (event {})",
-                letter.original_message_id(),
-                letter.event_id().unwrap_or_else(|| "?".into())
-            );
-            if letter.handler().is_some_and(|h| h != target) {
-                tally.not_this_handler += 1;
-                bar.println(format!(
-                    "left alone: {label} failed in {}, not {target}",
-                    letter.handler().unwrap_or_default()
-                ));
-                untouched.push(m);
-                continue;
-            }
-            if dry_run {
-                tally.would_send += 1;
-                bar.println(format!(
-                    "would push {label} to {endpoint} (dead-lettered for: {})",
-                    letter.reason()
-                ));
-                untouched.push(m);
-                continue;
-            }
-            let mut req = http
-                .post(&endpoint)
-                .header("content-type", "application/json")
-                .header(pipeline::dead_letter::REPLAY_HEADER, "1")
-                .body(letter.push_body());
-            if let Some(h) = auth.header().await? {
-                req = req.header("authorization", h);
-            }
-            let (ok, verdict) = match req.send().await {
-                Err(e) => (false, format!("unreachable: {}", e.without_url())),
-                Ok(resp) => {
-                    let status = resp.status();
-                    let body: Value = resp.json().await.unwrap_or(Value::Null);
-                    judge(status, &body)
-                }
-            };
-            if ok {
-                client
-                    .acknowledge(sub, std::slice::from_ref(&m.ack_id))
-                    .await
-                    .map_err(|e| anyhow::anyhow!("ack: {e}"))?;
-                match verdict.as_str() {
-                    "written" => tally.written += 1,
-                    "already_stored" => tally.already_stored += 1,
-                    _ => *tally.skipped.entry(verdict.clone()).or_default() += 1,
-                }
-            } else {
-                bar.println(format!("still failing: {label}: {verdict}"));
-                *tally.failing.entry(verdict).or_default() += 1;
-                untouched.push(m);
-                if !continue_on_error {
-                    stopped = true;
-                }
-            }
-            bar.set_message(format!(
-                "{} replayed, {} failing",
-                tally.written + tally.already_stored,
-                tally.failing.values().sum::<usize>()
-            ));
-            let spent = started.elapsed();
-            if spent < interval {
-                tokio::time::sleep(interval - spent).await;
-            }
-        }
-        release(&client, sub, &untouched).await?;
-    }
-    bar.finish_and_clear();
-
-    let failing: usize = tally.failing.values().sum();
-    let summary = json!({
-        "subscription": sub, "to": endpoint, "handler": target, "dryRun": dry_run,
-        "replayed": tally.written + tally.already_stored,
-        "written": tally.written, "alreadyStored": tally.already_stored,
-        "skipped": tally.skipped, "stillFailing": tally.failing,
-        "notForThisHandler": tally.not_this_handler,
-        "wouldPush": tally.would_send,
-    });
-    if dry_run {
-        eprintln!(
-            "replay: dry run: {} message(s) would be pushed to {target}; nothing sent, nothing acked",
-            tally.would_send
-        );
-    } else {
-        eprintln!(
-            "replay: replayed {} ({} written, {} already stored), skipped {}, still failing {}, left for another handler {}{}",
-            tally.written + tally.already_stored,
-            tally.written,
-            tally.already_stored,
-            tally.skipped.values().sum::<usize>(),
-            failing,
-            tally.not_this_handler,
-            if stopped {
-                " (stopped at the first failure; --continue-on-error to go on)"
-            } else {
-                ""
-            },
-        );
-    }
-    println!("{summary}");
-    Ok(if failing == 0 {
-        std::process::ExitCode::SUCCESS
-    } else {
-        std::process::ExitCode::from(1)
-    })
 }

@@ -1,0 +1,100 @@
+//! `replay inspect`: what each handler would do with a dead letter now, without doing it.
+//!
+//! The real handlers run, against in-memory sinks that only keep what they were given: the
+//! decision is the production code's, and nothing is written anywhere. For the BigQuery handlers
+//! the row they would write is shown (already redacted); for `to-gcs` only the object name. The
+//! message data is never printed.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use pipeline::config::{Env, Rules, Service};
+use pipeline::handler::{Destination, FailureKind, Handler, Outcome};
+use pipeline::pubsub::ReceivedMessage;
+use pipeline::sink::memory::{MemoryRows, MemoryStore};
+use serde_json::{Value, json};
+
+use crate::client::{Subscription, subscription_path};
+use crate::letter::Letter;
+
+/// One JSON line per letter, read from `file` or else from `subscription` (released, not acked).
+pub async fn run(
+    project: Option<&str>,
+    file: Option<PathBuf>,
+    subscription: Option<String>,
+    limit: usize,
+) -> Result<ExitCode> {
+    // Exactly the services' parser: REDACT_KEYS can only add to the transcript keys.
+    let rules = Rules::from_env(&Env::process())?;
+    let messages = match (file, subscription) {
+        (Some(path), _) => read_pull_file(&path)?,
+        (None, Some(s)) => {
+            let sub = subscription_path(project, &s)?;
+            Subscription::connect(&sub)?.peek(limit).await?
+        }
+        (None, None) => bail!("give --file or --subscription"),
+    };
+    let mut stdout = std::io::stdout().lock();
+    for m in messages.into_iter().take(limit) {
+        let v = inspect(&rules, &Letter::new(m)).await;
+        writeln!(stdout, "{}", serde_json::to_string(&v)?)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A file written by `replay pull` (or by `gcloud ... pull --format=json`).
+fn read_pull_file(path: &Path) -> Result<Vec<ReceivedMessage>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a pull result", path.display()))
+}
+
+/// One JSON object per letter: where it came from, why it failed, and each handler's decision.
+async fn inspect(rules: &Rules, letter: &Letter) -> Value {
+    let mut v = letter.describe();
+    let mut now = serde_json::Map::new();
+    for service in Service::ALL {
+        now.insert(service.name().into(), decide(rules, service, letter).await);
+    }
+    v["now"] = Value::Object(now);
+    v
+}
+
+/// What `service` would do with the letter now: `write`, `skip`, `retry` or `dead-letter`.
+async fn decide(rules: &Rules, service: Service, letter: &Letter) -> Value {
+    let rows = Arc::new(MemoryRows::default());
+    let destination = match service {
+        Service::ToGcs => Destination::Objects {
+            store: Arc::new(MemoryStore::default()),
+            prefix: "transcripts".into(),
+        },
+        _ => Destination::Rows(rows.clone()),
+    };
+    let handler = match Handler::new(service, rules.clone(), destination) {
+        Ok(h) => h,
+        Err(e) => return json!({"action": "error", "reason": e}),
+    };
+    let message = match letter.decoded() {
+        Ok(m) => m,
+        Err(e) => {
+            return json!({"action": "dead-letter", "reason": e.code(), "detail": e.to_string()});
+        }
+    };
+    match handler.handle(&message).await.result {
+        Ok(Outcome::Skipped { reason }) => json!({"action": "skip", "reason": reason}),
+        Ok(Outcome::Written { target } | Outcome::AlreadyStored { target }) => {
+            let mut v = json!({"action": "write", "target": target});
+            if service != Service::ToGcs {
+                v["row"] = rows.last().map_or(Value::Null, |r| r.json);
+            }
+            v
+        }
+        Err(f) if f.kind == FailureKind::Transient => {
+            json!({"action": "retry", "reason": f.code, "detail": f.detail})
+        }
+        Err(f) => json!({"action": "dead-letter", "reason": f.code, "detail": f.detail}),
+    }
+}

@@ -1,0 +1,167 @@
+//! The handler answering at `--to`: which service it is (its `/healthz`), pushing one dead letter
+//! to it as Pub/Sub would, and judging its answer.
+//!
+//! Redirects are never followed: a 307 would re-send the message (transcripts included)
+//! elsewhere. A letter is acked only on an answer that says it is stored or deliberately
+//! skipped ([`judge`]).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use pipeline::outcome::{Label, NOT_FOR_THIS_SUBSCRIPTION};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::auth::Auth;
+use crate::letter::Letter;
+
+/// The handler answering at `--to`.
+pub struct Target {
+    http: reqwest::Client,
+    auth: Auth,
+    /// Where pushes go: the handler's root, as Pub/Sub pushes to it.
+    pub endpoint: String,
+    /// The service answering (`to-gcs`, `to-bq`, `sub-v2`), as its `/healthz` names itself.
+    pub service: String,
+}
+
+impl Target {
+    /// Asks `to`'s `/healthz` which of the pipeline's services it is.
+    pub async fn find(to: &str) -> Result<Self> {
+        let auth = Auth::for_url(to)?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let base = to.trim_end_matches('/').to_owned();
+        let mut health = http.get(format!("{base}/healthz"));
+        if let Some(h) = auth.header().await? {
+            health = health.header("authorization", h);
+        }
+        let answer: Value = health
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {base}/healthz"))?
+            .json()
+            .await
+            .with_context(|| format!("{base}/healthz is not one of the pipeline's services"))?;
+        let service = answer["service"]
+            .as_str()
+            .context("healthz names no service")?
+            .to_owned();
+        Ok(Self {
+            http,
+            auth,
+            endpoint: format!("{base}/"),
+            service,
+        })
+    }
+
+    /// Pushes the letter's original push, marked as a replay, and judges the answer.
+    pub async fn push(&self, letter: &Letter) -> Result<Verdict> {
+        let mut req = self
+            .http
+            .post(&self.endpoint)
+            .header("content-type", "application/json")
+            .header(pipeline::dead_letter::REPLAY_HEADER, "1")
+            .body(letter.push_body());
+        if let Some(h) = self.auth.header().await? {
+            req = req.header("authorization", h);
+        }
+        Ok(match req.send().await {
+            Err(e) => Verdict::Keep(format!("unreachable: {}", e.without_url())),
+            Ok(resp) => {
+                let status = resp.status();
+                let body: Value = resp.json().await.unwrap_or(Value::Null);
+                judge(status, &body)
+            }
+        })
+    }
+}
+
+/// What the handler's answer means for the dead letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Stored (`written`, `already_stored`) or deliberately skipped (with the skip's reason):
+    /// ack the dead letter.
+    Ack(Label, String),
+    /// Anything else: keep the dead letter; what to report.
+    Keep(String),
+}
+
+/// What the handler answered, and whether that is a reason to ack the dead letter: only a 2xx
+/// whose `outcome` says stored, or skipped for a reason of the handler's own. Not
+/// [`Label::is_ack`]: a `dead_lettered` answer is acked by Pub/Sub, but for a replay it would
+/// mean the letter is gone from this subscription with nothing stored.
+pub fn judge(status: StatusCode, body: &Value) -> Verdict {
+    if !status.is_success() {
+        let error = body["error"].as_str().unwrap_or("");
+        return Verdict::Keep(format!("HTTP {} {error}", status.as_u16()));
+    }
+    let outcome = body["outcome"].as_str().and_then(Label::parse);
+    let reason = body["reason"].as_str().unwrap_or("");
+    match outcome {
+        Some(label @ (Label::Written | Label::AlreadyStored)) => Verdict::Ack(label, String::new()),
+        // Sent to a handler that does not own it: nothing was stored, keep the dead letter.
+        Some(Label::Skipped) if reason == NOT_FOR_THIS_SUBSCRIPTION => {
+            Verdict::Keep(format!("skipped: {NOT_FOR_THIS_SUBSCRIPTION}"))
+        }
+        Some(Label::Skipped) if !reason.is_empty() => Verdict::Ack(Label::Skipped, reason.into()),
+        // A 2xx that is not one of the handler's stored answers (a proxy, a login page, or an
+        // outcome such as dead_lettered): keep it.
+        _ => Verdict::Keep(format!(
+            "HTTP {} without a handler outcome",
+            status.as_u16()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ok(body: Value) -> Verdict {
+        judge(StatusCode::OK, &body)
+    }
+
+    #[test]
+    fn acks_only_stored_or_deliberately_skipped() {
+        assert_eq!(
+            ok(json!({"outcome": "written"})),
+            Verdict::Ack(Label::Written, String::new())
+        );
+        assert_eq!(
+            ok(json!({"outcome": "already_stored"})),
+            Verdict::Ack(Label::AlreadyStored, String::new())
+        );
+        assert_eq!(
+            ok(json!({"outcome": "skipped", "reason": "not_a_transcript"})),
+            Verdict::Ack(Label::Skipped, "not_a_transcript".into())
+        );
+    }
+
+    #[test]
+    fn keeps_everything_else() {
+        let bare = Verdict::Keep("HTTP 200 without a handler outcome".into());
+        assert_eq!(ok(Value::Null), bare);
+        assert_eq!(ok(json!({"outcome": "skipped"})), bare);
+        assert_eq!(ok(json!({"outcome": "dead_lettered"})), bare);
+        assert_eq!(ok(json!({"outcome": "something_else"})), bare);
+        assert_eq!(
+            ok(json!({"outcome": "skipped", "reason": NOT_FOR_THIS_SUBSCRIPTION})),
+            Verdict::Keep("skipped: not_for_this_subscription".into())
+        );
+        assert_eq!(
+            judge(
+                StatusCode::BAD_REQUEST,
+                &json!({"outcome": "rejected", "error": "invalid_payload"})
+            ),
+            Verdict::Keep("HTTP 400 invalid_payload".into())
+        );
+        assert_eq!(
+            judge(StatusCode::SERVICE_UNAVAILABLE, &Value::Null),
+            Verdict::Keep("HTTP 503 ".into())
+        );
+    }
+}
