@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::auth::{AuthConfig, GOOGLE_JWKS_URL};
 use crate::classify::{DEFAULT_DOTCOM_URL, DotCom, Route};
 use crate::redact::Redactor;
+use crate::sink::batch::BatchSettings;
 use crate::sink::bigquery::TableRef;
 
 /// The three services built from this crate.
@@ -65,6 +66,9 @@ pub const VARIABLES: &[&str] = &[
     "BIGQUERY_DATASET",
     "BIGQUERY_TABLE",
     "BIGQUERY_PROJECT",
+    "BIGQUERY_BATCH_MAX_ROWS",
+    "BIGQUERY_BATCH_MAX_BYTES",
+    "BIGQUERY_BATCH_LINGER_MS",
     "DEAD_LETTER_TOPIC",
     "STORAGE_EMULATOR_HOST",
     "BIGQUERY_EMULATOR_HOST",
@@ -252,6 +256,8 @@ pub enum SinkTarget {
         table: TableRef,
         /// `BIGQUERY_EMULATOR_HOST`, as an `http://host:port` endpoint.
         emulator: Option<String>,
+        /// `BIGQUERY_BATCH_*`: how rows of concurrent pushes share `insertAll` calls.
+        batch: BatchSettings,
     },
 }
 
@@ -317,8 +323,53 @@ impl SinkTarget {
                 table,
             },
             emulator: emulator_endpoint(env, "BIGQUERY_EMULATOR_HOST")?,
+            batch: batch_from_env(env)?,
         })
     }
+}
+
+/// The most bytes of rows one `insertAll` may carry: BigQuery refuses requests above 10 MB, and
+/// the request adds at most 64 bytes to its rows ([`crate::sink::bigquery::request_body`]).
+pub const MAX_BATCH_BYTES: usize = 9_000_000;
+
+/// `BIGQUERY_BATCH_MAX_ROWS` (1–10000, default 500), `BIGQUERY_BATCH_MAX_BYTES` (1000–9000000,
+/// default 5 MiB), `BIGQUERY_BATCH_LINGER_MS` (0–1000, default 25).
+fn batch_from_env(env: &Env<'_>) -> Result<BatchSettings, ConfigError> {
+    let defaults = BatchSettings::default();
+    let number = |var: &'static str, range: std::ops::RangeInclusive<u64>, default: u64| {
+        let Some(v) = env.get(var) else {
+            return Ok(default);
+        };
+        match v.parse::<u64>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(err(
+                var,
+                format!(
+                    "`{v}` is not a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            )),
+        }
+    };
+    Ok(BatchSettings {
+        max_rows: number(
+            "BIGQUERY_BATCH_MAX_ROWS",
+            1..=10_000,
+            defaults.max_rows as u64,
+        )? as usize,
+        max_bytes: number(
+            "BIGQUERY_BATCH_MAX_BYTES",
+            1_000..=MAX_BATCH_BYTES as u64,
+            defaults.max_bytes as u64,
+        )? as usize,
+        linger: Duration::from_millis(number(
+            "BIGQUERY_BATCH_LINGER_MS",
+            0..=1_000,
+            defaults.linger.as_millis() as u64,
+        )?),
+        ..defaults
+    })
 }
 
 /// Where permanent failures are published (`DEAD_LETTER_TOPIC`), through which Pub/Sub
@@ -555,7 +606,8 @@ mod tests {
                     dataset: "telemetry".into(),
                     table: "event_telemetry".into()
                 },
-                emulator: Some("http://127.0.0.1:9050".into())
+                emulator: Some("http://127.0.0.1:9050".into()),
+                batch: BatchSettings::default(),
             }
         );
     }
@@ -594,6 +646,7 @@ mod tests {
     fn every_error_names_its_variable() {
         const P: (&str, &str) = ("GOOGLE_CLOUD_PROJECT", "p");
         const B: (&str, &str) = ("TRANSCRIPT_BUCKET", "b-1");
+        const D: (&str, &str) = ("BIGQUERY_DATASET", "d");
         type Case<'a> = (Service, &'a [(&'a str, &'a str)], &'a str);
         let cases: &[Case] = &[
             (Service::ToGcs, &[B], "GOOGLE_CLOUD_PROJECT"),
@@ -625,6 +678,21 @@ mod tests {
                 Service::SubV2,
                 &[P, ("BIGQUERY_DATASET", "a b")],
                 "BIGQUERY_DATASET",
+            ),
+            (
+                Service::ToBq,
+                &[P, D, ("BIGQUERY_BATCH_MAX_BYTES", "10000000")],
+                "BIGQUERY_BATCH_MAX_BYTES",
+            ),
+            (
+                Service::ToBq,
+                &[P, D, ("BIGQUERY_BATCH_MAX_ROWS", "0")],
+                "BIGQUERY_BATCH_MAX_ROWS",
+            ),
+            (
+                Service::ToBq,
+                &[P, D, ("BIGQUERY_BATCH_LINGER_MS", "-1")],
+                "BIGQUERY_BATCH_LINGER_MS",
             ),
         ];
         for (service, vars, var) in cases {

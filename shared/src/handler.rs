@@ -195,10 +195,13 @@ async fn write_object(
 
 /// Step 4 for the BigQuery handlers: one row, its own verdict.
 async fn write_row(sink: &dyn RowSink, event: &Event, row: EventRow) -> Result<Outcome, Failure> {
-    let prepared = PreparedRow {
-        insert_id: event.id.to_string(),
-        json: row.to_json(),
-    };
+    let prepared = PreparedRow::new(event.id.to_string(), &row).map_err(|_| {
+        Failure::new(
+            FailureKind::Rejected,
+            "row_unencodable",
+            "the row cannot be encoded as JSON",
+        )
+    })?;
     let verdict = sink.insert(vec![prepared]).await?.into_iter().next();
     match verdict {
         Some(Ok(())) => Ok(Outcome::Written {

@@ -13,6 +13,7 @@
 //! Error details come from the services' status and error reasons; the handlers never put payload
 //! text into them.
 
+pub mod batch;
 pub mod bigquery;
 pub mod gcs;
 pub mod memory;
@@ -21,7 +22,9 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use serde::Serialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SinkError {
@@ -56,12 +59,42 @@ pub trait ObjectStore: Send + Sync {
     async fn create_once(&self, object: NewObject) -> Result<Stored, SinkError>;
 }
 
-/// One row for a streaming insert.
+/// One row for a streaming insert, encoded once: the request is written from this text.
 #[derive(Debug, Clone)]
 pub struct PreparedRow {
     /// BigQuery's best-effort deduplication key: the event id.
     pub insert_id: String,
-    pub json: Value,
+    /// The row object as JSON text.
+    pub json: Box<RawValue>,
+}
+
+impl PreparedRow {
+    pub fn new(insert_id: String, row: &impl Serialize) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            insert_id,
+            json: serde_json::value::to_raw_value(row)?,
+        })
+    }
+
+    /// The bytes this row adds to an `insertAll` request: its JSON, its quoted and escaped insert
+    /// id, and `{"insertId":…,"json":…},`.
+    pub fn encoded_len(&self) -> usize {
+        let id: usize = self
+            .insert_id
+            .chars()
+            .map(|c| match c {
+                '"' | '\\' => 2,
+                c if (c as u32) < 0x20 => 6,
+                c => c.len_utf8(),
+            })
+            .sum();
+        self.json.get().len() + id + 2 + 22
+    }
+
+    /// The row as a JSON tree (tests and `replay inspect` look at it).
+    pub fn value(&self) -> Value {
+        serde_json::from_str(self.json.get()).unwrap_or(Value::Null)
+    }
 }
 
 /// Why BigQuery refused one row.

@@ -23,6 +23,7 @@ use crate::handler::{Destination, Handler};
 use crate::pubsub::PubSubClient;
 use crate::server::{AppState, router};
 use crate::shutdown::{Shutdown, ShutdownTrigger};
+use crate::sink::batch::GroupCommit;
 use crate::sink::bigquery::BigQuerySink;
 use crate::sink::gcs::GcsStore;
 
@@ -130,9 +131,14 @@ pub async fn connect_sink(config: &Config) -> Result<Destination, String> {
             store: Arc::new(GcsStore::connect(bucket, emulator.as_deref(), timeout).await?),
             prefix: prefix.clone(),
         },
-        SinkTarget::BigQuery { table, emulator } => Destination::Rows(Arc::new(
-            BigQuerySink::connect(table.clone(), emulator.as_deref(), timeout).await?,
-        )),
+        SinkTarget::BigQuery {
+            table,
+            emulator,
+            batch,
+        } => {
+            let sink = BigQuerySink::connect(table.clone(), emulator.as_deref(), timeout).await?;
+            Destination::Rows(Arc::new(GroupCommit::new(Arc::new(sink), *batch)))
+        }
     })
 }
 

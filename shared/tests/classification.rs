@@ -155,7 +155,7 @@ async fn truth_table() {
                     }
 
                     let last = h.rows.last().expect("a row");
-                    let row = &last.json;
+                    let row = &last.value();
                     assert_eq!(row["event_id"], json!(id));
                     assert_eq!(row["is_transcript"], json!(expect_transcript), "{id}");
                     assert_eq!(row["is_dotcom"], json!(dotcom), "{id}");

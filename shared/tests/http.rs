@@ -326,3 +326,40 @@ async fn oversized_requests_are_refused_and_never_dead_lettered() {
     assert_eq!(status, 413);
     assert!(dlq.letters().is_empty());
 }
+
+/// SIGTERM while a row waits in the group-commit batch: the push is still answered after its
+/// row's verdict, and the service stops only then.
+#[tokio::test]
+async fn shutdown_waits_for_the_batched_row_of_an_in_flight_push() {
+    use pipeline::sink::batch::{BatchSettings, GroupCommit};
+    let rows = Arc::new(MemoryRows::default());
+    let linger = std::time::Duration::from_millis(600);
+    let batched = GroupCommit::new(
+        rows.clone(),
+        BatchSettings {
+            linger,
+            ..BatchSettings::default()
+        },
+    );
+    let app = spawn(Service::ToBq, Destination::Rows(Arc::new(batched))).await;
+    let url = app.url.clone();
+    let push =
+        tokio::spawn(
+            async move { post(&url, envelope(&transcript_data("e-9")).to_string()).await },
+        );
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    assert!(rows.is_empty(), "the row is still lingering in the batch");
+    let started = std::time::Instant::now();
+    app.stop().await.expect("graceful stop");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(300),
+        "stop returned before the lingering row was flushed"
+    );
+    let (status, v) = push.await.unwrap();
+    assert_eq!(
+        (status, v["outcome"].as_str()),
+        (200, Some("written")),
+        "{v}"
+    );
+    assert_eq!(rows.len(), 1);
+}

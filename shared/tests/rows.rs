@@ -11,6 +11,7 @@ use chrono::TimeZone;
 use pipeline::decode::{PushFormat, PushMessage};
 use pipeline::event::RawData;
 use pipeline::schema::Schema;
+use pipeline::sink::PreparedRow;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -36,7 +37,7 @@ async fn rows_for(msg: &PushMessage) -> Vec<Value> {
         .await
         .result
         .expect("sub-v2 handles it");
-    h.rows.rows().into_iter().map(|r| r.json).collect()
+    h.rows.rows().iter().map(PreparedRow::value).collect()
 }
 
 #[tokio::test]

@@ -88,7 +88,7 @@ async fn decide(rules: &Rules, service: Service, letter: &Letter) -> Value {
         Ok(Outcome::Written { target } | Outcome::AlreadyStored { target }) => {
             let mut v = json!({"action": "write", "target": target});
             if service != Service::ToGcs {
-                v["row"] = rows.last().map_or(Value::Null, |r| r.json);
+                v["row"] = rows.last().map_or(Value::Null, |r| r.value());
             }
             v
         }

@@ -1,4 +1,4 @@
-//! BigQuery through `gcp-bigquery-client`: `tabledata.insertAll`, `insertId` = event id.
+//! BigQuery `tabledata.insertAll` over plain HTTPS, `insertId` = event id.
 //!
 //! Rows are sent with `skipInvalidRows`, so every row of a call gets its own verdict: a row that
 //! BigQuery calls `invalid` is a permanent failure of that message, any other per-row error is
@@ -7,21 +7,20 @@
 //! event id column is the durable deduplication key for queries. (The BigQuery emulator does not
 //! deduplicate on `insertId` at all.)
 //!
+//! The request body is written directly from the rows' JSON text, encoded once when each row was
+//! built ([`PreparedRow`]), and sent uncompressed: a client library would re-serialise the rows
+//! and gzip every call, which cost more CPU than it saved on the wire (see `BENCHMARKS.md`). Rows
+//! of concurrent pushes share calls through [`super::batch::GroupCommit`].
+//!
 //! Authentication: Application Default Credentials through `google-cloud-auth` (the same library
 //! the Cloud Storage client uses; tokens are cached and refreshed), or none against the emulator
 //! (`BIGQUERY_EMULATOR_HOST`).
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use gcp_bigquery_client::Client;
-use gcp_bigquery_client::auth::Authenticator;
-use gcp_bigquery_client::client_builder::ClientBuilder;
-use gcp_bigquery_client::error::BQError;
-use gcp_bigquery_client::model::table_data_insert_all_request::TableDataInsertAllRequest;
-use gcp_bigquery_client::model::table_data_insert_all_request_rows::TableDataInsertAllRequestRows;
-use gcp_bigquery_client::model::table_data_insert_all_response_insert_errors::TableDataInsertAllResponseInsertErrors as InsertErrors;
+use google_cloud_auth::credentials::AccessTokenCredentials;
+use serde::Deserialize;
 
 use super::{PreparedRow, RowError, RowSink, SinkError};
 
@@ -37,35 +36,12 @@ pub struct TableRef {
 }
 
 pub struct BigQuerySink {
-    client: Client,
-    table: TableRef,
+    http: reqwest::Client,
+    /// `…/projects/P/datasets/D/tables/T/insertAll`.
+    url: String,
+    /// `None` against the emulator.
+    credentials: Option<AccessTokenCredentials>,
     timeout: Duration,
-}
-
-/// No credentials: the emulator accepts any request.
-#[derive(Clone)]
-struct NoAuth;
-
-#[async_trait]
-impl Authenticator for NoAuth {
-    async fn access_token(&self) -> Result<String, BQError> {
-        Ok("emulator".into())
-    }
-}
-
-/// Application Default Credentials via google-cloud-auth (cached, refreshed before expiry).
-#[derive(Clone)]
-struct Adc(google_cloud_auth::credentials::AccessTokenCredentials);
-
-#[async_trait]
-impl Authenticator for Adc {
-    async fn access_token(&self) -> Result<String, BQError> {
-        self.0
-            .access_token()
-            .await
-            .map(|t| t.token)
-            .map_err(|_| BQError::NoToken)
-    }
 }
 
 impl BigQuerySink {
@@ -80,8 +56,8 @@ impl BigQuerySink {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| format!("cannot create the HTTP client: {e}"))?;
-        let (base, auth): (String, Arc<dyn Authenticator>) = match emulator {
-            Some(endpoint) => (format!("{endpoint}/bigquery/v2"), Arc::new(NoAuth)),
+        let (base, credentials) = match emulator {
+            Some(endpoint) => (format!("{endpoint}/bigquery/v2"), None),
             None => {
                 let creds = google_cloud_auth::credentials::Builder::default()
                     .with_scopes([INSERT_SCOPE])
@@ -89,18 +65,17 @@ impl BigQuerySink {
                     .map_err(|e| {
                         format!("cannot load Application Default Credentials for BigQuery: {e}")
                     })?;
-                (BIGQUERY_API.to_string(), Arc::new(Adc(creds)))
+                (BIGQUERY_API.to_string(), Some(creds))
             }
         };
-        let client = ClientBuilder::new()
-            .with_v2_base_url(base)
-            .with_client(http)
-            .build_from_authenticator(auth)
-            .await
-            .map_err(|e| format!("cannot create the BigQuery client: {e}"))?;
+        let url = format!(
+            "{base}/projects/{}/datasets/{}/tables/{}/insertAll",
+            table.project, table.dataset, table.table
+        );
         Ok(Self {
-            client,
-            table,
+            http,
+            url,
+            credentials,
             timeout,
         })
     }
@@ -108,54 +83,99 @@ impl BigQuerySink {
     /// One `insertAll` call. The error says whether the connection broke mid-request.
     async fn insert_once(
         &self,
-        rows: &[PreparedRow],
+        body: &[u8],
+        n: usize,
         timeout: Duration,
     ) -> Result<Vec<Result<(), RowError>>, (SinkError, bool)> {
-        let mut request = TableDataInsertAllRequest::new();
-        request.skip_invalid_rows();
-        request
-            .add_rows(
-                rows.iter()
-                    .map(|r| TableDataInsertAllRequestRows {
-                        insert_id: Some(r.insert_id.clone()),
-                        json: r.json.clone(),
-                    })
-                    .collect(),
-            )
-            .map_err(|e| {
-                (
-                    SinkError::Permanent(format!("cannot encode rows: {e}")),
-                    false,
-                )
+        let mut request = self
+            .http
+            .post(&self.url)
+            .timeout(timeout)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_vec());
+        if let Some(creds) = &self.credentials {
+            let token = creds.access_token().await.map_err(|_| {
+                let e = SinkError::Transient("no access token for BigQuery".into());
+                (e, false)
             })?;
-        let call = self.client.tabledata().insert_all(
-            &self.table.project,
-            &self.table.dataset,
-            &self.table.table,
-            request,
-        );
-        let response = match tokio::time::timeout(timeout, call).await {
-            Err(_) => {
-                return Err((
-                    SinkError::Transient(format!(
-                        "BigQuery insertAll timed out after {:?}",
-                        self.timeout
-                    )),
-                    false,
-                ));
-            }
-            Ok(Err(e)) => {
-                let broken =
-                    matches!(&e, BQError::RequestError(r) if r.is_request() && !r.is_timeout());
-                return Err((classify_error(e), broken));
-            }
-            Ok(Ok(r)) => r,
-        };
-        Ok(verdicts(
-            response.insert_errors.unwrap_or_default(),
-            rows.len(),
-        ))
+            request = request.bearer_auth(token.token);
+        }
+        let response = request.send().await.map_err(|e| {
+            let broken = e.is_request() && !e.is_timeout();
+            (request_error(&e, self.timeout), broken)
+        })?;
+        let status = response.status();
+        let text = response.bytes().await.map_err(|e| {
+            let broken = !e.is_timeout();
+            (request_error(&e, self.timeout), broken)
+        })?;
+        if !status.is_success() {
+            return Err((status_error(status.as_u16(), &text), false));
+        }
+        let parsed: InsertAllResponse = serde_json::from_slice(&text).map_err(|_| {
+            let e = SinkError::Transient("BigQuery answered with an unexpected body".into());
+            (e, false)
+        })?;
+        Ok(verdicts(parsed.insert_errors, n))
     }
+}
+
+/// The `insertAll` request for `rows`: each row's JSON text as it was encoded, not re-serialised.
+pub fn request_body(rows: &[PreparedRow]) -> Vec<u8> {
+    let capacity = 64 + rows.iter().map(PreparedRow::encoded_len).sum::<usize>();
+    let mut body = Vec::with_capacity(capacity);
+    body.extend_from_slice(br#"{"skipInvalidRows":true,"rows":["#);
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(br#"{"insertId":"#);
+        // A string always serialises.
+        let _ = serde_json::to_writer(&mut body, &row.insert_id);
+        body.extend_from_slice(br#","json":"#);
+        body.extend_from_slice(row.json.get().as_bytes());
+        body.push(b'}');
+    }
+    body.extend_from_slice(b"]}");
+    body
+}
+
+#[derive(Deserialize)]
+struct InsertAllResponse {
+    #[serde(default, rename = "insertErrors")]
+    insert_errors: Vec<InsertErrors>,
+}
+
+#[derive(Deserialize)]
+struct InsertErrors {
+    /// A number in BigQuery's answers; tolerate a string.
+    #[serde(default)]
+    index: Option<serde_json::Value>,
+    #[serde(default)]
+    errors: Vec<ErrorProto>,
+}
+
+#[derive(Deserialize, Default)]
+struct ErrorProto {
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    location: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ErrorResponse {
+    error: ErrorBody,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    errors: Vec<ErrorProto>,
+    #[serde(default)]
+    status: String,
 }
 
 /// One verdict per row from `insertErrors`: a row is written only when no error names it.
@@ -164,20 +184,15 @@ fn verdicts(errors: Vec<InsertErrors>, n: usize) -> Vec<Result<(), RowError>> {
     for failed in errors {
         let index = failed
             .index
+            .and_then(|i| i.as_u64().or_else(|| i.as_str()?.parse().ok()))
             .and_then(|i| usize::try_from(i).ok())
             .filter(|i| *i < n);
-        let first = failed.errors.unwrap_or_default().into_iter().next();
+        let first = failed.errors.into_iter().next().unwrap_or_default();
         let error = RowError {
-            reason: first
-                .as_ref()
-                .and_then(|e| e.reason.clone())
-                .unwrap_or_else(|| "unknown".into()),
-            location: first
-                .as_ref()
-                .and_then(|e| e.location.clone())
-                .unwrap_or_default(),
+            reason: first.reason.unwrap_or_else(|| "unknown".into()),
+            location: first.location.unwrap_or_default(),
             message: first
-                .and_then(|e| e.message)
+                .message
                 .map(|m| m.chars().take(300).collect())
                 .unwrap_or_default(),
         };
@@ -190,69 +205,134 @@ fn verdicts(errors: Vec<InsertErrors>, n: usize) -> Vec<Result<(), RowError>> {
     results
 }
 
-fn classify_error(e: BQError) -> SinkError {
-    match e {
-        BQError::ResponseError { error } => {
-            let reason = error
-                .error
-                .errors
-                .first()
-                .and_then(|m| m.get("reason").cloned())
-                .unwrap_or_default();
-            let detail = format!(
-                "BigQuery answered HTTP {} ({}{})",
-                error.error.code,
-                if reason.is_empty() {
-                    "no reason"
-                } else {
-                    &reason
-                },
-                if error.error.status.is_empty() {
-                    String::new()
-                } else {
-                    format!(", {}", error.error.status)
-                }
-            );
-            // A 400 `invalid` for a request of this message's rows is the rows' fault; 404 (no
-            // table), 403 (no permission), 429 and 5xx are not, and may heal.
-            if error.error.code == 400 && reason == "invalid" {
-                SinkError::Permanent(detail)
-            } else {
-                SinkError::Transient(detail)
-            }
+/// A non-2xx answer. A 400 `invalid` for a request of these rows is the rows' fault; 404 (no
+/// table), 403 (no permission), 429 and 5xx are not, and may heal.
+fn status_error(code: u16, body: &[u8]) -> SinkError {
+    let (reason, status) = serde_json::from_slice::<ErrorResponse>(body)
+        .map(|r| {
+            let reason = r.error.errors.into_iter().next().and_then(|e| e.reason);
+            (reason.unwrap_or_default(), r.error.status)
+        })
+        .unwrap_or_default();
+    let detail = format!(
+        "BigQuery answered HTTP {code} ({}{})",
+        if reason.is_empty() {
+            "no reason"
+        } else {
+            &reason
+        },
+        if status.is_empty() {
+            String::new()
+        } else {
+            format!(", {status}")
         }
-        BQError::RequestError(e) if e.is_timeout() => {
-            SinkError::Transient("BigQuery request timed out".into())
-        }
-        BQError::RequestError(e) if e.is_connect() => {
-            SinkError::Transient("BigQuery unreachable (connection failed)".into())
-        }
-        BQError::RequestError(e) if e.is_decode() => {
-            SinkError::Transient("BigQuery answered with an unexpected body".into())
-        }
-        BQError::NoToken | BQError::AuthError(_) | BQError::YupAuthError(_) => {
-            SinkError::Transient("no access token for BigQuery".into())
-        }
-        other => SinkError::Transient(format!("BigQuery insertAll failed: {other}")),
+    );
+    if code == 400 && reason == "invalid" {
+        SinkError::Permanent(detail)
+    } else {
+        SinkError::Transient(detail)
     }
+}
+
+fn request_error(e: &reqwest::Error, timeout: Duration) -> SinkError {
+    SinkError::Transient(if e.is_timeout() {
+        format!("BigQuery insertAll timed out after {timeout:?}")
+    } else if e.is_connect() {
+        "BigQuery unreachable (connection failed)".into()
+    } else {
+        "BigQuery insertAll failed (connection broken)".into()
+    })
 }
 
 #[async_trait]
 impl RowSink for BigQuerySink {
     async fn insert(&self, rows: Vec<PreparedRow>) -> Result<Vec<Result<(), RowError>>, SinkError> {
-        let started = std::time::Instant::now();
-        match self.insert_once(&rows, self.timeout).await {
+        let started = Instant::now();
+        let body = request_body(&rows);
+        match self.insert_once(&body, rows.len(), self.timeout).await {
             Ok(results) => Ok(results),
             // A pooled connection that the server had closed (the emulator does after a 500)
             // fails once with a reset; the insert is idempotent by insertId, so retry once, within
             // the same overall timeout.
             Err((e, true)) => match self.timeout.checked_sub(started.elapsed()) {
-                Some(left) if !left.is_zero() => {
-                    self.insert_once(&rows, left).await.map_err(|(e, _)| e)
-                }
+                Some(left) if !left.is_zero() => self
+                    .insert_once(&body, rows.len(), left)
+                    .await
+                    .map_err(|(e, _)| e),
                 _ => Err(e),
             },
             Err((e, false)) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, json: &str) -> PreparedRow {
+        PreparedRow {
+            insert_id: id.into(),
+            json: serde_json::value::RawValue::from_string(json.into()).unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_request_is_the_rows_json_text() {
+        let body = request_body(&[row("a\"1", r#"{"x":1}"#), row("b", r#"{"y":"z"}"#)]);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"skipInvalidRows": true, "rows": [
+                {"insertId": "a\"1", "json": {"x": 1}}, {"insertId": "b", "json": {"y": "z"}}]})
+        );
+        assert!(
+            body.len()
+                <= 64
+                    + [row("a\"1", r#"{"x":1}"#), row("b", r#"{"y":"z"}"#)]
+                        .iter()
+                        .map(PreparedRow::encoded_len)
+                        .sum::<usize>()
+        );
+    }
+
+    #[test]
+    fn each_row_gets_its_own_verdict() {
+        let parsed: InsertAllResponse = serde_json::from_str(
+            r#"{"insertErrors":[{"index":1,"errors":[{"reason":"invalid","location":"f","message":"m"}]},
+                {"index":"2","errors":[{"reason":"backendError"}]}]}"#,
+        )
+        .unwrap();
+        let v = verdicts(parsed.insert_errors, 4);
+        assert!(v[0].is_ok() && v[3].is_ok());
+        assert!(v[1].as_ref().unwrap_err().is_permanent());
+        assert_eq!(v[2].as_ref().unwrap_err().reason, "backendError");
+        let unattributed: InsertAllResponse =
+            serde_json::from_str(r#"{"insertErrors":[{"errors":[{"reason":"stopped"}]}]}"#)
+                .unwrap();
+        assert!(
+            verdicts(unattributed.insert_errors, 2)
+                .iter()
+                .all(Result::is_err)
+        );
+    }
+
+    #[test]
+    fn only_an_invalid_request_is_permanent() {
+        let invalid = br#"{"error":{"code":400,"errors":[{"reason":"invalid"}],"status":"INVALID_ARGUMENT"}}"#;
+        assert!(matches!(
+            status_error(400, invalid),
+            SinkError::Permanent(_)
+        ));
+        let missing =
+            br#"{"error":{"code":404,"errors":[{"reason":"notFound"}],"status":"NOT_FOUND"}}"#;
+        assert!(matches!(
+            status_error(404, missing),
+            SinkError::Transient(_)
+        ));
+        assert!(matches!(
+            status_error(503, b"<html>"),
+            SinkError::Transient(_)
+        ));
     }
 }

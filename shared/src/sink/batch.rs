@@ -1,0 +1,340 @@
+//! Group commit: rows of concurrent pushes share one `insertAll`.
+//!
+//! [`GroupCommit`] is a [`RowSink`] in front of the real one. Each push hands over its row and
+//! waits; a background task collects rows until a bound is reached ([`BatchSettings`]: rows,
+//! encoded bytes, or the linger since the first row of the batch) and sends them as one call,
+//! with up to `max_in_flight` calls at once. Each row's verdict goes back to the push that sent
+//! it, so one bad row never fails its neighbours (`skipInvalidRows`), and a call that fails as a
+//! whole fails exactly the pushes in it. A push is answered only after its row's verdict, so
+//! nothing is acked before it is durable; on SIGTERM the server waits for in-flight pushes, and
+//! so for the flush of their rows.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::{PreparedRow, RowError, RowSink, SinkError};
+
+/// When a batch is sent. Read from `BIGQUERY_BATCH_*` (see `config.rs` and the README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSettings {
+    /// At most this many rows per `insertAll` (Google recommends about 500).
+    pub max_rows: usize,
+    /// At most this many bytes of encoded rows per `insertAll` (BigQuery refuses requests above
+    /// 10 MB; the default leaves room for the envelope). A single larger row goes alone.
+    pub max_bytes: usize,
+    /// How long the first row of a batch waits for company: the most a push's latency grows.
+    pub linger: Duration,
+    /// How many `insertAll` calls may be in flight at once.
+    pub max_in_flight: usize,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        Self {
+            max_rows: 500,
+            max_bytes: 5 * 1024 * 1024,
+            linger: Duration::from_millis(25),
+            max_in_flight: 8,
+        }
+    }
+}
+
+type Verdict = Result<Result<(), RowError>, SinkError>;
+
+/// One row waiting for its batch, and where its verdict goes.
+struct Pending {
+    row: PreparedRow,
+    reply: oneshot::Sender<Verdict>,
+}
+
+/// Coalesces the rows of concurrent pushes into shared `insertAll` calls.
+pub struct GroupCommit {
+    queue: mpsc::UnboundedSender<Pending>,
+}
+
+impl GroupCommit {
+    /// Starts the batching task (on the current Tokio runtime) in front of `inner`.
+    pub fn new(inner: Arc<dyn RowSink>, settings: BatchSettings) -> Self {
+        let (queue, rows) = mpsc::unbounded_channel();
+        tokio::spawn(collect(rows, inner, settings));
+        Self { queue }
+    }
+}
+
+#[async_trait]
+impl RowSink for GroupCommit {
+    async fn insert(&self, rows: Vec<PreparedRow>) -> Result<Vec<Result<(), RowError>>, SinkError> {
+        let stopped = || SinkError::Transient("the BigQuery batcher has stopped".into());
+        let mut waiting = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (reply, verdict) = oneshot::channel();
+            self.queue
+                .send(Pending { row, reply })
+                .map_err(|_| stopped())?;
+            waiting.push(verdict);
+        }
+        let mut results = Vec::with_capacity(waiting.len());
+        for verdict in waiting {
+            results.push(verdict.await.map_err(|_| stopped())??);
+        }
+        Ok(results)
+    }
+}
+
+/// The batching loop: runs until every [`GroupCommit`] handle is gone and the queue is empty,
+/// then waits for the calls still in flight.
+async fn collect(
+    mut queue: mpsc::UnboundedReceiver<Pending>,
+    inner: Arc<dyn RowSink>,
+    settings: BatchSettings,
+) {
+    let in_flight = Arc::new(Semaphore::new(settings.max_in_flight.max(1)));
+    let mut carried: Option<Pending> = None;
+    loop {
+        let first = match carried.take() {
+            Some(p) => p,
+            None => match queue.recv().await {
+                Some(p) => p,
+                None => break,
+            },
+        };
+        let (batch, next) = fill(first, &mut queue, &settings).await;
+        carried = next;
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break;
+        };
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            send(inner.as_ref(), batch).await;
+            drop(permit);
+        });
+    }
+    // Let the last calls finish before the task (and the runtime with it) may end.
+    let _ = in_flight
+        .acquire_many(settings.max_in_flight.max(1) as u32)
+        .await;
+}
+
+/// A batch starting with `first`, filled until a bound is reached; a row that would overflow the
+/// byte bound is handed back for the next batch.
+async fn fill(
+    first: Pending,
+    queue: &mut mpsc::UnboundedReceiver<Pending>,
+    settings: &BatchSettings,
+) -> (Vec<Pending>, Option<Pending>) {
+    let deadline = Instant::now() + settings.linger;
+    let mut bytes = first.row.encoded_len();
+    let mut batch = vec![first];
+    while batch.len() < settings.max_rows && bytes < settings.max_bytes {
+        let next = match queue.try_recv() {
+            Ok(p) => Some(p),
+            // Nothing queued: wait for the next row until the linger is over (then `None`).
+            Err(_) => tokio::time::timeout_at(deadline, queue.recv())
+                .await
+                .ok()
+                .flatten(),
+        };
+        let Some(p) = next else { break };
+        let size = p.row.encoded_len();
+        if bytes + size > settings.max_bytes {
+            return (batch, Some(p));
+        }
+        bytes += size;
+        batch.push(p);
+    }
+    (batch, None)
+}
+
+/// One call for the batch; each row's verdict to its push, or the call's failure to all of them.
+async fn send(inner: &dyn RowSink, batch: Vec<Pending>) {
+    let (rows, replies): (Vec<PreparedRow>, Vec<oneshot::Sender<Verdict>>) =
+        batch.into_iter().map(|p| (p.row, p.reply)).unzip();
+    let n = rows.len();
+    match inner.insert(rows).await {
+        Ok(verdicts) if verdicts.len() == n => {
+            for (reply, verdict) in replies.into_iter().zip(verdicts) {
+                // A push that gave up (its client went away) no longer listens; nothing to do.
+                let _ = reply.send(Ok(verdict));
+            }
+        }
+        Ok(verdicts) => {
+            let e = SinkError::Transient(format!(
+                "BigQuery answered {} verdicts for {n} rows",
+                verdicts.len()
+            ));
+            replies.into_iter().for_each(|r| {
+                let _ = r.send(Err(e.clone()));
+            });
+        }
+        Err(e) => replies.into_iter().for_each(|r| {
+            let _ = r.send(Err(e.clone()));
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Refuses rows whose id starts with `bad` as invalid, fails any call holding a `poison` row,
+    /// waits for `gate` before answering when set; records each call's row ids.
+    #[derive(Default)]
+    struct Table {
+        calls: Mutex<Vec<Vec<String>>>,
+        gate: Option<tokio::sync::Semaphore>,
+    }
+
+    #[async_trait]
+    impl RowSink for Table {
+        async fn insert(
+            &self,
+            rows: Vec<PreparedRow>,
+        ) -> Result<Vec<Result<(), RowError>>, SinkError> {
+            if let Some(gate) = &self.gate {
+                let _ = gate.acquire().await;
+            }
+            let ids: Vec<String> = rows.iter().map(|r| r.insert_id.clone()).collect();
+            self.calls.lock().unwrap().push(ids.clone());
+            if ids.iter().any(|i| i == "poison") {
+                return Err(SinkError::Transient("HTTP 503".into()));
+            }
+            Ok(ids
+                .iter()
+                .map(|i| {
+                    if i.starts_with("bad") {
+                        Err(RowError {
+                            reason: "invalid".into(),
+                            location: "x".into(),
+                            message: "no".into(),
+                        })
+                    } else {
+                        Ok(())
+                    }
+                })
+                .collect())
+        }
+    }
+
+    fn row(id: &str, size: usize) -> PreparedRow {
+        PreparedRow::new(id.into(), &serde_json::json!({"pad": "x".repeat(size)})).unwrap()
+    }
+
+    fn settings(max_rows: usize, max_bytes: usize, linger_ms: u64) -> BatchSettings {
+        BatchSettings {
+            max_rows,
+            max_bytes,
+            linger: Duration::from_millis(linger_ms),
+            max_in_flight: 4,
+        }
+    }
+
+    async fn push(sink: &GroupCommit, id: &str) -> Result<Result<(), RowError>, SinkError> {
+        sink.insert(vec![row(id, 10)])
+            .await
+            .map(|mut v| v.remove(0))
+    }
+
+    #[tokio::test]
+    async fn each_push_gets_its_own_rows_verdict_from_a_shared_call() {
+        let table = Arc::new(Table::default());
+        let sink = Arc::new(GroupCommit::new(table.clone(), settings(500, 1 << 20, 200)));
+        let ids: Vec<String> = (0..60)
+            .map(|i| {
+                if i % 7 == 0 {
+                    format!("bad-{i}")
+                } else {
+                    format!("ok-{i}")
+                }
+            })
+            .collect();
+        let tasks: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let (sink, id) = (sink.clone(), id.clone());
+                tokio::spawn(async move { (id.clone(), push(&sink, &id).await) })
+            })
+            .collect();
+        for t in tasks {
+            let (id, verdict) = t.await.unwrap();
+            let verdict = verdict.expect("the call succeeded");
+            assert_eq!(verdict.is_err(), id.starts_with("bad"), "{id}");
+        }
+        let calls = table.calls.lock().unwrap().clone();
+        assert!(calls.len() < 10, "60 pushes, {} calls", calls.len());
+        assert_eq!(calls.iter().map(Vec::len).sum::<usize>(), 60);
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_fails_exactly_the_pushes_in_it() {
+        let table = Arc::new(Table::default());
+        let sink = Arc::new(GroupCommit::new(table.clone(), settings(500, 1 << 20, 100)));
+        let together = ["a", "b", "poison"].map(|id| {
+            let sink = sink.clone();
+            tokio::spawn(async move { push(&sink, id).await })
+        });
+        for t in together {
+            assert!(
+                t.await.unwrap().is_err(),
+                "every push of the failed call fails"
+            );
+        }
+        assert_eq!(
+            push(&sink, "c").await,
+            Ok(Ok(())),
+            "a later call is unaffected"
+        );
+        let calls = table.calls.lock().unwrap().clone();
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        assert_eq!(calls[1], ["c"]);
+    }
+
+    #[tokio::test]
+    async fn no_push_is_answered_before_its_rows_verdict() {
+        let table = Arc::new(Table {
+            gate: Some(tokio::sync::Semaphore::new(0)),
+            ..Table::default()
+        });
+        let sink = Arc::new(GroupCommit::new(table.clone(), settings(500, 1 << 20, 0)));
+        let pending = tokio::spawn({
+            let sink = sink.clone();
+            async move { push(&sink, "ok-1").await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !pending.is_finished(),
+            "answered while the call was still open"
+        );
+        table.gate.as_ref().unwrap().add_permits(1);
+        assert_eq!(pending.await.unwrap(), Ok(Ok(())));
+    }
+
+    #[tokio::test]
+    async fn batches_respect_the_row_and_byte_bounds() {
+        let table = Arc::new(Table::default());
+        let one = row("r-00", 1000).encoded_len();
+        let sink = Arc::new(GroupCommit::new(table.clone(), settings(4, one * 3, 100)));
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let sink = sink.clone();
+                tokio::spawn(
+                    async move { sink.insert(vec![row(&format!("r-{i:02}"), 1000)]).await },
+                )
+            })
+            .collect();
+        for t in tasks {
+            assert!(t.await.unwrap().is_ok());
+        }
+        let calls = table.calls.lock().unwrap().clone();
+        assert_eq!(calls.iter().map(Vec::len).sum::<usize>(), 20);
+        assert!(calls.iter().all(|c| c.len() <= 3), "{calls:?}");
+        // A row larger than the byte bound still goes, alone.
+        assert!(sink.insert(vec![row("big", one * 10)]).await.is_ok());
+        assert_eq!(table.calls.lock().unwrap().last().unwrap(), &["big"]);
+    }
+}
