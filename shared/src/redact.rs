@@ -13,6 +13,9 @@
 //! The result lists the JSON paths that were removed, so each row records what was redacted
 //! without recording any of it.
 
+use std::cell::RefCell;
+
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Map, Value};
 
 /// The transcript convention's keys: every [`Redactor`] removes them, whatever else it removes.
@@ -67,8 +70,9 @@ impl Redactor {
     }
 
     /// Step 3 for a row: `privateMetadata` without the configured keys, as the JSON text of the
-    /// row's column, and the removed paths. The original is left untouched (`to-gcs` and dead
-    /// letters need it as published).
+    /// row's column, and the removed paths (in the order [`Redactor::redact`] gives). Redacts
+    /// while serialising: the original is neither copied nor changed (`to-gcs` and dead letters
+    /// need it as published), and a removed value is never even read.
     pub fn redact_private(&self, private_metadata: Option<&Map<String, Value>>) -> Redacted {
         let Some(original) = private_metadata else {
             return Redacted {
@@ -76,12 +80,20 @@ impl Redactor {
                 removed: Vec::new(),
             };
         };
-        let mut copy = original.clone();
-        let removed = self.redact(&mut copy);
+        let walk = Walk {
+            redactor: self,
+            path: RefCell::new(Vec::new()),
+            removed: RefCell::new(Vec::new()),
+        };
+        // Serialising JSON values to a string cannot fail.
+        let json = serde_json::to_string(&Node {
+            walk: &walk,
+            value: NodeValue::Object(original),
+        })
+        .ok();
         Redacted {
-            // Serialising a map of JSON values cannot fail.
-            json: serde_json::to_string(&copy).ok(),
-            removed,
+            json,
+            removed: walk.removed.into_inner(),
         }
     }
 
@@ -150,6 +162,92 @@ impl Default for Redactor {
     }
 }
 
+/// The state of one redacting serialisation: where we are, and what was removed.
+struct Walk<'a> {
+    redactor: &'a Redactor,
+    path: RefCell<Vec<Segment<'a>>>,
+    removed: RefCell<Vec<String>>,
+}
+
+#[derive(Clone, Copy)]
+enum Segment<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+impl Walk<'_> {
+    /// The current path plus `key`, as [`Redactor::redact`] writes it.
+    fn path_to(&self, key: &str) -> String {
+        let mut out = String::new();
+        for segment in self.path.borrow().iter() {
+            match segment {
+                Segment::Key(k) => {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    out.push_str(k);
+                }
+                Segment::Index(i) => out.push_str(&format!("[{i}]")),
+            }
+        }
+        join(&out, key)
+    }
+}
+
+enum NodeValue<'a> {
+    Object(&'a Map<String, Value>),
+    Any(&'a Value),
+}
+
+/// A value serialised without the redacted keys of its objects, at any depth.
+struct Node<'w, 'a> {
+    walk: &'w Walk<'a>,
+    value: NodeValue<'a>,
+}
+
+impl Serialize for Node<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let walk = self.walk;
+        let object = match self.value {
+            NodeValue::Object(map) => map,
+            NodeValue::Any(Value::Object(map)) => map,
+            NodeValue::Any(Value::Array(items)) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for (i, item) in items.iter().enumerate() {
+                    walk.path.borrow_mut().push(Segment::Index(i));
+                    let done = seq.serialize_element(&Node {
+                        walk,
+                        value: NodeValue::Any(item),
+                    });
+                    walk.path.borrow_mut().pop();
+                    done?;
+                }
+                return seq.end();
+            }
+            NodeValue::Any(other) => return other.serialize(serializer),
+        };
+        // Removed keys first, then the rest in order: the same order as `Redactor::redact`.
+        for key in object.keys().filter(|k| walk.redactor.matches(k)) {
+            let path = walk.path_to(key);
+            walk.removed.borrow_mut().push(path);
+        }
+        let mut map = serializer.serialize_map(None)?;
+        for (key, value) in object.iter().filter(|(k, _)| !walk.redactor.matches(k)) {
+            walk.path.borrow_mut().push(Segment::Key(key));
+            let done = map.serialize_entry(
+                key,
+                &Node {
+                    walk,
+                    value: NodeValue::Any(value),
+                },
+            );
+            walk.path.borrow_mut().pop();
+            done?;
+        }
+        map.end()
+    }
+}
+
 fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_owned()
@@ -212,6 +310,23 @@ mod tests {
         assert_eq!(m, obj(json!({"k": 0})));
         assert!(Redactor::from_list("a\nb").is_err());
         assert_eq!(Redactor::from_list("").unwrap(), Redactor::default());
+    }
+
+    #[test]
+    fn redacting_while_serialising_equals_redacting_in_place() {
+        let r = Redactor::from_list("diff").unwrap();
+        let original = obj(json!({
+            "promptText": "a", "chatModel": "m", "Diff": [1, {"diff": 2}],
+            "nested": {"ResponseText": "b", "keep": [{"promptText": {"x": 1}}, 3, "s"]},
+            "turns": [{"PROMPTTEXT": "c"}, {"other": [{"responsetext": {"deep": "d"}}]}],
+        }));
+        let mut in_place = original.clone();
+        let removed = r.redact(&mut in_place);
+        let redacted = r.redact_private(Some(&original));
+        let json: Value = serde_json::from_str(redacted.json().unwrap()).unwrap();
+        assert_eq!(json, Value::Object(in_place));
+        assert_eq!(redacted.removed(), removed);
+        assert_eq!(r.redact_private(None).json(), None);
     }
 
     #[test]
