@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use crate::admission;
 use crate::auth::{AuthConfig, GOOGLE_JWKS_URL};
 use crate::classify::{DEFAULT_DOTCOM_URL, DotCom, Route};
 use crate::redact::Redactor;
@@ -56,6 +57,7 @@ impl std::fmt::Display for Service {
 pub const VARIABLES: &[&str] = &[
     "PORT",
     "HOST",
+    "MAX_BODY_BYTES_IN_FLIGHT",
     "GOOGLE_CLOUD_PROJECT",
     "DOTCOM_URL",
     "DOTCOM_INSTANCE_IDS",
@@ -187,11 +189,13 @@ impl Config {
     }
 }
 
-/// `HOST` and `PORT`.
+/// `HOST`, `PORT` and `MAX_BODY_BYTES_IN_FLIGHT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSettings {
     pub host: String,
     pub port: u16,
+    /// The budget of push-body bytes held at once ([`crate::admission`]).
+    pub body_budget: usize,
 }
 
 impl ServerSettings {
@@ -206,7 +210,25 @@ impl ServerSettings {
         if host.parse::<std::net::IpAddr>().is_err() {
             return Err(err("HOST", format!("`{host}` is not an IP address")));
         }
-        Ok(Self { host, port })
+        let body_budget = match env.get("MAX_BODY_BYTES_IN_FLIGHT") {
+            None => admission::default_budget(
+                admission::container_memory_limit().unwrap_or(admission::DEFAULT_MEMORY_BYTES),
+            ),
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if n >= 1 << 20 => n,
+                _ => {
+                    return Err(err(
+                        "MAX_BODY_BYTES_IN_FLIGHT",
+                        format!("`{v}` is not a number of bytes of at least 1048576"),
+                    ));
+                }
+            },
+        };
+        Ok(Self {
+            host,
+            port,
+            body_budget,
+        })
     }
 
     pub fn address(&self) -> String {
@@ -659,6 +681,11 @@ mod tests {
             ),
             (Service::ToGcs, &[P, B, ("PORT", "80x")], "PORT"),
             (Service::ToGcs, &[P, B, ("HOST", "localhost")], "HOST"),
+            (
+                Service::ToGcs,
+                &[P, B, ("MAX_BODY_BYTES_IN_FLIGHT", "1000")],
+                "MAX_BODY_BYTES_IN_FLIGHT",
+            ),
             (
                 Service::ToGcs,
                 &[P, B, ("DOTCOM_URL", "sourcegraph.com")],

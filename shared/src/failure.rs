@@ -26,6 +26,8 @@ pub enum FailureKind {
     BodyTimeout,
     /// Push authentication failed: 401, nothing of the push was processed.
     Unauthorized,
+    /// The budget of body bytes in flight is spent: 429, Pub/Sub backs off and redelivers.
+    Overloaded,
 }
 
 impl FailureKind {
@@ -38,6 +40,7 @@ impl FailureKind {
             FailureKind::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             FailureKind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             FailureKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            FailureKind::Overloaded => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -51,7 +54,10 @@ impl FailureKind {
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
-            FailureKind::Transient | FailureKind::BodyTimeout | FailureKind::Unauthorized
+            FailureKind::Transient
+                | FailureKind::BodyTimeout
+                | FailureKind::Unauthorized
+                | FailureKind::Overloaded
         )
     }
 }
@@ -133,6 +139,7 @@ mod tests {
             (HeadersTooLarge, 431, false),
             (BodyTimeout, 408, false),
             (Unauthorized, 401, false),
+            (Overloaded, 429, false),
         ];
         for (kind, status, permanent) in table {
             assert_eq!(kind.status().as_u16(), status, "{kind:?}");

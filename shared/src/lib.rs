@@ -17,12 +17,14 @@
 //! Topic → file:
 //! - the ack: [`failure`] (each failure knows its HTTP status) and [`outcome`] (the one list of
 //!   outcome labels, the verdict of a push, its log line);
-//! - HTTP: [`server`] (router, header limit and [`auth`] as layers, the push endpoint);
+//! - HTTP: [`server`] (router; header limit, [`auth`] and [`admission`] (bytes in flight) as
+//!   layers; the push endpoint);
 //! - permanent failures: [`dead_letter`] (published before the ack; [`pubsub`] is the client);
 //! - plumbing: [`config`] (typed settings, each part parsing itself, shared with `replay`),
 //!   [`startup`] (build, serve, spawn in tests), [`shutdown`], [`telemetry`] (JSON logs);
 //! - test and tool support: [`sink::memory`] (in-process sinks, used by tests and `replay inspect`).
 
+pub mod admission;
 pub mod auth;
 pub mod classify;
 pub mod config;

@@ -27,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
+use crate::admission::Admission;
 use crate::auth::Verifier;
 use crate::dead_letter::{DeadLetter, DeadLetterSink, REPLAY_HEADER};
 use crate::decode::{MAX_PUSH_BODY_BYTES, PushMessage};
@@ -43,11 +44,14 @@ pub struct AppState {
     pub dead_letters: Option<Arc<dyn DeadLetterSink>>,
     /// Push authentication; `None` with `PUSH_AUTH=off`.
     pub verifier: Option<Arc<Verifier>>,
+    /// The budget of push-body bytes in flight.
+    pub admission: Admission,
 }
 
-/// `POST /` behind two layers (header limit, then authentication); `GET /healthz`.
+/// `POST /` behind three layers (header limit, authentication, admission); `GET /healthz`.
 pub fn router(state: AppState) -> Router {
     let push_route = post(push)
+        .route_layer(middleware::from_fn_with_state(state.clone(), admit))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .route_layer(middleware::from_fn_with_state(state.clone(), limit_headers));
     Router::new()
@@ -108,6 +112,28 @@ async fn authenticate(State(state): State<AppState>, request: Request, next: Nex
     match verifier.verify_header(token).await {
         Ok(_) => next.run(request).await,
         Err(e) => finish(&state, request.headers(), Report::failed(e.into()), started),
+    }
+}
+
+/// Layer 3: reserve the push's body bytes in the budget before the body is read; 429 when there
+/// is no room within the admission wait (Pub/Sub redelivers it later).
+async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    match state.admission.admit(declared).await {
+        Some(_admitted) => next.run(request).await,
+        None => {
+            let failure = Failure::new(
+                FailureKind::Overloaded,
+                "over_budget",
+                "too many push bytes in flight on this instance; retry later",
+            );
+            finish(&state, request.headers(), Report::failed(failure), started)
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 
 use std::time::Duration;
 
+use crate::admission::Admission;
 use crate::auth::Verifier;
 use crate::config::{Config, Service, SinkTarget};
 use crate::dead_letter::{DeadLetterSink, PubSubDeadLetters};
@@ -58,6 +59,7 @@ impl Application {
                 project: config.project.as_str().into(),
                 dead_letters,
                 verifier: config.auth.clone().map(|a| Arc::new(Verifier::new(a))),
+                admission: Admission::new(config.server.body_budget),
             },
         })
     }

@@ -363,3 +363,108 @@ async fn shutdown_waits_for_the_batched_row_of_an_in_flight_push() {
     );
     assert_eq!(rows.len(), 1);
 }
+
+/// A table that takes its time and records how many inserts ran at once.
+#[derive(Default)]
+struct SlowTable {
+    rows: MemoryRows,
+    now: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl RowSink for SlowTable {
+    async fn insert(
+        &self,
+        rows: Vec<pipeline::sink::PreparedRow>,
+    ) -> Result<Vec<Result<(), pipeline::sink::RowError>>, pipeline::sink::SinkError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.now.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        self.now.fetch_sub(1, SeqCst);
+        self.rows.insert(rows).await
+    }
+}
+
+/// Many concurrent large pushes against a budget that admits one at a time: every answer is 200
+/// or 429, never more than the budget is in the handlers at once, and retried 429s all land.
+#[tokio::test]
+async fn large_pushes_beyond_the_byte_budget_are_answered_429_and_land_on_retry() {
+    let table = Arc::new(SlowTable::default());
+    let budget = 5 * 1024 * 1024;
+    let vars = [
+        ("BIGQUERY_DATASET", "d"),
+        ("MAX_BODY_BYTES_IN_FLIGHT", "5242880"),
+    ];
+    let app = support::spawn_local(
+        Service::SubV2,
+        &vars,
+        Destination::Rows(table.clone()),
+        None,
+    )
+    .await;
+    let body = |i: usize| {
+        let data = json!({"event": {"id": format!("big-{i}"), "timestamp": "2024-05-14T21:12:07.903Z",
+            "feature": "search.results", "action": "viewed",
+            "parameters": {"privateMetadata": {"query": "q".repeat(3 * 1024 * 1024)}}}});
+        support::push(&format!("m-{i}"), data.to_string().as_bytes()).to_bytes()
+    };
+    assert!(
+        body(0).len() > budget / 2,
+        "two bodies do not fit the budget"
+    );
+    let mut waiting: Vec<usize> = (0..12).collect();
+    let mut refused = 0;
+    for _round in 0..20 {
+        let answers: Vec<_> = waiting
+            .iter()
+            .map(|&i| {
+                let (url, b) = (app.url.clone(), body(i));
+                tokio::spawn(async move { (i, post(&url, b).await) })
+            })
+            .collect();
+        let mut again = Vec::new();
+        for answer in answers {
+            let (i, (status, v)) = answer.await.unwrap();
+            match status {
+                200 => assert_eq!(v["outcome"], "written", "{v}"),
+                429 => {
+                    assert_eq!(
+                        (v["outcome"].as_str(), v["error"].as_str()),
+                        (Some("retry"), Some("over_budget"))
+                    );
+                    refused += 1;
+                    again.push(i);
+                }
+                other => panic!("push {i}: unexpected {other}: {v}"),
+            }
+        }
+        waiting = again;
+        if waiting.is_empty() {
+            break;
+        }
+    }
+    assert!(
+        waiting.is_empty(),
+        "still refused after 20 rounds: {waiting:?}"
+    );
+    assert!(
+        refused > 0,
+        "12 pushes of 300 ms each, one at a time, must outlast the 2 s wait"
+    );
+    assert_eq!(
+        table.most.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one push at a time"
+    );
+    let mut ids: Vec<String> = table
+        .rows
+        .rows()
+        .iter()
+        .map(|r| r.insert_id.clone())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 12, "every push landed");
+}
