@@ -2,14 +2,24 @@
 # account and configuration. Only the push service account may invoke them (iam.tf).
 
 locals {
+  # The container's memory in bytes ("512Mi" -> 536870912).
+  memory_bytes = tonumber(regex("^[0-9]+", var.memory)) * (endswith(var.memory, "Gi") ? 1073741824 : 1048576)
+
   # Every service: see the README's Configuration table. PORT is set by Cloud Run.
   common_env = {
-    GOOGLE_CLOUD_PROJECT = var.project_id
-    DOTCOM_URL           = var.dotcom_url
-    DOTCOM_INSTANCE_IDS  = join(",", var.dotcom_instance_ids)
-    REDACT_KEYS          = join(",", var.redact_keys)
-    SINK_TIMEOUT_SECONDS = tostring(var.sink_timeout_seconds)
-    RUST_LOG             = var.rust_log
+    # Push-body bytes held at once (shared/src/admission.rs): an eighth of memory, because a push
+    # is held in about four forms at its peak (BENCHMARKS.md), which leaves half the memory for the
+    # runtime and the small pushes. At 512Mi that is 64 MiB: about four maximum-size pushes (13.4 MB
+    # wrapped) at once, while `concurrency` small pushes (a few KB each) never come near it. More
+    # large pushes than fit wait up to 2 s, then get 429 and are redelivered; raise `memory` to
+    # admit more at once.
+    MAX_BODY_BYTES_IN_FLIGHT = tostring(floor(local.memory_bytes / 8))
+    GOOGLE_CLOUD_PROJECT     = var.project_id
+    DOTCOM_URL               = var.dotcom_url
+    DOTCOM_INSTANCE_IDS      = join(",", var.dotcom_instance_ids)
+    REDACT_KEYS              = join(",", var.redact_keys)
+    SINK_TIMEOUT_SECONDS     = tostring(var.sink_timeout_seconds)
+    RUST_LOG                 = var.rust_log
     # The service verifies the push's OIDC token itself too (defence in depth behind Cloud Run's
     # IAM check): audience and signer must be the ones the subscription uses.
     PUSH_AUTH                  = "on"

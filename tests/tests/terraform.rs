@@ -470,3 +470,24 @@ fn every_outcome_the_services_log_is_counted_and_documented() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn the_body_budget_follows_the_memory_limit() -> Result<()> {
+    let m = load_module()?;
+    let env = fmt(&m.locals["common_env"]);
+    ensure!(
+        env.contains("MAX_BODY_BYTES_IN_FLIGHT") && env.contains("floor(local.memory_bytes / 8)"),
+        "the services' byte budget must be an eighth of the container's memory: {env}"
+    );
+    let memory = fmt(&m.locals["memory_bytes"]);
+    ensure!(
+        memory.contains("var.memory"),
+        "memory_bytes must come from var.memory: {memory}"
+    );
+    // The same rule as the code's default, for the same memory.
+    ensure!(
+        pipeline::admission::default_budget(pipeline::admission::DEFAULT_MEMORY_BYTES)
+            == 512 * 1024 * 1024 / 8
+    );
+    Ok(())
+}
