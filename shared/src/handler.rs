@@ -102,7 +102,9 @@ impl Handler {
                 if let Some(reason) = classification.checks.skip_reason() {
                     return Ok(Outcome::Skipped { reason });
                 }
-                write_object(store.as_ref(), prefix, message, &payload.event).await
+                let object = new_object(prefix, message, &payload.event);
+                drop(payload); // not needed while the object is written
+                write_object(store.as_ref(), object).await
             }
             Writer::Table { sink, owns } => {
                 if classification.route != *owns {
@@ -110,11 +112,31 @@ impl Handler {
                         reason: NOT_FOR_THIS_SUBSCRIPTION.into(),
                     });
                 }
-                let redacted = self.redact(&payload, summary);
-                let row = self.row(message, &payload, &classification, redacted);
-                write_row(sink.as_ref(), &payload.event, row).await
+                // The parsed tree and the row are dropped here, before the wait on the sink:
+                // only the encoded row stays in memory.
+                let row = self.prepare_row(message, payload, &classification, summary)?;
+                write_row(sink.as_ref(), row).await
             }
         }
+    }
+
+    /// Steps 3 and 4a: redact, build the row, encode it once.
+    fn prepare_row(
+        &self,
+        message: &PushMessage,
+        payload: TelemetryPayload,
+        classification: &Classification,
+        summary: &mut Summary,
+    ) -> Result<PreparedRow, Failure> {
+        let redacted = self.redact(&payload, summary);
+        let row = self.row(message, &payload, classification, redacted);
+        PreparedRow::new(payload.event.id.to_string(), &row).map_err(|_| {
+            Failure::new(
+                FailureKind::Rejected,
+                "row_unencodable",
+                "the row cannot be encoded as JSON",
+            )
+        })
     }
 
     /// Step 2: is it a transcript event, which route does it take; recorded for the log line.
@@ -167,26 +189,25 @@ impl Handler {
     }
 }
 
-/// Step 4 for `to-gcs`: the exact published bytes, create-once.
-async fn write_object(
-    store: &dyn ObjectStore,
-    prefix: &str,
-    message: &PushMessage,
-    event: &Event,
-) -> Result<Outcome, Failure> {
-    let name = object_name(prefix, event);
+/// The object for `to-gcs`: the exact published bytes under a name from the event's id and time.
+fn new_object(prefix: &str, message: &PushMessage, event: &Event) -> NewObject {
     let metadata = BTreeMap::from([
         ("pubsub-message-id".into(), message.message_id.clone()),
         ("event-id".into(), event.id.to_string()),
         ("event-feature".into(), clip(&event.feature)),
         ("event-action".into(), clip(&event.action)),
     ]);
-    let object = NewObject {
-        name: name.clone(),
+    NewObject {
+        name: object_name(prefix, event),
         data: message.data.bytes().clone(),
         content_type: "application/json",
         metadata,
-    };
+    }
+}
+
+/// Step 4 for `to-gcs`: create-once.
+async fn write_object(store: &dyn ObjectStore, object: NewObject) -> Result<Outcome, Failure> {
+    let name = object.name.clone();
     match store.create_once(object).await? {
         Stored::Created => Ok(Outcome::Written { target: name }),
         Stored::AlreadyExists => Ok(Outcome::AlreadyStored { target: name }),
@@ -194,19 +215,11 @@ async fn write_object(
 }
 
 /// Step 4 for the BigQuery handlers: one row, its own verdict.
-async fn write_row(sink: &dyn RowSink, event: &Event, row: EventRow) -> Result<Outcome, Failure> {
-    let prepared = PreparedRow::new(event.id.to_string(), &row).map_err(|_| {
-        Failure::new(
-            FailureKind::Rejected,
-            "row_unencodable",
-            "the row cannot be encoded as JSON",
-        )
-    })?;
-    let verdict = sink.insert(vec![prepared]).await?.into_iter().next();
+async fn write_row(sink: &dyn RowSink, row: PreparedRow) -> Result<Outcome, Failure> {
+    let target = row.insert_id.clone();
+    let verdict = sink.insert(vec![row]).await?.into_iter().next();
     match verdict {
-        Some(Ok(())) => Ok(Outcome::Written {
-            target: event.id.to_string(),
-        }),
+        Some(Ok(())) => Ok(Outcome::Written { target }),
         Some(Err(e)) if e.is_permanent() => Err(Failure::new(
             FailureKind::Rejected,
             "row_invalid",

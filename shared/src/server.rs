@@ -144,21 +144,31 @@ async fn push(State(state): State<AppState>, headers: HeaderMap, body: Body) -> 
     let report = match read_body(&headers, body).await {
         // Never dead-lettered: there is no body to keep, so only a nack loses nothing.
         Err(failure) => Report::failed(failure),
-        Ok(bytes) => handle(&state, &headers, &bytes).await,
+        Ok(bytes) => handle(&state, &headers, bytes).await,
     };
     finish(&state, &headers, report, started)
 }
 
-async fn handle(state: &AppState, headers: &HeaderMap, bytes: &Bytes) -> Report {
-    let message = PushMessage::decode(headers, bytes);
-    let mut report = match &message {
-        Ok(message) => state.handler.handle(message).await,
-        Err(e) => Report::failed(e.clone().into()),
-    };
-    if !headers.contains_key(REPLAY_HEADER) {
-        report.dead_letter = dead_letter(state, message.as_ref().ok(), bytes, &report).await;
+async fn handle(state: &AppState, headers: &HeaderMap, body: Bytes) -> Report {
+    let replay = headers.contains_key(REPLAY_HEADER);
+    match PushMessage::decode(headers, &body) {
+        Ok(message) => {
+            // The message holds what a dead letter needs; the body need not wait for the sink.
+            drop(body);
+            let mut report = state.handler.handle(&message).await;
+            if !replay {
+                report.dead_letter = dead_letter(state, Some(&message), &[], &report).await;
+            }
+            report
+        }
+        Err(e) => {
+            let mut report = Report::failed(e.into());
+            if !replay {
+                report.dead_letter = dead_letter(state, None, &body, &report).await;
+            }
+            report
+        }
     }
-    report
 }
 
 /// Publishes a permanent failure to the dead-letter topic: the message id, or why not.

@@ -83,7 +83,7 @@ impl BigQuerySink {
     /// One `insertAll` call. The error says whether the connection broke mid-request.
     async fn insert_once(
         &self,
-        body: &[u8],
+        body: &bytes::Bytes,
         n: usize,
         timeout: Duration,
     ) -> Result<Vec<Result<(), RowError>>, (SinkError, bool)> {
@@ -92,7 +92,7 @@ impl BigQuerySink {
             .post(&self.url)
             .timeout(timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_vec());
+            .body(body.clone());
         if let Some(creds) = &self.credentials {
             let token = creds.access_token().await.map_err(|_| {
                 let e = SinkError::Transient("no access token for BigQuery".into());
@@ -248,17 +248,18 @@ fn request_error(e: &reqwest::Error, timeout: Duration) -> SinkError {
 impl RowSink for BigQuerySink {
     async fn insert(&self, rows: Vec<PreparedRow>) -> Result<Vec<Result<(), RowError>>, SinkError> {
         let started = Instant::now();
-        let body = request_body(&rows);
-        match self.insert_once(&body, rows.len(), self.timeout).await {
+        let n = rows.len();
+        let body = bytes::Bytes::from(request_body(&rows));
+        drop(rows);
+        match self.insert_once(&body, n, self.timeout).await {
             Ok(results) => Ok(results),
             // A pooled connection that the server had closed (the emulator does after a 500)
             // fails once with a reset; the insert is idempotent by insertId, so retry once, within
             // the same overall timeout.
             Err((e, true)) => match self.timeout.checked_sub(started.elapsed()) {
-                Some(left) if !left.is_zero() => self
-                    .insert_once(&body, rows.len(), left)
-                    .await
-                    .map_err(|(e, _)| e),
+                Some(left) if !left.is_zero() => {
+                    self.insert_once(&body, n, left).await.map_err(|(e, _)| e)
+                }
                 _ => Err(e),
             },
             Err((e, false)) => Err(e),
