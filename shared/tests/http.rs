@@ -332,28 +332,22 @@ async fn oversized_requests_are_refused_and_never_dead_lettered() {
 #[tokio::test]
 async fn shutdown_waits_for_the_batched_row_of_an_in_flight_push() {
     use pipeline::sink::batch::{BatchSettings, GroupCommit};
-    let rows = Arc::new(MemoryRows::default());
-    let linger = std::time::Duration::from_millis(600);
-    let batched = GroupCommit::new(
-        rows.clone(),
-        BatchSettings {
-            linger,
-            ..BatchSettings::default()
-        },
-    );
+    // Each insertAll takes 300 ms: SIGTERM arrives while the push's row is in its call.
+    let table = Arc::new(SlowTable::default());
+    let batched = GroupCommit::new(table.clone(), BatchSettings::default());
     let app = spawn(Service::ToBq, Destination::Rows(Arc::new(batched))).await;
     let url = app.url.clone();
     let push =
         tokio::spawn(
             async move { post(&url, envelope(&transcript_data("e-9")).to_string()).await },
         );
-    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-    assert!(rows.is_empty(), "the row is still lingering in the batch");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(table.rows.is_empty(), "the row's call is still under way");
     let started = std::time::Instant::now();
     app.stop().await.expect("graceful stop");
     assert!(
-        started.elapsed() >= std::time::Duration::from_millis(300),
-        "stop returned before the lingering row was flushed"
+        started.elapsed() >= std::time::Duration::from_millis(100),
+        "stop returned before the row's call was answered"
     );
     let (status, v) = push.await.unwrap();
     assert_eq!(
@@ -361,7 +355,7 @@ async fn shutdown_waits_for_the_batched_row_of_an_in_flight_push() {
         (200, Some("written")),
         "{v}"
     );
-    assert_eq!(rows.len(), 1);
+    assert_eq!(table.rows.len(), 1);
 }
 
 /// A table that takes its time and records how many inserts ran at once.

@@ -3,17 +3,20 @@
 //! [`GroupCommit`] is a [`RowSink`] in front of the real one. Each push hands over its row and
 //! waits; a background task collects rows until a bound is reached ([`BatchSettings`]: rows,
 //! encoded bytes, or the linger since the first row of the batch) and sends them as one call,
-//! with up to `max_in_flight` calls at once. Each row's verdict goes back to the push that sent
+//! with up to `max_in_flight` calls at once. When no call is in flight there is nothing to wait
+//! for, so whatever is queued goes at once: light traffic pays no linger, and under load rows
+//! gather while earlier calls are under way (the classic group commit). Each row's verdict goes back to the push that sent
 //! it, so one bad row never fails its neighbours (`skipInvalidRows`), and a call that fails as a
 //! whole fails exactly the pushes in it. A push is answered only after its row's verdict, so
 //! nothing is acked before it is durable; on SIGTERM the server waits for in-flight pushes, and
 //! so for the flush of their rows.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::{PreparedRow, RowError, RowSink, SinkError};
@@ -26,7 +29,8 @@ pub struct BatchSettings {
     /// At most this many bytes of encoded rows per `insertAll` (BigQuery refuses requests above
     /// 10 MB; the default leaves room for the envelope). A single larger row goes alone.
     pub max_bytes: usize,
-    /// How long the first row of a batch waits for company: the most a push's latency grows.
+    /// How long the first row of a batch waits for company while earlier calls are under way:
+    /// the most a push's latency grows (with no call in flight a batch goes at once).
     pub linger: Duration,
     /// How many `insertAll` calls may be in flight at once.
     pub max_in_flight: usize,
@@ -93,6 +97,7 @@ async fn collect(
     settings: BatchSettings,
 ) {
     let in_flight = Arc::new(Semaphore::new(settings.max_in_flight.max(1)));
+    let idle = Arc::new(Idle::default());
     let mut carried: Option<Pending> = None;
     loop {
         let first = match carried.take() {
@@ -102,15 +107,19 @@ async fn collect(
                 None => break,
             },
         };
-        let (batch, next) = fill(first, &mut queue, &settings).await;
+        let (batch, next) = fill(first, &mut queue, &settings, &idle).await;
         carried = next;
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             break;
         };
-        let inner = inner.clone();
+        let (inner, idle) = (inner.clone(), idle.clone());
+        idle.calls.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
             send(inner.as_ref(), batch).await;
             drop(permit);
+            if idle.calls.fetch_sub(1, Ordering::SeqCst) == 1 {
+                idle.now.notify_one();
+            }
         });
     }
     // Let the last calls finish before the task (and the runtime with it) may end.
@@ -119,12 +128,21 @@ async fn collect(
         .await;
 }
 
-/// A batch starting with `first`, filled until a bound is reached; a row that would overflow the
-/// byte bound is handed back for the next batch.
+/// How many `insertAll` calls are under way, and a signal when the last one finishes.
+#[derive(Default)]
+struct Idle {
+    calls: AtomicUsize,
+    now: Notify,
+}
+
+/// A batch starting with `first`, filled until a bound is reached, the linger is over, or no
+/// call is in flight with nothing queued; a row that would overflow the byte bound is handed
+/// back for the next batch.
 async fn fill(
     first: Pending,
     queue: &mut mpsc::UnboundedReceiver<Pending>,
     settings: &BatchSettings,
+    idle: &Idle,
 ) -> (Vec<Pending>, Option<Pending>) {
     let deadline = Instant::now() + settings.linger;
     let mut bytes = first.row.encoded_len();
@@ -132,11 +150,14 @@ async fn fill(
     while batch.len() < settings.max_rows && bytes < settings.max_bytes {
         let next = match queue.try_recv() {
             Ok(p) => Some(p),
-            // Nothing queued: wait for the next row until the linger is over (then `None`).
-            Err(_) => tokio::time::timeout_at(deadline, queue.recv())
-                .await
-                .ok()
-                .flatten(),
+            Err(_) if idle.calls.load(Ordering::SeqCst) == 0 => None,
+            // Nothing queued: wait for the next row, the end of the calls under way, or the
+            // end of the linger, whichever comes first.
+            Err(_) => tokio::select! {
+                p = queue.recv() => p,
+                () = idle.now.notified() => None,
+                () = tokio::time::sleep_until(deadline) => None,
+            },
         };
         let Some(p) = next else { break };
         let size = p.row.encoded_len();
@@ -188,6 +209,7 @@ mod tests {
     struct Table {
         calls: Mutex<Vec<Vec<String>>>,
         gate: Option<tokio::sync::Semaphore>,
+        delay: Duration,
     }
 
     #[async_trait]
@@ -199,6 +221,7 @@ mod tests {
             if let Some(gate) = &self.gate {
                 let _ = gate.acquire().await;
             }
+            tokio::time::sleep(self.delay).await;
             let ids: Vec<String> = rows.iter().map(|r| r.insert_id.clone()).collect();
             self.calls.lock().unwrap().push(ids.clone());
             if ids.iter().any(|i| i == "poison") {
@@ -272,8 +295,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_call_fails_exactly_the_pushes_in_it() {
-        let table = Arc::new(Table::default());
+        let table = Arc::new(Table {
+            delay: Duration::from_millis(300),
+            ..Table::default()
+        });
         let sink = Arc::new(GroupCommit::new(table.clone(), settings(500, 1 << 20, 100)));
+        // A call under way, so that the next rows gather into one batch behind it.
+        let first = tokio::spawn({
+            let sink = sink.clone();
+            async move { push(&sink, "first").await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
         let together = ["a", "b", "poison"].map(|id| {
             let sink = sink.clone();
             tokio::spawn(async move { push(&sink, id).await })
@@ -285,13 +317,19 @@ mod tests {
             );
         }
         assert_eq!(
+            first.await.unwrap(),
+            Ok(Ok(())),
+            "an earlier call is unaffected"
+        );
+        assert_eq!(
             push(&sink, "c").await,
             Ok(Ok(())),
             "a later call is unaffected"
         );
         let calls = table.calls.lock().unwrap().clone();
-        assert_eq!(calls.len(), 2, "{calls:?}");
-        assert_eq!(calls[1], ["c"]);
+        assert_eq!(calls.len(), 3, "{calls:?}");
+        assert_eq!(calls[1], ["a", "b", "poison"]);
+        assert_eq!(calls[2], ["c"]);
     }
 
     #[tokio::test]
@@ -312,6 +350,18 @@ mod tests {
         );
         table.gate.as_ref().unwrap().add_permits(1);
         assert_eq!(pending.await.unwrap(), Ok(Ok(())));
+    }
+
+    #[tokio::test]
+    async fn with_no_call_in_flight_a_row_goes_at_once() {
+        let table = Arc::new(Table::default());
+        let sink = GroupCommit::new(table.clone(), settings(500, 1 << 20, 1_000));
+        let started = std::time::Instant::now();
+        assert_eq!(push(&sink, "alone").await, Ok(Ok(())));
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "a lone row must not wait out the linger"
+        );
     }
 
     #[tokio::test]
