@@ -7,4 +7,5 @@ pub mod filter;
 pub mod gcs;
 pub mod pubsub;
 pub mod samples;
+pub mod soak;
 pub mod stack;

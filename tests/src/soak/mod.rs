@@ -1,0 +1,14 @@
+//! A fault-injection soak on the emulator stack that proves nothing is lost.
+//!
+//! The three real service binaries ([`services`]) behind a push [`bridge`] from pull
+//! subscriptions (the Pub/Sub emulator's own push loses messages after failures), with a fault
+//! [`proxy`] in front of the Cloud Storage and BigQuery emulators, one service SIGKILLed and one
+//! SIGTERMed mid-run and the Cloud Storage emulator stopped for longer than the sink timeout.
+//! [`run::run`] publishes the events, injects the faults, waits, and checks what landed.
+
+pub mod bridge;
+pub mod proxy;
+pub mod run;
+pub mod services;
+
+pub use run::{Report, SoakOptions, run};
