@@ -29,7 +29,7 @@ retry_maximum_backoff = "600s"
 dead_letter_retention = "604800s"
 
 # Cloud Run sizing.
-concurrency         = 40
+concurrency         = 80
 cpu                 = "1"
 memory              = "512Mi"
 min_instances       = 0
