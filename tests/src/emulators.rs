@@ -7,7 +7,6 @@
 //! `target/e2e-logs/`, named in every readiness error.
 
 use std::fs::File;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -80,13 +79,7 @@ impl Emulator {
         cmd.stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out);
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        die_with_parent(&mut cmd);
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot start the {name} emulator"))?;
@@ -210,4 +203,16 @@ pub async fn start_bigquery(dir: &Path, project: &str) -> Result<Emulator> {
     let mut e = Emulator::spawn("bigquery", port, cmd, dir)?;
     e.wait_ready("/healthz", Duration::from_secs(90)).await?;
     Ok(e)
+}
+
+/// The child is killed by the kernel when this process dies, so nothing outlives a test.
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
 }

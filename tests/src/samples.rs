@@ -274,3 +274,35 @@ pub fn generate(n: usize, seed: u64) -> Vec<Message> {
     }
     out
 }
+
+impl Message {
+    /// `{prefix}/YYYY/MM/DD/HH/{id}.json`, from the event's RFC 3339 `Z` timestamp, written out
+    /// here independently of the code under test; `None` when the data has no timestamp.
+    pub fn expected_object(&self, prefix: &str) -> Option<String> {
+        let v: Value = serde_json::from_slice(&self.data).ok()?;
+        let ts = v["event"]["timestamp"].as_str()?;
+        Some(format!(
+            "{prefix}/{}/{}/{}/{}/{}.json",
+            ts.get(0..4)?,
+            ts.get(5..7)?,
+            ts.get(8..10)?,
+            ts.get(11..13)?,
+            self.event_id
+        ))
+    }
+}
+
+/// Every string in a JSON value, keys included (where planted text could hide).
+pub fn all_strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|v| all_strings(v, out)),
+        Value::Object(m) => {
+            for (k, v) in m {
+                out.push(k.clone());
+                all_strings(v, out);
+            }
+        }
+        _ => {}
+    }
+}

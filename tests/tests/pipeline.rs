@@ -13,40 +13,10 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use e2e::pubsub::{PushSubscription, push_body};
-use e2e::samples::{Message, generate, load_samples};
+use e2e::samples::{Message, all_strings, generate, load_samples};
 use e2e::stack::{Apps, BUCKET, DATASET, PROJECT, Stack, TABLE, TOPIC, filter_of, spawn_app};
 use pipeline::Service;
 use serde_json::Value;
-
-/// `{prefix}/YYYY/MM/DD/HH/{id}.json`, from the event's RFC 3339 `Z` timestamp, written out here
-/// independently of the code under test.
-fn expected_object(prefix: &str, m: &Message) -> String {
-    let v: Value = serde_json::from_slice(&m.data).expect("published data is JSON");
-    let ts = v["event"]["timestamp"].as_str().expect("timestamp");
-    format!(
-        "{prefix}/{}/{}/{}/{}/{}.json",
-        &ts[0..4],
-        &ts[5..7],
-        &ts[8..10],
-        &ts[11..13],
-        m.event_id
-    )
-}
-
-/// Every string in a JSON value (keys included).
-fn strings(v: &Value, out: &mut Vec<String>) {
-    match v {
-        Value::String(s) => out.push(s.clone()),
-        Value::Array(a) => a.iter().for_each(|v| strings(v, out)),
-        Value::Object(m) => {
-            for (k, v) in m {
-                out.push(k.clone());
-                strings(v, out);
-            }
-        }
-        _ => {}
-    }
-}
 
 async fn publish_all(stack: &Stack, topic: &str, messages: &[Message]) -> Result<()> {
     for m in messages {
@@ -203,7 +173,7 @@ async fn events_land_where_they_belong_and_transcripts_never_reach_bigquery() ->
     );
     for r in &rows {
         let mut all = Vec::new();
-        strings(r, &mut all);
+        all_strings(r, &mut all);
         for s in &all {
             for secret in &secrets {
                 ensure!(
@@ -235,7 +205,7 @@ async fn events_land_where_they_belong_and_transcripts_never_reach_bigquery() ->
         let names: BTreeSet<String> = objects.iter().map(|o| o.name.clone()).collect();
         let expected: BTreeSet<String> = transcripts
             .iter()
-            .map(|m| expected_object(prefix, m))
+            .map(|m| m.expected_object(prefix).expect("a timestamp"))
             .collect();
         ensure!(
             names == expected,
@@ -244,7 +214,7 @@ async fn events_land_where_they_belong_and_transcripts_never_reach_bigquery() ->
             expected.difference(&names).collect::<Vec<_>>()
         );
         for m in &transcripts {
-            let name = expected_object(prefix, m);
+            let name = m.expected_object(prefix).expect("a timestamp");
             let stored = stack.gcs.download(BUCKET, &name).await?;
             ensure!(
                 stored == m.data,
@@ -253,7 +223,7 @@ async fn events_land_where_they_belong_and_transcripts_never_reach_bigquery() ->
             for secret in &m.secrets {
                 let decoded: Value = serde_json::from_slice(&stored)?;
                 let mut all = Vec::new();
-                strings(&decoded, &mut all);
+                all_strings(&decoded, &mut all);
                 ensure!(
                     all.iter().any(|s| s == secret),
                     "{name}: transcript text missing from GCS"
@@ -379,7 +349,7 @@ async fn a_storage_outage_is_nacked_and_redelivery_loses_nothing() -> Result<()>
         transcripts.len()
     );
     for m in &transcripts {
-        let name = expected_object("transcripts", m);
+        let name = m.expected_object("transcripts").expect("a timestamp");
         ensure!(
             stack.gcs.download(BUCKET, &name).await? == m.data,
             "{name} differs"

@@ -256,35 +256,6 @@ fn fnv(s: &str) -> u64 {
     })
 }
 
-/// `transcripts/YYYY/MM/DD/HH/{id}.json` from the event's own timestamp, written out here
-/// independently of the code under test.
-fn expected_object(m: &Message) -> Option<String> {
-    let v: Value = serde_json::from_slice(&m.data).ok()?;
-    let ts = v["event"]["timestamp"].as_str()?;
-    Some(format!(
-        "transcripts/{}/{}/{}/{}/{}.json",
-        ts.get(0..4)?,
-        ts.get(5..7)?,
-        ts.get(8..10)?,
-        ts.get(11..13)?,
-        m.event_id
-    ))
-}
-
-fn strings(v: &Value, out: &mut Vec<String>) {
-    match v {
-        Value::String(s) => out.push(s.clone()),
-        Value::Array(a) => a.iter().for_each(|v| strings(v, out)),
-        Value::Object(m) => {
-            for (k, v) in m {
-                out.push(k.clone());
-                strings(v, out);
-            }
-        }
-        _ => {}
-    }
-}
-
 /// What counts as a leak: each planted string, by its ASCII head (the generator's markers are
 /// `MARKER-{seed}-{i}-{key} …`; logs may escape the non-ASCII tail).
 struct Needles {
@@ -672,7 +643,7 @@ pub async fn run(opts: &SoakOptions) -> Result<Report> {
     report.objects = objects.len();
     let expected: HashMap<String, &Message> = transcripts
         .iter()
-        .filter_map(|m| Some((expected_object(m)?, *m)))
+        .filter_map(|m| Some((m.expected_object("transcripts")?, *m)))
         .collect();
     let names: HashSet<&str> = objects.iter().map(|o| o.name.as_str()).collect();
     let needles = Needles::new(&messages);
@@ -702,7 +673,7 @@ pub async fn run(opts: &SoakOptions) -> Result<Report> {
         }
         *count.entry(id).or_default() += 1;
         let mut all = Vec::new();
-        strings(r, &mut all);
+        crate::samples::all_strings(r, &mut all);
         report.leaks_bigquery += all.iter().map(|s| needles.count(s)).sum::<usize>();
     }
     report.rows = rows.len();
