@@ -16,5 +16,7 @@ echo "== rustfmt"
 cargo fmt --all -- --check
 echo "== clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== service binaries (the soak test runs them as child processes)"
+cargo build -p to-gcs -p to-bq -p sub-v2
 echo "== tests (unit, property, end-to-end on the emulators)"
 cargo test --workspace
