@@ -5,7 +5,8 @@
 //! every permanent fault is dead-lettered with its reason; no transcript text anywhere.
 //! The long run is `scripts/soak.sh` (`src/bin/soak.rs`).
 //!
-//! Needs the service binaries built (`cargo build -p to-gcs -p to-bq -p sub-v2`).
+//! Needs the service binaries built (`cargo build -p to-gcs -p to-bq -p sub-v2`; `scripts/test.sh`
+//! builds them before the tests).
 
 use e2e::soak::{SoakOptions, run};
 
