@@ -8,7 +8,6 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::classify::Classification;
@@ -281,10 +280,5 @@ impl EventRow {
             routing_mismatches: classification.mismatches.clone(),
             ingested_at: ts(&ingested_at),
         }
-    }
-
-    /// The row as the JSON object `insertAll` takes.
-    pub fn to_json(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
     }
 }
