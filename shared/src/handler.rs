@@ -172,13 +172,13 @@ impl Handler {
         redacted
     }
 
-    fn row(
+    fn row<'a>(
         &self,
-        message: &PushMessage,
-        payload: &TelemetryPayload,
-        classification: &Classification,
+        message: &'a PushMessage,
+        payload: &'a TelemetryPayload,
+        classification: &'a Classification,
         redacted: Redacted,
-    ) -> EventRow {
+    ) -> EventRow<'a> {
         let source = RowSource {
             message,
             payload,

@@ -47,3 +47,8 @@ pub mod telemetry;
 pub use config::{Config, Service};
 pub use decode::PushMessage;
 pub use event::TelemetryPayload;
+
+/// mimalloc for every binary of the workspace: allocation was a fifth of a push's CPU under glibc's
+/// malloc (BENCHMARKS.md, "Where the time goes").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

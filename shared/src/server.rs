@@ -36,6 +36,10 @@ use crate::handler::Handler;
 use crate::outcome::{self, Outcome, Report, TraceFields};
 use crate::telemetry::TraceContext;
 
+/// What every request reads, behind one `Arc`: axum clones the state for each layer of each
+/// request, and one reference count is cheaper than one per field.
+type Shared = Arc<AppState>;
+
 #[derive(Clone)]
 pub struct AppState {
     pub handler: Arc<Handler>,
@@ -50,6 +54,7 @@ pub struct AppState {
 
 /// `POST /` behind three layers (header limit, authentication, admission); `GET /healthz`.
 pub fn router(state: AppState) -> Router {
+    let state: Shared = Arc::new(state);
     let push_route = post(push)
         .route_layer(middleware::from_fn_with_state(state.clone(), admit))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
@@ -60,7 +65,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn healthz(State(state): State<AppState>) -> Response {
+async fn healthz(State(state): State<Shared>) -> Response {
     (
         StatusCode::OK,
         axum::Json(json!({"status": "ok", "service": state.handler.service().name()})),
@@ -76,7 +81,7 @@ pub const MAX_HEADER_BYTES: usize = 160 * 1024;
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Layer 1: refuse oversized headers (431) before anything else looks at them.
-async fn limit_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn limit_headers(State(state): State<Shared>, request: Request, next: Next) -> Response {
     let header_bytes: usize = request
         .headers()
         .iter()
@@ -100,7 +105,7 @@ async fn limit_headers(State(state): State<AppState>, request: Request, next: Ne
 
 /// Layer 2: verify the push's OIDC token (unless `PUSH_AUTH=off`); 401 and nothing processed
 /// otherwise. The token is never logged.
-async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn authenticate(State(state): State<Shared>, request: Request, next: Next) -> Response {
     let Some(verifier) = &state.verifier else {
         return next.run(request).await;
     };
@@ -117,7 +122,7 @@ async fn authenticate(State(state): State<AppState>, request: Request, next: Nex
 
 /// Layer 3: reserve the push's body bytes in the budget before the body is read; 429 when there
 /// is no room within the admission wait (Pub/Sub redelivers it later).
-async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn admit(State(state): State<Shared>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let declared = request
         .headers()
@@ -139,7 +144,7 @@ async fn admit(State(state): State<AppState>, request: Request, next: Next) -> R
 
 /// The push endpoint: read → decode → handle (classify, redact, write) → dead-letter a permanent
 /// failure → answer and log.
-async fn push(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+async fn push(State(state): State<Shared>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let report = match read_body(&headers, body).await {
         // Never dead-lettered: there is no body to keep, so only a nack loses nothing.
