@@ -16,8 +16,7 @@ use pipeline::classify::Classification;
 use pipeline::config::Rules;
 use pipeline::decode::PushMessage;
 use pipeline::event::TelemetryPayload;
-use pipeline::row::{EventRow, RowSource};
-use pipeline::sink::PreparedRow;
+use pipeline::row::{EventRow, RowSource, insert_id};
 
 /// How many times each kind is processed: about 200 MB of data per kind.
 fn iterations(bytes: usize) -> usize {
@@ -91,7 +90,8 @@ fn redact(message: &PushMessage, rules: &Rules, handler: &'static str) -> Result
         handler,
     };
     let row = EventRow::build(source, redacted, Utc::now());
-    let prepared =
-        PreparedRow::new(payload.event.id.to_string(), &row).map_err(|e| e.to_string())?;
+    let prepared = row
+        .encode(insert_id(&payload.event.id))
+        .map_err(|e| e.to_string())?;
     Ok(prepared.encoded_len())
 }

@@ -63,6 +63,8 @@ pub enum EventError {
     Shape { path: String, problem: String },
     #[error("event id is invalid: {0}")]
     InvalidId(&'static str),
+    #[error("message data is nested {0} levels deep, deeper than any event the gateway accepts")]
+    TooDeep(usize),
 }
 
 impl EventError {
@@ -73,6 +75,7 @@ impl EventError {
             EventError::Syntax { .. } => "invalid_json",
             EventError::Shape { .. } => "invalid_payload",
             EventError::InvalidId(_) => "invalid_event_id",
+            EventError::TooDeep(_) => "too_deep",
         }
     }
 }
@@ -91,13 +94,25 @@ impl TelemetryPayload {
         if data.iter().all(u8::is_ascii_whitespace) {
             return Err(EventError::Empty);
         }
-        // The fast path parses without tracking paths; only a payload that fails is parsed again,
-        // with path tracking, to say where (path tracking costs about a third of the parse).
+        // The fast path parses without tracking paths, within serde_json's default nesting
+        // limit (128); only a payload that fails is parsed again, with path tracking to say where
+        // (it costs about a third of the parse), and with any nesting the gateway can send, on a
+        // stack that grows as needed.
         if let Ok(payload) = serde_json::from_slice::<Self>(data) {
             return Ok(payload);
         }
+        let depth = crate::limits::json_depth(data);
+        if depth > crate::limits::MAX_EVENT_DEPTH {
+            return Err(EventError::TooDeep(depth));
+        }
         let mut de = serde_json::Deserializer::from_slice(data);
-        let parsed: Result<Self, _> = serde_path_to_error::deserialize(&mut de);
+        de.disable_recursion_limit();
+        let stacked = serde_stacker::Deserializer {
+            de: &mut de,
+            red_zone: crate::limits::STACK_RED_ZONE,
+            stack_size: crate::limits::STACK_GROWTH,
+        };
+        let parsed: Result<Self, _> = serde_path_to_error::deserialize(stacked);
         let payload = match parsed {
             Ok(payload) => payload,
             Err(err) => return Err(describe(err)),
@@ -319,6 +334,24 @@ pub struct Parameters {
     pub private_metadata: Option<Map<String, Value>>,
     #[serde(default, alias = "billing_metadata")]
     pub billing_metadata: Option<BillingMetadata>,
+}
+
+impl Drop for Parameters {
+    /// `privateMetadata` can be nested as deep as the gateway allows: taken apart without
+    /// recursion, where the default drop would recurse once per level.
+    fn drop(&mut self) {
+        let Some(map) = self.private_metadata.take() else {
+            return;
+        };
+        let mut pending: Vec<Value> = map.into_iter().map(|(_, v)| v).collect();
+        while let Some(value) = pending.pop() {
+            match value {
+                Value::Array(items) => pending.extend(items),
+                Value::Object(map) => pending.extend(map.into_iter().map(|(_, v)| v)),
+                _ => {}
+            }
+        }
+    }
 }
 
 impl fmt::Debug for Parameters {
@@ -603,12 +636,15 @@ mod tests {
             "parameters":{"legacy_metadata":{"x":7},"metadata":{"n":"NaN","i":"Infinity","m":"-Infinity","s":"2.5"}},
             "user":{"user_id":12}},"metadata":{}, "somethingNew": {"k": 1}}"#;
         let p = TelemetryPayload::parse(data).expect("parses");
-        let m = p.event.parameters.metadata.unwrap();
+        let m = p.event.parameters.metadata.clone().unwrap();
         assert!(m["n"].0.is_nan());
         assert_eq!(m["i"].0, f64::INFINITY);
         assert_eq!(m["m"].0, f64::NEG_INFINITY);
         assert_eq!(m["s"].0, 2.5);
-        assert_eq!(p.event.parameters.legacy_metadata.unwrap()["x"], I64(7));
+        assert_eq!(
+            p.event.parameters.legacy_metadata.clone().unwrap()["x"],
+            I64(7)
+        );
         assert_eq!(p.event.user.unwrap().user_id, Some(I64(12)));
     }
 

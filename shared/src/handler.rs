@@ -23,7 +23,7 @@ use crate::event::{Event, TelemetryPayload};
 pub use crate::failure::{Failure, FailureKind};
 pub use crate::outcome::{NOT_FOR_THIS_SUBSCRIPTION, Outcome, Report, Summary};
 use crate::redact::Redacted;
-use crate::row::{EventRow, RowSource};
+use crate::row::{EventRow, RowSource, insert_id};
 use crate::sink::{NewObject, ObjectStore, PreparedRow, RowSink, Stored};
 
 /// Where a handler writes: objects for `to-gcs`, rows for the other two.
@@ -130,13 +130,8 @@ impl Handler {
     ) -> Result<PreparedRow, Failure> {
         let redacted = self.redact(&payload, summary);
         let row = self.row(message, &payload, classification, redacted);
-        PreparedRow::new(payload.event.id.to_string(), &row).map_err(|_| {
-            Failure::new(
-                FailureKind::Rejected,
-                "row_unencodable",
-                "the row cannot be encoded as JSON",
-            )
-        })
+        row.encode(insert_id(&payload.event.id))
+            .map_err(|e| Failure::new(FailureKind::Rejected, e.code(), e.to_string()))
     }
 
     /// Step 2: is it a transcript event, which route does it take; recorded for the log line.

@@ -117,6 +117,13 @@ impl Redactor {
     }
 
     fn redact_value(&self, value: &mut Value, path: &str, out: &mut Vec<String>) {
+        let (red_zone, growth) = (crate::limits::STACK_RED_ZONE, crate::limits::STACK_GROWTH);
+        stacker::maybe_grow(red_zone, growth, || {
+            self.redact_value_here(value, path, out)
+        })
+    }
+
+    fn redact_value_here(&self, value: &mut Value, path: &str, out: &mut Vec<String>) {
         match value {
             Value::Object(map) => self.redact_object(map, path, out),
             Value::Array(items) => {
@@ -207,6 +214,18 @@ struct Node<'w, 'a> {
 
 impl Serialize for Node<'_, '_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Nesting can be as deep as the gateway allows (`limits::MAX_EVENT_DEPTH`): grow the
+        // stack on the heap rather than overflow it.
+        stacker::maybe_grow(
+            crate::limits::STACK_RED_ZONE,
+            crate::limits::STACK_GROWTH,
+            || self.serialize_here(serializer),
+        )
+    }
+}
+
+impl Node<'_, '_> {
+    fn serialize_here<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let walk = self.walk;
         let object = match self.value {
             NodeValue::Object(map) => map,

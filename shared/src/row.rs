@@ -12,8 +12,11 @@ use sha2::{Digest, Sha256};
 
 use crate::classify::Classification;
 use crate::decode::PushMessage;
+use crate::event::EventId;
 use crate::event::{Event, Interaction, Parameters, RequestMetadata, TelemetryPayload, User};
+use crate::limits;
 use crate::redact::Redacted;
+use crate::sink::PreparedRow;
 
 /// One `event_telemetry` row. Field names are the column names.
 #[derive(Debug, Clone, Serialize)]
@@ -30,6 +33,7 @@ pub struct EventRow<'a> {
     pub publisher_source: Option<&'a str>,
     pub handler: &'static str,
     pub event_id: &'a str,
+    /// The event's time, clamped into the partition bounds BigQuery accepts ([`limits`]).
     pub event_timestamp: String,
     pub feature: &'a str,
     pub action: &'a str,
@@ -50,6 +54,24 @@ pub struct EventRow<'a> {
     pub redacted_keys: Vec<String>,
     pub routing_mismatches: &'a [&'static str],
     pub ingested_at: String,
+    /// The event's own time when it was outside those bounds (a wrong clock, a replay of old
+    /// data); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_timestamp_original: Option<String>,
+    /// JSON columns left out so that the row could be inserted at all ([`EventRow::fit`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dropped_columns: Vec<DroppedColumn>,
+}
+
+/// A JSON column the row had to leave out: which, why, and how large it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DroppedColumn {
+    pub column: &'static str,
+    /// `too_large` (the row would exceed [`limits::MAX_ROW_BYTES`]) or `too_deep` (nested
+    /// deeper than [`limits::JSON_COLUMN_MAX_DEPTH`]).
+    pub reason: &'static str,
+    /// The column's encoded size.
+    pub bytes: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -243,6 +265,19 @@ fn json_string<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
+/// The row's `insertId`: the event id, or, for an id longer than BigQuery accepts, `sha256:` and
+/// the hex digest of it (deterministic, so a redelivery still gets the same insert id).
+pub fn insert_id(id: &EventId) -> String {
+    if id.as_str().chars().count() <= limits::INSERT_ID_MAX_CHARS {
+        id.as_str().to_owned()
+    } else {
+        format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(id.as_str().as_bytes()))
+        )
+    }
+}
+
 /// Hex SHA-256 of a license key: lets analysts group by key without storing it.
 pub fn license_key_sha256(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
@@ -259,6 +294,8 @@ impl<'a> EventRow<'a> {
         } = src;
         let event = &payload.event;
         let (private_metadata, redacted_keys) = redacted.into_parts();
+        let (earliest, latest) = limits::partition_bounds(ingested_at);
+        let clamped = event.timestamp.clamp(earliest, latest);
         EventRow {
             message_id: &message.message_id,
             publish_time: message.publish_time.as_ref().map(ts),
@@ -271,7 +308,7 @@ impl<'a> EventRow<'a> {
                 .map(String::as_str),
             handler,
             event_id: event.id.as_str(),
-            event_timestamp: ts(&event.timestamp),
+            event_timestamp: ts(&clamped),
             feature: &event.feature,
             action: &event.action,
             source: SourceCols::of(event),
@@ -291,6 +328,106 @@ impl<'a> EventRow<'a> {
             redacted_keys,
             routing_mismatches: &classification.mismatches,
             ingested_at: ts(&ingested_at),
+            event_timestamp_original: (clamped != event.timestamp).then(|| ts(&event.timestamp)),
+            dropped_columns: Vec::new(),
+        }
+    }
+
+    /// Step 4a: encodes the row once, made insertable first. A JSON column nested deeper than
+    /// BigQuery accepts is left out; while the encoded row is larger than [`limits::MAX_ROW_BYTES`],
+    /// the largest JSON column left is too (only they can be that large, and the transcript keys
+    /// are gone already). Each is recorded in `dropped_columns`, never silently. A row still too
+    /// large without them is an error, and the message is dead-lettered with it.
+    pub fn encode(mut self, insert_id: String) -> Result<PreparedRow, RowError> {
+        for column in JsonColumn::ALL {
+            let too_deep = column.slot(&mut self).as_ref().is_some_and(|text| {
+                text.len() > 2 * limits::JSON_COLUMN_MAX_DEPTH
+                    && limits::json_depth(text.as_bytes()) > limits::JSON_COLUMN_MAX_DEPTH
+            });
+            if too_deep {
+                self.drop_column(column, "too_deep");
+            }
+        }
+        loop {
+            let row =
+                PreparedRow::new(insert_id.clone(), &self).map_err(|_| RowError::Unencodable)?;
+            if row.json.get().len() <= limits::MAX_ROW_BYTES {
+                return Ok(row);
+            }
+            let largest = JsonColumn::ALL
+                .into_iter()
+                .filter_map(|c| c.slot(&mut self).as_ref().map(|text| (text.len(), c)))
+                .max_by_key(|(len, _)| *len);
+            match largest {
+                Some((_, column)) => self.drop_column(column, "too_large"),
+                None => return Err(RowError::TooLarge(row.json.get().len())),
+            }
+        }
+    }
+
+    fn drop_column(&mut self, column: JsonColumn, reason: &'static str) {
+        let bytes = column.slot(self).take().map_or(0, |text| text.len());
+        self.dropped_columns.push(DroppedColumn {
+            column: column.name(),
+            reason,
+            bytes,
+        });
+    }
+}
+
+/// Why a row cannot be sent at all. Neither says anything about the row's content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RowError {
+    #[error("the row cannot be encoded as JSON")]
+    Unencodable,
+    #[error(
+        "the row is {0} bytes without its JSON columns, more than BigQuery accepts in a request"
+    )]
+    TooLarge(usize),
+}
+
+impl RowError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            RowError::Unencodable => "row_unencodable",
+            RowError::TooLarge(_) => "row_too_large",
+        }
+    }
+}
+
+/// The JSON columns a row can do without, to be insertable ([`EventRow::encode`]). `attributes`
+/// is not one: Pub/Sub bounds it (100 attributes, about 130 KB, one level).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JsonColumn {
+    PrivateMetadata,
+    Metadata,
+    LegacyMetadata,
+    FeatureFlags,
+}
+
+impl JsonColumn {
+    const ALL: [JsonColumn; 4] = [
+        JsonColumn::PrivateMetadata,
+        JsonColumn::Metadata,
+        JsonColumn::LegacyMetadata,
+        JsonColumn::FeatureFlags,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            JsonColumn::PrivateMetadata => "parameters.private_metadata",
+            JsonColumn::Metadata => "parameters.metadata",
+            JsonColumn::LegacyMetadata => "parameters.legacy_metadata",
+            JsonColumn::FeatureFlags => "feature_flags",
+        }
+    }
+
+    fn slot<'r>(self, row: &'r mut EventRow<'_>) -> &'r mut Option<String> {
+        match self {
+            JsonColumn::PrivateMetadata => &mut row.parameters.private_metadata,
+            JsonColumn::Metadata => &mut row.parameters.metadata,
+            JsonColumn::LegacyMetadata => &mut row.parameters.legacy_metadata,
+            JsonColumn::FeatureFlags => &mut row.feature_flags,
         }
     }
 }

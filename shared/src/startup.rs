@@ -75,9 +75,7 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> std::io::Result<()> {
-        axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(shutdown.wait())
-            .await
+        crate::serve::serve(self.listener, router(self.state), shutdown).await
     }
 
     /// Serves in the background of this process (tests, the demo) until [`RunningApp::stop`] or

@@ -464,3 +464,46 @@ async fn large_pushes_beyond_the_byte_budget_are_answered_429_and_land_on_retry(
     ids.dedup();
     assert_eq!(ids.len(), 8, "every push landed");
 }
+
+/// An unwrapped push with the most attributes Pub/Sub sends (100, each a header, keys of 256
+/// bytes and values of 1024) and the headers Pub/Sub, Cloud Run and tracing add: hyper's default
+/// limit of 100 headers refused it with 431 before the handler ran.
+#[tokio::test]
+async fn an_unwrapped_push_with_the_most_attributes_pubsub_sends_is_handled() {
+    let store = Arc::new(MemoryStore::default());
+    let app = spawn(Service::ToGcs, objects(store.clone())).await;
+    let client = reqwest::Client::new();
+    let mut req = client
+        .post(format!("{}/", app.url))
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer not-checked-here")
+        .header("x-goog-pubsub-message-id", "77")
+        .header("x-goog-pubsub-publish-time", "2026-11-27T18:36:36.963Z")
+        .header(
+            "x-goog-pubsub-subscription-name",
+            "projects/p/subscriptions/s",
+        )
+        .header("x-goog-pubsub-delivery-attempt", "1")
+        .header(
+            "x-cloud-trace-context",
+            "105445aa7843bc8bf206b12000100000/1;o=1",
+        )
+        .header(
+            "traceparent",
+            "00-105445aa7843bc8bf206b12000100000-0000000000000001-01",
+        )
+        .header("x-forwarded-for", "10.0.0.1")
+        .header("x-forwarded-proto", "https")
+        .header("forwarded", "for=10.0.0.1;proto=https")
+        .header("user-agent", "APIs-Google")
+        .header("event.recordsprivatemetadatatranscript", "true");
+    let attributes = pipeline::limits::PUBSUB_MAX_ATTRIBUTES - 1;
+    for i in 0..attributes {
+        let key = format!("attr-{i:03}-{}", "k".repeat(247));
+        req = req.header(key, "v".repeat(1024));
+    }
+    let r = req.body(transcript_data("e-many")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    assert_eq!(store.objects().len(), 1);
+    app.stop().await.unwrap();
+}

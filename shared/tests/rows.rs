@@ -135,3 +135,236 @@ proptest! {
         prop_assert!(problems.is_empty(), "{:#?}\nrow: {}\nevent: {}", problems, rows[0], data);
     }
 }
+
+// --- At the limits of the real BigQuery (docs/design.md, "At the limits of the real services").
+// The emulator enforces none of these, so they are held here against the documented limits.
+
+/// A plain event (sub-v2's) with the given id, time and `privateMetadata`.
+fn limit_event(id: &str, timestamp: &str, private: Value) -> PushMessage {
+    let data = json!({"event": {
+        "id": id, "timestamp": timestamp, "feature": "search.results", "action": "viewed",
+        "parameters": {"metadata": {"n": 1}, "privateMetadata": private}}});
+    message(&data, BTreeMap::new())
+}
+
+async fn one_row(msg: &PushMessage) -> (String, Value) {
+    let h = support::handlers();
+    h.sub_v2.handle(msg).await.result.expect("sub-v2 writes it");
+    let rows = h.rows.rows();
+    assert_eq!(rows.len(), 1);
+    let value = rows[0].value();
+    let problems = Schema::event_telemetry().check_row(&value);
+    assert!(problems.is_empty(), "{problems:#?}");
+    (rows[0].insert_id.clone(), value)
+}
+
+fn event_time(row: &Value) -> chrono::DateTime<chrono::Utc> {
+    row["event_timestamp"].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn an_event_outside_the_partition_bounds_is_clamped_and_keeps_its_own_time() {
+    let now = chrono::Utc::now();
+    for (timestamp, past) in [
+        ("2001-01-01T00:00:00Z", true),
+        ("2199-12-31T23:00:00Z", false),
+    ] {
+        let (_, row) = one_row(&limit_event("e1", timestamp, json!({}))).await;
+        let at = event_time(&row);
+        assert!(now - at < chrono::Duration::days(1825), "{timestamp}: {at}");
+        assert!(at - now < chrono::Duration::days(366), "{timestamp}: {at}");
+        assert_eq!(at < now, past);
+        let original: chrono::DateTime<chrono::Utc> = row["event_timestamp_original"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            original,
+            timestamp.parse::<chrono::DateTime<chrono::Utc>>().unwrap()
+        );
+    }
+    let (_, row) = one_row(&limit_event("e2", &now.to_rfc3339(), json!({}))).await;
+    assert!(row.get("event_timestamp_original").is_none(), "{row}");
+}
+
+#[tokio::test]
+async fn an_event_id_longer_than_an_insert_id_gets_its_hash() {
+    let long = "x".repeat(pipeline::limits::INSERT_ID_MAX_CHARS + 1);
+    let (insert_id, row) = one_row(&limit_event(&long, "2026-01-01T00:00:00Z", json!({}))).await;
+    assert!(
+        insert_id.starts_with("sha256:") && insert_id.len() == 71,
+        "{insert_id}"
+    );
+    assert!(insert_id.chars().count() <= pipeline::limits::INSERT_ID_MAX_CHARS);
+    assert_eq!(row["event_id"], long, "the column keeps the whole id");
+    let (again, _) = one_row(&limit_event(&long, "2026-01-01T00:00:00Z", json!({}))).await;
+    assert_eq!(again, insert_id, "a redelivery gets the same insert id");
+    let exact = "y".repeat(pipeline::limits::INSERT_ID_MAX_CHARS);
+    let (insert_id, _) = one_row(&limit_event(&exact, "2026-01-01T00:00:00Z", json!({}))).await;
+    assert_eq!(insert_id, exact);
+}
+
+#[tokio::test]
+async fn a_row_over_the_request_limit_drops_its_largest_json_column_and_says_so() {
+    // 5 MB of quotes: 10 MB in the column's JSON text, 20 MB once the row escapes it again.
+    let quotes = "\"".repeat(5_000_000);
+    let msg = limit_event("big", "2026-01-01T00:00:00Z", json!({"diff": quotes}));
+    let h = support::handlers();
+    h.sub_v2
+        .handle(&msg)
+        .await
+        .result
+        .expect("sub-v2 writes it");
+    let rows = h.rows.rows();
+    assert!(rows[0].json.get().len() <= pipeline::limits::MAX_ROW_BYTES);
+    let row = rows[0].value();
+    assert!(Schema::event_telemetry().check_row(&row).is_empty());
+    assert!(
+        row["parameters"].get("private_metadata").is_none(),
+        "dropped"
+    );
+    assert_eq!(
+        row["parameters"]["metadata"], r#"{"n":1}"#,
+        "the small column stays"
+    );
+    let dropped = &row["dropped_columns"][0];
+    assert_eq!(dropped["column"], "parameters.private_metadata");
+    assert_eq!(dropped["reason"], "too_large");
+    assert!(dropped["bytes"].as_u64().unwrap() > 10_000_000, "{dropped}");
+}
+
+#[tokio::test]
+async fn a_json_column_nested_deeper_than_bigquery_allows_is_dropped_and_recorded() {
+    let depth = pipeline::limits::JSON_COLUMN_MAX_DEPTH; // plus the privateMetadata object itself
+    let nested = |levels: usize| (1..levels).fold(json!([]), |inner, _| json!([inner]));
+    let deep = nested(depth);
+    let (_, row) = one_row(&limit_event(
+        "deep",
+        "2026-01-01T00:00:00Z",
+        json!({"tree": deep}),
+    ))
+    .await;
+    assert!(row["parameters"].get("private_metadata").is_none(), "{row}");
+    assert_eq!(row["dropped_columns"][0]["reason"], "too_deep");
+    // One level less is kept.
+    let ok = nested(depth - 1);
+    let (_, row) = one_row(&limit_event(
+        "ok",
+        "2026-01-01T00:00:00Z",
+        json!({"tree": ok}),
+    ))
+    .await;
+    assert!(row["parameters"]["private_metadata"].is_string());
+    assert!(row.get("dropped_columns").is_none());
+}
+
+#[tokio::test]
+async fn a_row_too_large_even_without_its_json_columns_is_refused_with_a_reason() {
+    // A feature name no gateway would send, 5 MB of quotes: 10 MB in the row on its own.
+    let data = json!({"event": {"id": "huge", "timestamp": "2026-01-01T00:00:00Z",
+        "feature": "\"".repeat(5_000_000), "action": "viewed"}});
+    let h = support::handlers();
+    let failure = h
+        .sub_v2
+        .handle(&message(&data, BTreeMap::new()))
+        .await
+        .result
+        .expect_err("refused");
+    assert_eq!(failure.code, "row_too_large");
+    assert!(failure.kind.is_permanent(), "dead-lettered, not retried");
+    assert!(h.rows.rows().is_empty());
+}
+
+/// The DotCom transcript sample with `privateMetadata.turns` nested `depth` arrays deep, a
+/// `promptText` at the bottom.
+fn deep_transcript(depth: usize) -> PushMessage {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../samples/dotcom-chat-prompt-transcript.json");
+    let sample: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let attrs: BTreeMap<String, String> =
+        serde_json::from_value(sample["attributes"].clone()).unwrap();
+    let mut data = sample["data"].to_string();
+    let marker = r#""privateMetadata":{"#;
+    let at = data.find(marker).expect("sample has privateMetadata") + marker.len();
+    let turns = format!(
+        r#""turns":{}{{"promptText":"DEEP SECRET PROMPT"}}{},"#,
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    data.insert_str(at, &turns);
+    PushMessage {
+        data: RawData::new(Bytes::from(data)),
+        ..message(&json!({}), attrs)
+    }
+}
+
+#[tokio::test]
+async fn a_transcript_nested_as_deep_as_the_gateway_allows_reaches_the_bucket_and_a_row() {
+    let depth = pipeline::limits::MAX_EVENT_DEPTH - 10;
+    let msg = deep_transcript(depth);
+    let h = support::handlers();
+    h.to_gcs
+        .handle(&msg)
+        .await
+        .result
+        .expect("to-gcs stores it");
+    let objects = h.store.objects();
+    assert_eq!(objects.len(), 1);
+    assert_eq!(
+        objects.values().next().unwrap(),
+        msg.data.bytes(),
+        "byte for byte"
+    );
+
+    h.to_bq
+        .handle(&msg)
+        .await
+        .result
+        .expect("to-bq writes its row");
+    let rows = h.rows.rows();
+    assert_eq!(rows.len(), 1);
+    let text = rows[0].json.get();
+    assert!(!text.contains("DEEP SECRET PROMPT"), "redacted");
+    let row = rows[0].value();
+    assert!(Schema::event_telemetry().check_row(&row).is_empty());
+    assert_eq!(
+        row["dropped_columns"][0]["column"],
+        "parameters.private_metadata"
+    );
+    assert_eq!(row["dropped_columns"][0]["reason"], "too_deep");
+    assert_eq!(row["is_transcript"], true);
+}
+
+#[tokio::test]
+async fn a_transcript_key_deep_inside_privatemetadata_is_redacted_from_a_kept_column() {
+    // Deeper than serde_json's default limit (128), shallow enough for a JSON column (500).
+    let msg = deep_transcript(300);
+    let h = support::handlers();
+    h.to_bq
+        .handle(&msg)
+        .await
+        .result
+        .expect("to-bq writes its row");
+    let rows = h.rows.rows();
+    assert!(!rows[0].json.get().contains("DEEP SECRET PROMPT"));
+    let row = rows[0].value();
+    assert!(row["parameters"]["private_metadata"].is_string(), "kept");
+    let redacted: Vec<String> = serde_json::from_value(row["redacted_keys"].clone()).unwrap();
+    assert!(
+        redacted
+            .iter()
+            .any(|p| p.starts_with("turns[0][0]") && p.ends_with("promptText"))
+    );
+}
+
+#[tokio::test]
+async fn an_event_deeper_than_any_the_gateway_sends_is_refused_as_too_deep() {
+    let msg = deep_transcript(pipeline::limits::MAX_EVENT_DEPTH + 1);
+    let h = support::handlers();
+    for handler in [&h.to_gcs, &h.to_bq, &h.sub_v2] {
+        let failure = handler.handle(&msg).await.result.expect_err("refused");
+        assert_eq!(failure.code, "too_deep");
+        assert!(failure.kind.is_permanent(), "dead-lettered with its reason");
+    }
+}

@@ -1,0 +1,104 @@
+//! Limits of the real Google services that the emulators do not enforce, and the pipeline's own
+//! bounds derived from them, in one place: the code, the docs' tests and the tools read them here.
+//! Each says where it comes from; `docs/design.md` ("At the limits of the real services") says
+//! what the pipeline does at each.
+
+use chrono::{DateTime, Duration, Utc};
+
+/// BigQuery `insertAll`: an `insertId` longer than this is refused (quotas page; recalled, not
+/// found in a stored copy of the docs, so checked on paper only). Longer event ids get a hash.
+pub const INSERT_ID_MAX_CHARS: usize = 128;
+
+/// BigQuery `insertAll`: one encoded row may be at most this large, because it has to fit into a
+/// request of its own (10 MB, see [`crate::config::MAX_BATCH_BYTES`]). A bigger row loses its
+/// largest JSON columns, each recorded in `dropped_columns`.
+pub const MAX_ROW_BYTES: usize = crate::config::MAX_BATCH_BYTES;
+
+/// BigQuery JSON columns: nesting deeper than 500 levels is refused ("JSON data type": "up to 500
+/// levels of nesting"). A deeper column is dropped and recorded in `dropped_columns`.
+pub const JSON_COLUMN_MAX_DEPTH: usize = 500;
+
+/// Streaming into a day-partitioned table: rows whose partition is out of range are refused as
+/// `invalid` ("You can only stream to partitions of date range within 1825 days in the past and
+/// 366 days in the future relative to the current date", BigQuery's error, 2025; the docs say 5
+/// years and 1 year). The bounds used here keep a day or two of margin on each side; `event_timestamp` is clamped into them (the event's own time kept in
+/// `event_timestamp_original`).
+pub const PARTITION_PAST: Duration = Duration::days(5 * 365 - 1);
+pub const PARTITION_FUTURE: Duration = Duration::days(365 - 1);
+
+/// The partition bounds around `now`: `(earliest, latest)` accepted event time.
+pub fn partition_bounds(now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    (now - PARTITION_PAST, now + PARTITION_FUTURE)
+}
+
+/// JSON nesting the pipeline accepts in `message.data`: the gateway decodes events with Go's
+/// protobuf, whose default recursion limit is 10,000 (and each JSON level of a `Struct` is more
+/// than one protobuf level), so no published event is deeper. Deeper is refused as
+/// `too_deep` (dead-lettered, never lost). serde_json's own default limit, 128, is lifted.
+pub const MAX_EVENT_DEPTH: usize = 10_000;
+
+/// The recursive steps over a deep tree (parsing `privateMetadata`, redacting it) grow the stack
+/// on the heap by [`STACK_GROWTH`] whenever less than [`STACK_RED_ZONE`] is left (`stacker`), so
+/// any depth up to [`MAX_EVENT_DEPTH`] is safe on any thread; the tree is dropped iteratively.
+pub const STACK_RED_ZONE: usize = 128 * 1024;
+pub const STACK_GROWTH: usize = 4 * 1024 * 1024;
+
+/// Pub/Sub: at most 100 attributes per message (quotas page). An unwrapped push carries each as
+/// an HTTP header, next to the request's own headers.
+pub const PUBSUB_MAX_ATTRIBUTES: usize = 100;
+
+/// The most request headers the server parses: every attribute of an unwrapped push plus room
+/// for the request's own (host, authorization, content type and length, trace, forwarding, …).
+/// hyper's default of 100 would refuse an unwrapped push with about 85 attributes.
+pub const MAX_REQUEST_HEADERS: usize = PUBSUB_MAX_ATTRIBUTES + 60;
+
+/// The deepest nesting of arrays and objects in a JSON text (0 for a scalar). A byte scan that
+/// skips strings; it does not validate.
+pub fn json_depth(text: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in text {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_counts_arrays_and_objects_and_skips_strings() {
+        assert_eq!(json_depth(b"1"), 0);
+        assert_eq!(json_depth(br#"{"a":[1,{"b":2}]}"#), 3);
+        assert_eq!(json_depth(br#"{"a":"[[[[{{\"]]"}"#), 1);
+        let deep = format!("{}{}", "[".repeat(700), "]".repeat(700));
+        assert_eq!(json_depth(deep.as_bytes()), 700);
+    }
+
+    #[test]
+    fn partition_bounds_stay_inside_what_bigquery_accepts() {
+        let now = Utc::now();
+        let (early, late) = partition_bounds(now);
+        assert!(now - early < Duration::days(5 * 365));
+        assert!(late - now < Duration::days(365));
+        assert!(now - early > Duration::days(4 * 365));
+    }
+}
