@@ -25,6 +25,7 @@ pub use crate::outcome::{NOT_FOR_THIS_SUBSCRIPTION, Outcome, Report, Summary};
 use crate::redact::Redacted;
 use crate::row::{EventRow, RowSource, insert_id};
 use crate::sink::{NewObject, ObjectStore, PreparedRow, RowSink, Stored};
+use sha2::{Digest, Sha256};
 
 /// Where a handler writes: objects for `to-gcs`, rows for the other two.
 #[derive(Clone)]
@@ -193,7 +194,7 @@ fn new_object(prefix: &str, message: &PushMessage, event: &Event) -> NewObject {
         ("event-action".into(), clip(&event.action)),
     ]);
     NewObject {
-        name: object_name(prefix, event),
+        name: object_name(prefix, event, message.data.bytes()),
         data: message.data.bytes().clone(),
         content_type: "application/json",
         metadata,
@@ -233,17 +234,22 @@ async fn write_row(sink: &dyn RowSink, row: PreparedRow) -> Result<Outcome, Fail
     }
 }
 
-/// `{prefix}/YYYY/MM/DD/HH/{event id}.json`, from the event's own time (UTC): deterministic, so
-/// every redelivery of an event targets the same object.
-pub fn object_name(prefix: &str, event: &Event) -> String {
+/// `{prefix}/YYYY/MM/DD/HH/{event id}.{content}.json`: the hour from the event's own time (UTC),
+/// `{content}` the first 16 hex digits of the SHA-256 of the published bytes. Deterministic, so
+/// every redelivery of an event targets the same object and is answered 412 "already stored";
+/// and a different message with the same event id and hour (a gateway bug, a replay of edited
+/// data) gets an object of its own instead of vanishing behind the first: both are kept.
+pub fn object_name(prefix: &str, event: &Event, data: &[u8]) -> String {
     let t = event.timestamp;
+    let digest = Sha256::digest(data);
     let tail = format!(
-        "{:04}/{:02}/{:02}/{:02}/{}.json",
+        "{:04}/{:02}/{:02}/{:02}/{}.{}.json",
         t.year(),
         t.month(),
         t.day(),
         t.hour(),
-        event.id.for_object_name()
+        event.id.for_object_name(),
+        hex::encode(&digest[..8])
     );
     if prefix.is_empty() {
         tail

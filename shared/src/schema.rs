@@ -63,6 +63,54 @@ impl Schema {
     }
 }
 
+impl Schema {
+    /// Start-up check of a live table: every column a row can carry must be a column of `table`
+    /// (the `fields` of `tables.get`'s `schema`) of the same type, and repeated where ours is; the
+    /// table may have more columns. Returns each mismatch, named by column.
+    pub fn missing_from(&self, table: &[Field]) -> Vec<String> {
+        let mut out = Vec::new();
+        compare(&self.fields, table, "", &mut out);
+        out
+    }
+}
+
+fn compare(ours: &[Field], theirs: &[Field], path: &str, out: &mut Vec<String>) {
+    for field in ours {
+        let name = format!("{path}{}", field.name);
+        let Some(column) = theirs
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(&field.name))
+        else {
+            out.push(format!("{name}: no such column"));
+            continue;
+        };
+        if canonical(&column.field_type) != canonical(&field.field_type) {
+            out.push(format!(
+                "{name}: {} in the table, {} in the schema",
+                column.field_type, field.field_type
+            ));
+        } else if (column.mode == "REPEATED") != (field.mode == "REPEATED") {
+            out.push(format!(
+                "{name}: {} in the table, {} in the schema",
+                column.mode, field.mode
+            ));
+        } else if !field.fields.is_empty() {
+            compare(&field.fields, &column.fields, &format!("{name}."), out);
+        }
+    }
+}
+
+/// BigQuery answers the legacy type names; the schema file may use either.
+fn canonical(t: &str) -> &str {
+    match t {
+        "INT64" => "INTEGER",
+        "FLOAT64" => "FLOAT",
+        "BOOL" => "BOOLEAN",
+        "STRUCT" => "RECORD",
+        other => other,
+    }
+}
+
 fn check_record(fields: &[Field], value: &Value, path: &str, out: &mut Vec<String>) {
     let Some(obj) = value.as_object() else {
         out.push(format!("{path}: expected an object"));
@@ -91,6 +139,15 @@ fn check_record(fields: &[Field], value: &Value, path: &str, out: &mut Vec<Strin
     }
 }
 
+/// Valid JSON text at any depth (a JSON column may nest up to 500 levels; serde_json's default
+/// limit is 128). Skipping a value is iterative in serde_json, so the stack is safe.
+fn is_json(text: &str) -> bool {
+    use serde::Deserialize as _;
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.disable_recursion_limit();
+    serde::de::IgnoredAny::deserialize(&mut de).is_ok() && de.end().is_ok()
+}
+
 fn check_value(field: &Field, v: &Value, p: &str, out: &mut Vec<String>) {
     let ok = match field.field_type.as_str() {
         "STRING" => v.is_string(),
@@ -102,9 +159,7 @@ fn check_value(field: &Field, v: &Value, p: &str, out: &mut Vec<String>) {
         "TIMESTAMP" => v
             .as_str()
             .is_some_and(|s| chrono::DateTime::parse_from_rfc3339(s).is_ok()),
-        "JSON" => v
-            .as_str()
-            .is_some_and(|s| serde_json::from_str::<Value>(s).is_ok()),
+        "JSON" => v.as_str().is_some_and(is_json),
         "RECORD" | "STRUCT" => {
             check_record(&field.fields, v, &format!("{p}."), out);
             true
@@ -123,6 +178,38 @@ fn check_value(field: &Field, v: &Value, p: &str, out: &mut Vec<String>) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_table_matches_when_it_has_every_column_of_the_schema() {
+        let ours = Schema::event_telemetry();
+        assert!(ours.missing_from(&ours.fields).is_empty());
+        // A table with an extra column is fine; one without a column, or with another type, is not.
+        let mut theirs = ours.fields.clone();
+        theirs.push(Field {
+            name: "extra".into(),
+            field_type: "STRING".into(),
+            mode: "NULLABLE".into(),
+            description: None,
+            fields: vec![],
+        });
+        assert!(ours.missing_from(&theirs).is_empty());
+        theirs.retain(|f| f.name != "dropped_columns");
+        if let Some(f) = theirs.iter_mut().find(|f| f.name == "event_timestamp") {
+            f.field_type = "STRING".into();
+        }
+        let problems = ours.missing_from(&theirs);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("dropped_columns: no such column"))
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("event_timestamp: STRING in the table"))
+        );
+    }
 
     #[test]
     fn schema_file_parses_and_has_the_dedup_key() {

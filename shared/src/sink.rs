@@ -97,6 +97,17 @@ impl PreparedRow {
     }
 }
 
+/// Why a sink failed its start-up check.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SinkCheck {
+    /// The configuration or a grant is wrong: retrying will not help.
+    #[error("{0}")]
+    Wrong(String),
+    /// The service could not be asked (unreachable, 5xx): worth asking again.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
 /// Why BigQuery refused one row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowError {

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
+use sha2::Digest as _;
 
 use crate::emulators::repo_root;
 
@@ -276,18 +277,20 @@ pub fn generate(n: usize, seed: u64) -> Vec<Message> {
 }
 
 impl Message {
-    /// `{prefix}/YYYY/MM/DD/HH/{id}.json`, from the event's RFC 3339 `Z` timestamp, written out
-    /// here independently of the code under test; `None` when the data has no timestamp.
+    /// `{prefix}/YYYY/MM/DD/HH/{id}.{content}.json`, from the event's RFC 3339 `Z` timestamp and the
+    /// first 8 bytes of the SHA-256 of the data in hex, written out here independently of the
+    /// code under test; `None` when the data has no timestamp.
     pub fn expected_object(&self, prefix: &str) -> Option<String> {
         let v: Value = serde_json::from_slice(&self.data).ok()?;
         let ts = v["event"]["timestamp"].as_str()?;
         Some(format!(
-            "{prefix}/{}/{}/{}/{}/{}.json",
+            "{prefix}/{}/{}/{}/{}/{}.{}.json",
             ts.get(0..4)?,
             ts.get(5..7)?,
             ts.get(8..10)?,
             ts.get(11..13)?,
-            self.event_id
+            self.event_id,
+            hex::encode(&sha2::Sha256::digest(&self.data)[..8])
         ))
     }
 }

@@ -11,11 +11,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use e2e::pubsub::{PushSubscription, push_body};
 use e2e::samples::{Message, all_strings, generate, load_samples};
 use e2e::stack::{Apps, BUCKET, DATASET, PROJECT, Stack, TABLE, TOPIC, filter_of, spawn_app};
 use pipeline::Service;
+use pipeline::startup::Application;
 use serde_json::Value;
 
 async fn publish_all(stack: &Stack, topic: &str, messages: &[Message]) -> Result<()> {
@@ -356,4 +357,30 @@ async fn a_storage_outage_is_nacked_and_redelivery_loses_nothing() -> Result<()>
         );
     }
     Ok(to_gcs.stop().await?)
+}
+
+/// A wrong bucket or table stops a service at start-up, naming the problem, instead of every
+/// push failing with 503 until the messages are dead-lettered; the right ones pass the check on
+/// the emulators. (On the real services the bucket check is `testIamPermissions` for
+/// `storage.objects.create`, which the Cloud Storage emulator lacks; see `sink::gcs`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_with_a_wrong_bucket_or_table_refuses_to_start() -> Result<()> {
+    let stack = Stack::start("startup-check").await?;
+    for service in [Service::ToGcs, Service::ToBq] {
+        let app = spawn_app(stack.config(service, &[])?).await?;
+        app.stop().await?;
+    }
+    let wrong_bucket = stack.config(Service::ToGcs, &[("TRANSCRIPT_BUCKET", "no-such-bucket")])?;
+    let e = Application::build(&wrong_bucket)
+        .await
+        .err()
+        .context("started")?;
+    ensure!(e.contains("gs://no-such-bucket not found"), "{e}");
+    let wrong_table = stack.config(Service::SubV2, &[("BIGQUERY_TABLE", "no_such_table")])?;
+    let e = Application::build(&wrong_table)
+        .await
+        .err()
+        .context("started")?;
+    ensure!(e.contains("no_such_table does not exist"), "{e}");
+    Ok(())
 }

@@ -22,10 +22,12 @@ use async_trait::async_trait;
 use google_cloud_auth::credentials::AccessTokenCredentials;
 use serde::Deserialize;
 
-use super::{PreparedRow, RowError, RowSink, SinkError};
+use super::{PreparedRow, RowError, RowSink, SinkCheck, SinkError};
 
 const BIGQUERY_API: &str = "https://bigquery.googleapis.com/bigquery/v2";
 const INSERT_SCOPE: &str = "https://www.googleapis.com/auth/bigquery.insertdata";
+/// For the start-up check's `tables.get`.
+const READ_SCOPE: &str = "https://www.googleapis.com/auth/bigquery.readonly";
 
 /// The table rows go to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +44,8 @@ pub struct BigQuerySink {
     /// `None` against the emulator.
     credentials: Option<AccessTokenCredentials>,
     timeout: Duration,
+    /// `project.dataset.table`, for messages.
+    table_name: String,
 }
 
 impl BigQuerySink {
@@ -60,7 +64,7 @@ impl BigQuerySink {
             Some(endpoint) => (format!("{endpoint}/bigquery/v2"), None),
             None => {
                 let creds = google_cloud_auth::credentials::Builder::default()
-                    .with_scopes([INSERT_SCOPE])
+                    .with_scopes([INSERT_SCOPE, READ_SCOPE])
                     .build_access_token_credentials()
                     .map_err(|e| {
                         format!("cannot load Application Default Credentials for BigQuery: {e}")
@@ -77,7 +81,71 @@ impl BigQuerySink {
             url,
             credentials,
             timeout,
+            table_name: format!("{}.{}.{}", table.project, table.dataset, table.table),
         })
+    }
+
+    /// Start-up check: the table exists, and has every column a row can carry (`tables.get`,
+    /// which the writers' role grants: `bigquery.tables.get`). The error names the problem; `main`
+    /// then exits and Cloud Run's deploy fails instead of pushes failing later. The emulator
+    /// answers `tables.get` too, so the check runs against it as well.
+    pub async fn check(&self) -> Result<(), SinkCheck> {
+        let url = self.url.trim_end_matches("/insertAll");
+        let mut request = self.http.get(url);
+        if let Some(creds) = &self.credentials {
+            let token = creds
+                .access_token()
+                .await
+                .map_err(|_| SinkCheck::Unavailable("no access token for BigQuery".into()))?;
+            request = request.bearer_auth(token.token);
+        }
+        let response = request.send().await.map_err(|e| {
+            SinkCheck::Unavailable(format!("BigQuery unreachable: {}", e.without_url()))
+        })?;
+        let status = response.status().as_u16();
+        let table = &self.table_name;
+        match status {
+            200 => {}
+            404 => return Err(SinkCheck::Wrong(format!("table {table} does not exist"))),
+            403 => {
+                return Err(SinkCheck::Wrong(format!(
+                    "this service account may not read table {table}'s metadata (bigquery.tables.get)"
+                )));
+            }
+            s if s == 429 || s >= 500 => {
+                return Err(SinkCheck::Unavailable(format!(
+                    "tables.get answered HTTP {s}"
+                )));
+            }
+            _ => {
+                return Err(SinkCheck::Wrong(format!(
+                    "cannot check table {table}: tables.get answered HTTP {status}"
+                )));
+            }
+        }
+        #[derive(Deserialize)]
+        struct Table {
+            schema: TableSchema,
+        }
+        #[derive(Deserialize)]
+        struct TableSchema {
+            #[serde(default)]
+            fields: Vec<crate::schema::Field>,
+        }
+        let found: Table = response.json().await.map_err(|_| {
+            SinkCheck::Wrong(format!(
+                "tables.get for {table} answered an unexpected body"
+            ))
+        })?;
+        let problems = crate::schema::Schema::event_telemetry().missing_from(&found.schema.fields);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            let problems = problems.join("; ");
+            Err(SinkCheck::Wrong(format!(
+                "table {table} does not match the row schema: {problems}"
+            )))
+        }
     }
 
     /// One `insertAll` call. The error says whether the connection broke mid-request.
