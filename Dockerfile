@@ -5,7 +5,7 @@
 
 FROM rust:1.95-slim-bookworm AS builder
 ARG BIN
-RUN test -n "${BIN}" || { echo "set --build-arg BIN=<to-gcs|to-bq|sub-v2>" >&2; exit 1; }
+RUN test -n "${BIN}" || { echo "set --build-arg BIN=<to-gcs|to-bq|sub-v2|replay>" >&2; exit 1; }
 WORKDIR /src
 # The whole workspace (every member's manifest is needed to resolve it); .dockerignore keeps
 # target/, .emulators/ and .git/ out.

@@ -78,11 +78,45 @@ resource "google_cloud_run_v2_service_iam_member" "push_invoker" {
   member   = google_service_account.push.member
 }
 
-# to-gcs: create objects in the transcript bucket, nothing else (no read, no overwrite, no delete;
-# writes use ifGenerationMatch=0, so a redelivery gets 412 "already stored").
+# --- Custom roles: exactly what the services call ----------------------------------------------
+
+# to-gcs creates objects (ifGenerationMatch=0: never overwrites) and, after a 403 on a create,
+# lists the one name to see whether the object is already there. Listing shows names and
+# metadata, never content; no read, no overwrite, no delete. (roles/storage.objectCreator lacks
+# the listing.)
+resource "google_project_iam_custom_role" "transcript_writer" {
+  project     = var.project_id
+  role_id     = "${replace(var.name_prefix, "-", "_")}_transcript_writer"
+  title       = "Telemetry transcript writer"
+  description = "Create objects in the transcript bucket and list their names; no read, overwrite or delete."
+  permissions = ["storage.objects.create", "storage.objects.list"]
+}
+
+# to-bq and sub-v2 stream rows (tabledata.insertAll: tables.updateData and tables.get) and check
+# the table at start-up (tables.get). roles/bigquery.dataEditor would also let them read, delete
+# and export the table.
+resource "google_project_iam_custom_role" "row_writer" {
+  project     = var.project_id
+  role_id     = "${replace(var.name_prefix, "-", "_")}_row_writer"
+  title       = "Telemetry row writer"
+  description = "Stream rows into the event_telemetry table and read its schema; no reads of data, no deletes."
+  permissions = ["bigquery.tables.get", "bigquery.tables.updateData"]
+}
+
+# Streaming also needs bigquery.datasets.get on the dataset (the insertAll reference): dataset
+# metadata only, no table in it.
+resource "google_project_iam_custom_role" "dataset_metadata_reader" {
+  project     = var.project_id
+  role_id     = "${replace(var.name_prefix, "-", "_")}_dataset_metadata_reader"
+  title       = "Telemetry dataset metadata reader"
+  description = "Read the telemetry dataset's metadata (bigquery.datasets.get), which streaming inserts require."
+  permissions = ["bigquery.datasets.get"]
+}
+
+# to-gcs: create objects in the transcript bucket, and list names (see transcript_writer).
 resource "google_storage_bucket_iam_member" "to_gcs_object_creator" {
   bucket = google_storage_bucket.transcripts.name
-  role   = "roles/storage.objectCreator"
+  role   = google_project_iam_custom_role.transcript_writer.name
   member = google_service_account.service["to-gcs"].member
 }
 
@@ -93,11 +127,42 @@ resource "google_bigquery_table_iam_member" "row_writer" {
   project    = google_bigquery_table.event_telemetry.project
   dataset_id = google_bigquery_table.event_telemetry.dataset_id
   table_id   = google_bigquery_table.event_telemetry.table_id
-  role       = "roles/bigquery.dataEditor"
+  role       = google_project_iam_custom_role.row_writer.name
+  member     = google_service_account.service[each.key].member
+}
+
+resource "google_bigquery_dataset_iam_member" "row_writer_dataset_metadata" {
+  for_each = local.bigquery_services
+
+  project    = google_bigquery_dataset.telemetry.project
+  dataset_id = google_bigquery_dataset.telemetry.dataset_id
+  role       = google_project_iam_custom_role.dataset_metadata_reader.name
   member     = google_service_account.service[each.key].member
 }
 
 # --- People ---------------------------------------------------------------------------------------
+
+# The on-call group, and only it, reads the dead letters, which hold raw transcripts: the same
+# people as may read the bucket's restricted data. IAM is additive: anyone with a project-level
+# Pub/Sub role (roles/pubsub.subscriber, editor, owner) can still pull them, so the runbook says
+# to grant no such role in this project (docs/runbook.md, "Who can read dead letters").
+resource "google_pubsub_subscription_iam_member" "oncall_dead_letters" {
+  for_each = var.oncall_group == null ? {} : local.services
+
+  project      = var.project_id
+  subscription = google_pubsub_subscription.dead_letter[each.key].name
+  role         = "roles/pubsub.subscriber"
+  member       = "group:${var.oncall_group}"
+}
+
+resource "google_pubsub_subscription_iam_member" "oncall_dead_letters_viewer" {
+  for_each = var.oncall_group == null ? {} : local.services
+
+  project      = var.project_id
+  subscription = google_pubsub_subscription.dead_letter[each.key].name
+  role         = "roles/pubsub.viewer"
+  member       = "group:${var.oncall_group}"
+}
 
 # The ML team reads the transcripts.
 resource "google_storage_bucket_iam_member" "ml_readers" {

@@ -170,8 +170,10 @@ resource "google_monitoring_alert_policy" "dead_letter_not_empty" {
       Save and explain them without acknowledging: `replay pull --subscription ${google_pubsub_subscription.dead_letter[each.key].id} --out dlq.json`
       then `replay inspect --file dlq.json`.
       ${each.key == "to-gcs" ? "These messages can hold transcript text: do not copy them anywhere else." : "Rows are redacted by the service, but the raw messages are not: handle them like the bucket's data."}
-      Once the cause is fixed, re-deliver them to this service only:
-      `replay push --subscription ${google_pubsub_subscription.dead_letter[each.key].id} --to ${each.value.url}`
+      Once the cause is fixed, re-deliver them to this service only, with the replay job (it runs
+      as an identity the service accepts, from inside the VPC; acks a letter only once the service
+      took it; `--dry-run` first to see what it would do):
+      `gcloud run jobs execute ${google_cloud_run_v2_job.replay.name} --project ${var.project_id} --region ${var.region} --wait --args=push,--subscription,${google_pubsub_subscription.dead_letter[each.key].id},--to,${each.value.url}`
       (never republish to the events topic: all three subscriptions would get them again).
       Messages older than ${var.dead_letter_retention} are dropped.
 

@@ -40,6 +40,11 @@ output "dead_letter_topics" {
   value       = { for name, t in google_pubsub_topic.dead_letter : name => t.id }
 }
 
+output "replay_job" {
+  description = "Cloud Run job that re-delivers dead letters: gcloud run jobs execute NAME --args=push,--subscription,SUB,--to,URL."
+  value       = google_cloud_run_v2_job.replay.name
+}
+
 output "dead_letter_subscriptions" {
   description = "Pull subscription on each dead-letter topic: where dead letters wait for a person."
   value       = { for name, s in google_pubsub_subscription.dead_letter : name => s.name }

@@ -40,8 +40,12 @@ resource "google_pubsub_subscription" "push" {
   filter = local.routing[each.key].filter
 
   # Also Pub/Sub's timeout for each push request.
-  ack_deadline_seconds  = var.ack_deadline_seconds
-  retain_acked_messages = false
+  ack_deadline_seconds = var.ack_deadline_seconds
+
+  # Acked messages are kept for replay_window, so a bad deploy can be reprocessed:
+  # `gcloud pubsub subscriptions seek SUBSCRIPTION --time=...` (docs/runbook.md).
+  retain_acked_messages      = true
+  message_retention_duration = var.replay_window
 
   push_config {
     # Wrapped envelope (no no_wrapper block): the services read attributes and deliveryAttempt
@@ -106,6 +110,11 @@ resource "google_pubsub_topic" "dead_letter" {
   name         = each.value.dead_letter_name
   kms_key_name = var.pubsub_kms_key_name
   labels       = merge(var.labels, { service = each.key })
+
+  # The topic keeps every dead letter for dead_letter_retention too, acked or not: a letter acked
+  # by mistake (or replayed into a still-broken service) can be had again with a seek of the
+  # dead-letter subscription to a time.
+  message_retention_duration = var.dead_letter_retention
 }
 
 resource "google_pubsub_subscription" "dead_letter" {
@@ -117,7 +126,7 @@ resource "google_pubsub_subscription" "dead_letter" {
   labels  = merge(var.labels, { service = each.key })
 
   message_retention_duration = var.dead_letter_retention
-  retain_acked_messages      = false
+  retain_acked_messages      = true
   ack_deadline_seconds       = 60
 
   expiration_policy {

@@ -22,8 +22,9 @@ locals {
     RUST_LOG                 = var.rust_log
     # The service verifies the push's OIDC token itself too (defence in depth behind Cloud Run's
     # IAM check): audience and signer must be the ones the subscription uses.
+    # The push account, and the replay job's (replay.tf), which re-delivers dead letters.
     PUSH_AUTH                  = "on"
-    PUSH_AUTH_SERVICE_ACCOUNTS = google_service_account.push.email
+    PUSH_AUTH_SERVICE_ACCOUNTS = join(",", [google_service_account.push.email, google_service_account.replay.email])
   }
 
   gcs_env = tomap({
@@ -101,7 +102,8 @@ resource "google_cloud_run_v2_service" "service" {
         }
       }
 
-      # The service listens only after its clients are built; /healthz answers 200 from then on.
+      # The service listens only after its clients are built and its sink checked (the bucket or
+      # table exists and it may write); a failed check exits, and this probe fails the deploy.
       startup_probe {
         period_seconds    = 2
         timeout_seconds   = 1

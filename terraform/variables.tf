@@ -53,12 +53,12 @@ variable "labels" {
 # --- Container images --------------------------------------------------------------------------
 
 variable "images" {
-  description = "Container image of each service, built from the repository's Dockerfile with --build-arg BIN=<service>. Keys: to-gcs, to-bq, sub-v2. A digest (REPO/IMAGE@sha256:...) pins the exact build."
+  description = "Container image of each service and of the replay job, built from the repository's Dockerfile with --build-arg BIN=<key>. Keys: to-gcs, to-bq, sub-v2, replay. A digest (REPO/IMAGE@sha256:...) pins the exact build."
   type        = map(string)
 
   validation {
-    condition     = length(setsubtract(toset(["to-gcs", "to-bq", "sub-v2"]), keys(var.images))) == 0 && length(var.images) == 3
-    error_message = "images must have exactly the keys to-gcs, to-bq and sub-v2."
+    condition     = length(setsubtract(toset(["to-gcs", "to-bq", "sub-v2", "replay"]), keys(var.images))) == 0 && length(var.images) == 4
+    error_message = "images must have exactly the keys to-gcs, to-bq, sub-v2 and replay."
   }
 
   validation {
@@ -141,9 +141,9 @@ variable "retry_maximum_backoff" {
 }
 
 variable "dead_letter_retention" {
-  description = "How long the dead-letter pull subscriptions keep unacknowledged messages, as seconds such as \"604800s\" (7 days, the minimum allowed here) up to \"2678400s\" (31 days, Pub/Sub's maximum)."
+  description = "How long dead letters are kept (topic and subscription, acked or not), as seconds from \"604800s\" (7 days) to \"2678400s\" (31 days, Pub/Sub's maximum): a holiday weekend plus a fix."
   type        = string
-  default     = "604800s"
+  default     = "2678400s"
 
   validation {
     condition = (
@@ -153,6 +153,32 @@ variable "dead_letter_retention" {
     )
     error_message = "dead_letter_retention must be whole seconds from \"604800s\" (7 days) to \"2678400s\" (31 days)."
   }
+}
+
+variable "replay_window" {
+  description = "How long the push subscriptions keep acked messages, so a bad deploy can be reprocessed with a seek, as seconds from \"600s\" to \"604800s\" (7 days)."
+  type        = string
+  default     = "604800s"
+
+  validation {
+    condition = (
+      can(regex("^[0-9]+s$", var.replay_window)) &&
+      try(tonumber(trimsuffix(var.replay_window, "s")) >= 600, false) &&
+      try(tonumber(trimsuffix(var.replay_window, "s")) <= 604800, false)
+    )
+    error_message = "replay_window must be whole seconds from \"600s\" to \"604800s\" (7 days)."
+  }
+}
+
+variable "replay_subnetwork" {
+  description = "Subnetwork (projects/P/regions/R/subnetworks/S, Private Google Access on) the replay job's requests leave through, which makes them internal to the services' ingress."
+  type        = string
+}
+
+variable "oncall_group" {
+  description = "Google group of the on-call engineers: the only readers of the dead-letter subscriptions (which hold raw transcripts). null: no grant here."
+  type        = string
+  default     = null
 }
 
 # --- Cloud Run ---------------------------------------------------------------------------------

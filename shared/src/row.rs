@@ -66,7 +66,8 @@ pub struct EventRow<'a> {
 /// A JSON column the row had to leave out: which, why, and how large it was.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DroppedColumn {
-    pub column: &'static str,
+    /// The column, e.g. `parameters.private_metadata`.
+    pub path: &'static str,
     /// `too_large` (the row would exceed [`limits::MAX_ROW_BYTES`]) or `too_deep` (nested
     /// deeper than [`limits::JSON_COLUMN_MAX_DEPTH`]).
     pub reason: &'static str,
@@ -368,7 +369,7 @@ impl<'a> EventRow<'a> {
     fn drop_column(&mut self, column: JsonColumn, reason: &'static str) {
         let bytes = column.slot(self).take().map_or(0, |text| text.len());
         self.dropped_columns.push(DroppedColumn {
-            column: column.name(),
+            path: column.name(),
             reason,
             bytes,
         });

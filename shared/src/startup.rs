@@ -150,7 +150,7 @@ pub async fn connect_sink(config: &Config) -> Result<Destination, String> {
 }
 
 /// How long start-up keeps asking a sink that cannot be reached (a wrong bucket, table or grant
-/// fails at once). Cloud Run's startup probe allows 240 s.
+/// fails at once). Terraform's startup probe allows 60 s.
 pub const SINK_CHECK_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Runs a sink's start-up check: a wrong bucket, table, schema or grant stops the service with

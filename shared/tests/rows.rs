@@ -229,7 +229,7 @@ async fn a_row_over_the_request_limit_drops_its_largest_json_column_and_says_so(
         "the small column stays"
     );
     let dropped = &row["dropped_columns"][0];
-    assert_eq!(dropped["column"], "parameters.private_metadata");
+    assert_eq!(dropped["path"], "parameters.private_metadata");
     assert_eq!(dropped["reason"], "too_large");
     assert!(dropped["bytes"].as_u64().unwrap() > 10_000_000, "{dropped}");
 }
@@ -329,7 +329,7 @@ async fn a_transcript_nested_as_deep_as_the_gateway_allows_reaches_the_bucket_an
     let row = rows[0].value();
     assert!(Schema::event_telemetry().check_row(&row).is_empty());
     assert_eq!(
-        row["dropped_columns"][0]["column"],
+        row["dropped_columns"][0]["path"],
         "parameters.private_metadata"
     );
     assert_eq!(row["dropped_columns"][0]["reason"], "too_deep");

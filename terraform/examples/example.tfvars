@@ -15,6 +15,7 @@ images = {
   "to-gcs" = "us-central1-docker.pkg.dev/acme-telemetry-prod/telemetry/to-gcs:2026-11-27-f21f9d5"
   "to-bq"  = "us-central1-docker.pkg.dev/acme-telemetry-prod/telemetry/to-bq:2026-11-27-f21f9d5"
   "sub-v2" = "us-central1-docker.pkg.dev/acme-telemetry-prod/telemetry/sub-v2:2026-11-27-f21f9d5"
+  "replay" = "us-central1-docker.pkg.dev/acme-telemetry-prod/telemetry/replay:2026-11-27-f21f9d5"
 }
 
 # The gateway already publishes here: look it up, do not create it.
@@ -26,7 +27,12 @@ ack_deadline_seconds  = 120
 max_delivery_attempts = 10
 retry_minimum_backoff = "10s"
 retry_maximum_backoff = "600s"
-dead_letter_retention = "604800s"
+dead_letter_retention = "2678400s"
+replay_window         = "604800s"
+
+# On-call: the only readers of dead letters, and the replay job's network (Private Google Access on).
+oncall_group      = "telemetry-oncall@acme.example"
+replay_subnetwork = "projects/acme-telemetry-prod/regions/us-central1/subnetworks/run-egress"
 
 # Cloud Run sizing.
 concurrency         = 80

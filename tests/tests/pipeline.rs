@@ -236,8 +236,16 @@ async fn events_land_where_they_belong_and_transcripts_never_reach_bigquery() ->
         // untyped; real Cloud Storage takes the `contentType` the client sends in the metadata part.)
         for o in &objects {
             let id = o.metadata["event-id"].as_str().unwrap_or_default();
+            // `{id}.{16 hex digits of the content's SHA-256}.json`
+            let tail = o.name.rsplit('/').next().unwrap_or_default();
+            let content = tail.strip_prefix(id).and_then(|t| t.strip_prefix('.'));
             ensure!(
-                o.name.ends_with(&format!("/{id}.json")),
+                !id.is_empty()
+                    && content.is_some_and(|c| {
+                        c.len() == 21
+                            && c.ends_with(".json")
+                            && c[..16].chars().all(|h| h.is_ascii_hexdigit())
+                    }),
                 "{}: metadata {:?}",
                 o.name,
                 o.metadata
@@ -370,6 +378,38 @@ async fn a_service_with_a_wrong_bucket_or_table_refuses_to_start() -> Result<()>
         let app = spawn_app(stack.config(service, &[])?).await?;
         app.stop().await?;
     }
+    // What a 403 on a create is looked into with: the exact name is listed, a prefix is not it.
+    let store = pipeline::sink::gcs::GcsStore::connect(
+        BUCKET,
+        Some(&stack.gcs_emulator.url()),
+        Duration::from_secs(5),
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    let object = pipeline::sink::NewObject {
+        name: "transcripts/2026/01/01/00/e-1.0123456789abcdef.json".into(),
+        data: bytes::Bytes::from_static(b"{}"),
+        content_type: "application/json",
+        metadata: BTreeMap::new(),
+    };
+    use pipeline::sink::ObjectStore as _;
+    store
+        .create_once(object)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    ensure!(
+        store
+            .exists("transcripts/2026/01/01/00/e-1.0123456789abcdef.json")
+            .await
+            .map_err(anyhow::Error::msg)?
+    );
+    ensure!(
+        !store
+            .exists("transcripts/2026/01/01/00/e-1")
+            .await
+            .map_err(anyhow::Error::msg)?
+    );
+
     let wrong_bucket = stack.config(Service::ToGcs, &[("TRANSCRIPT_BUCKET", "no-such-bucket")])?;
     let e = Application::build(&wrong_bucket)
         .await

@@ -298,7 +298,7 @@ async fn transcript_text_reaches_the_bucket_and_nothing_else() -> Result<()> {
     for p in &valid {
         let object = objects
             .iter()
-            .find(|o| o.name.ends_with(&format!("/{}.json", p.id)));
+            .find(|o| o.metadata["event-id"].as_str() == Some(p.id.as_str()));
         ensure!(
             object.is_some() == p.transcript,
             "{}: in the bucket: {}",

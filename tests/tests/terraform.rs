@@ -275,8 +275,9 @@ fn push_subscriptions_are_wired_to_their_services() -> Result<()> {
 fn iam_is_least_privilege_and_nothing_is_public() -> Result<()> {
     let m = load_module()?;
     for (ty, name) in m.resources.keys() {
+        // A custom role is a definition, not a grant; it is granted on single resources below.
         ensure!(
-            !ty.starts_with("google_project_iam")
+            (!ty.starts_with("google_project_iam") || ty == "google_project_iam_custom_role")
                 && !ty.starts_with("google_organization_iam")
                 && !ty.starts_with("google_folder_iam"),
             "{ty}.{name}: no project-, folder- or organisation-wide roles"
@@ -313,30 +314,140 @@ fn iam_is_least_privilege_and_nothing_is_public() -> Result<()> {
             .collect::<Vec<_>>()
             == [(
                 "google_storage_bucket_iam_member",
-                r#""roles/storage.objectCreator""#
+                "google_project_iam_custom_role.transcript_writer.name"
             )],
         "to-gcs may create objects in the bucket and nothing else: {to_gcs_grants:?}"
     );
+    // Each custom role holds exactly the permissions its service calls for.
+    for (role, permissions) in [
+        (
+            "transcript_writer",
+            vec!["storage.objects.create", "storage.objects.list"],
+        ),
+        (
+            "row_writer",
+            vec!["bigquery.tables.get", "bigquery.tables.updateData"],
+        ),
+        ("dataset_metadata_reader", vec!["bigquery.datasets.get"]),
+    ] {
+        let body = m.resource("google_project_iam_custom_role", role)?;
+        let expr = body
+            .attributes()
+            .find(|a| a.key() == "permissions")
+            .context("permissions")?;
+        ensure!(
+            string_list(expr.expr())? == permissions,
+            "{role}: {}",
+            fmt(expr.expr())
+        );
+    }
+    // Dead letters hold raw transcripts: only the on-call group is granted them.
+    for name in ["oncall_dead_letters", "oncall_dead_letters_viewer"] {
+        let grant = m.resource("google_pubsub_subscription_iam_member", name)?;
+        ensure!(
+            attr(grant, "member")? == r#""group:${var.oncall_group}""#,
+            "{name}"
+        );
+        ensure!(
+            attr(grant, "subscription")?.starts_with("google_pubsub_subscription.dead_letter["),
+            "{name}"
+        );
+    }
     for (ty, role, member) in &grants {
         match ty.as_str() {
             "google_cloud_run_v2_service_iam_member" => ensure!(
-                role == r#""roles/run.invoker""# && member == "google_service_account.push.member",
-                "only the push account may invoke the services: {role} {member}"
+                role == r#""roles/run.invoker""#
+                    && [
+                        "google_service_account.push.member",
+                        "google_service_account.replay.member"
+                    ]
+                    .contains(&member.as_str()),
+                "only the push and replay accounts may invoke the services: {role} {member}"
             ),
             "google_bigquery_table_iam_member" => ensure!(
-                role == r#""roles/bigquery.dataEditor""#
+                role == "google_project_iam_custom_role.row_writer.name"
                     && member == "google_service_account.service[each.key].member",
                 "table grant {role} {member}"
             ),
-            "google_bigquery_dataset_iam_member" => {
-                bail!("no dataset-wide grants: {role} {member}")
-            }
+            "google_bigquery_dataset_iam_member" => ensure!(
+                role == "google_project_iam_custom_role.dataset_metadata_reader.name",
+                "no dataset-wide grant but its metadata: {role} {member}"
+            ),
             _ => {}
         }
     }
     let table_grant = m.resource("google_bigquery_table_iam_member", "row_writer")?;
     ensure!(attr(table_grant, "for_each")? == "local.bigquery_services");
     ensure!(fmt(&m.locals["bigquery_services"]).contains(r#"s.sink == "bigquery""#));
+    Ok(())
+}
+
+/// The on-call path works after `terraform apply`: the replay job runs as an identity the
+/// services accept (Cloud Run IAM and their own token check), from inside the VPC (their ingress is
+/// internal), may pull the dead letters, and the alert gives the one command that starts it.
+#[test]
+fn the_replay_job_is_wired_to_reach_and_be_accepted_by_the_services() -> Result<()> {
+    let m = load_module()?;
+    let job = m.resource("google_cloud_run_v2_job", "replay")?;
+    let task = block(block(job, "template")?, "template")?;
+    ensure!(attr(task, "service_account")? == "google_service_account.replay.email");
+    let vpc = block(task, "vpc_access")?;
+    ensure!(
+        attr(vpc, "egress")? == r#""ALL_TRAFFIC""#,
+        "requests to internal services must go through the VPC"
+    );
+    ensure!(attr(block(vpc, "network_interfaces")?, "subnetwork")? == "var.replay_subnetwork");
+    ensure!(attr(block(task, "containers")?, "image")? == r#"var.images["replay"]"#);
+
+    let accepted = fmt(&m.locals["common_env"]);
+    ensure!(
+        accepted.contains("google_service_account.replay.email")
+            && accepted.contains("PUSH_AUTH_SERVICE_ACCOUNTS"),
+        "the services' token check must accept the replay account: {accepted}"
+    );
+    let invoker = m.resource("google_cloud_run_v2_service_iam_member", "replay_invoker")?;
+    ensure!(attr(invoker, "for_each")? == "local.services");
+    ensure!(attr(invoker, "member")? == "google_service_account.replay.member");
+    let letters = m.resource(
+        "google_pubsub_subscription_iam_member",
+        "replay_dead_letters",
+    )?;
+    ensure!(attr(letters, "role")? == r#""roles/pubsub.subscriber""#);
+    ensure!(attr(letters, "subscription")?.starts_with("google_pubsub_subscription.dead_letter["));
+    let oncall = m.resource("google_cloud_run_v2_job_iam_member", "oncall_replay")?;
+    ensure!(attr(oncall, "role")? == r#""roles/run.jobsExecutorWithOverrides""#);
+
+    let alert = m.resource("google_monitoring_alert_policy", "dead_letter_not_empty")?;
+    let docs = attr(block(alert, "documentation")?, "content")?;
+    ensure!(
+        docs.contains("gcloud run jobs execute ${google_cloud_run_v2_job.replay.name}")
+            && docs.contains("--args=push,--subscription,"),
+        "the alert must give the command: {docs}"
+    );
+    Ok(())
+}
+
+/// Dead letters outlive a holiday weekend, and the push subscriptions can be rewound after a
+/// bad deploy (docs/runbook.md).
+#[test]
+fn dead_letters_are_kept_and_subscriptions_can_be_rewound() -> Result<()> {
+    let m = load_module()?;
+    let push = m.resource("google_pubsub_subscription", "push")?;
+    ensure!(attr(push, "retain_acked_messages")? == "true");
+    ensure!(attr(push, "message_retention_duration")? == "var.replay_window");
+    let topic = m.resource("google_pubsub_topic", "dead_letter")?;
+    ensure!(attr(topic, "message_retention_duration")? == "var.dead_letter_retention");
+    let letters = m.resource("google_pubsub_subscription", "dead_letter")?;
+    ensure!(attr(letters, "message_retention_duration")? == "var.dead_letter_retention");
+    ensure!(attr(letters, "retain_acked_messages")? == "true");
+    let retention = m
+        .variables
+        .get("dead_letter_retention")
+        .context("variable")?;
+    ensure!(
+        attr(retention, "default")? == r#""2678400s""#,
+        "31 days by default"
+    );
     Ok(())
 }
 

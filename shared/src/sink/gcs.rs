@@ -183,7 +183,7 @@ impl GcsStore {
     }
 
     /// Whether an object of exactly this name exists (listing needs no right to read content).
-    async fn exists(&self, name: &str) -> Result<bool, String> {
+    pub async fn exists(&self, name: &str) -> Result<bool, String> {
         let path = format!("b/{}/o", self.bucket);
         let query = [
             ("prefix", name),
