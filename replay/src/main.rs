@@ -15,8 +15,10 @@
 //! - one dead letter read back (origin, reason, the original push rebuilt): [`letter`];
 //! - the dead-letter subscription (name, connection, pull, release, ack): [`client`];
 //! - the handler at `--to` (which service it is, one push, judging its answer): [`target`];
-//! - the ID token a push to Cloud Run carries: [`auth`].
+//! - the ID token a push to Cloud Run carries: [`auth`];
+//! - what [`cmd::audit`] reads (the bucket, the table, the queries in one file): [`audit`].
 
+mod audit;
 mod auth;
 mod client;
 mod cmd;
@@ -124,6 +126,21 @@ enum Command {
         #[arg(long)]
         continue_on_error: bool,
     },
+    /// Hold the bucket and the table to each other over a window of UTC hours: transcripts
+    /// without an object or a row, events with several, rows that kept a redacted key, objects
+    /// that are not transcript events. Read-only; prints a JSON summary (ids only); exit 1 when
+    /// anything is off.
+    Audit {
+        /// Start of the window, UTC: YYYY-MM-DD or YYYY-MM-DDTHH (inclusive).
+        #[arg(long, requires = "to", conflicts_with = "yesterday")]
+        from: Option<String>,
+        /// End of the window, UTC: YYYY-MM-DD or YYYY-MM-DDTHH (exclusive).
+        #[arg(long, requires = "from")]
+        to: Option<String>,
+        /// The whole UTC day before today (what the daily run audits).
+        #[arg(long, required_unless_present = "from")]
+        yesterday: bool,
+    },
     /// Remove messages from a dead-letter subscription for good (ack them), by message id (the
     /// dead-letter message id or the original one, as `inspect` shows them). Save them first.
     Drop {
@@ -180,5 +197,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             subscription,
             message_ids,
         } => cmd::drop::run(&sub(&subscription)?, &message_ids).await,
+        Command::Audit {
+            from,
+            to,
+            yesterday,
+        } => {
+            let window = match (from, to) {
+                (Some(from), Some(to)) if !yesterday => audit::Window::parse(&from, &to)?,
+                _ => audit::Window::yesterday(chrono::Utc::now()),
+            };
+            cmd::audit::run(window).await
+        }
     }
 }

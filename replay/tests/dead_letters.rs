@@ -299,13 +299,10 @@ async fn dead_letters_are_explained_replayed_and_drained() -> Result<()> {
 
     // --- Every event landed exactly once; the dead-letter subscriptions are empty.
     let objects = stack.gcs.list(BUCKET, "transcripts/").await?;
-    let names: BTreeSet<String> = objects
-        .iter()
-        .map(|o| o.name.rsplit('/').next().unwrap_or("").to_owned())
-        .collect();
+    let names: BTreeSet<String> = objects.iter().map(|o| o.name.clone()).collect();
     let want: BTreeSet<String> = transcripts
         .iter()
-        .map(|m| format!("{}.json", m.event_id))
+        .filter_map(|m| m.expected_object("transcripts"))
         .collect();
     ensure!(names == want && objects.len() == 2, "objects: {names:?}");
     let rows = stack.bigquery.all_rows(DATASET, TABLE).await?;

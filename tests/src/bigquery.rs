@@ -37,6 +37,22 @@ impl BigQuery {
         Ok(serde_json::from_str(&text)?)
     }
 
+    /// Streams `rows` into a table (`insertAll`, no insert ids): how tests plant rows.
+    pub async fn insert(&self, dataset: &str, table: &str, rows: &[Value]) -> Result<()> {
+        let rows: Vec<Value> = rows.iter().map(|r| json!({"json": r})).collect();
+        let answer = self
+            .post(
+                &format!("datasets/{dataset}/tables/{table}/insertAll"),
+                json!({"rows": rows}),
+            )
+            .await?;
+        let errors = answer["insertErrors"].as_array().map_or(0, Vec::len);
+        if errors > 0 {
+            bail!("insertAll: {answer}");
+        }
+        Ok(())
+    }
+
     /// Creates the dataset and the table, from `shared/schema/event_telemetry.json`, partitioned
     /// by event day as in production.
     pub async fn create_event_table(&self, dataset: &str, table: &str) -> Result<()> {

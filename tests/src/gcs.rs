@@ -99,6 +99,36 @@ impl Gcs {
         Ok(out)
     }
 
+    /// Uploads `data` as `name` (no custom metadata): how tests plant objects.
+    pub async fn upload(&self, bucket: &str, name: &str, data: &[u8]) -> Result<()> {
+        let url = format!(
+            "{}/upload/storage/v1/b/{bucket}/o?uploadType=media&name={}",
+            self.base,
+            enc(name)
+        );
+        let r = self
+            .http
+            .post(&url)
+            .body(data.to_vec())
+            .send()
+            .await
+            .context("upload")?;
+        if !r.status().is_success() {
+            bail!("upload {name}: HTTP {}", r.status());
+        }
+        Ok(())
+    }
+
+    /// Deletes an object: how tests make one go missing.
+    pub async fn delete(&self, bucket: &str, name: &str) -> Result<()> {
+        let url = format!("{}/storage/v1/b/{bucket}/o/{}", self.base, enc(name));
+        let r = self.http.delete(&url).send().await.context("delete")?;
+        if !r.status().is_success() {
+            bail!("delete {name}: HTTP {}", r.status());
+        }
+        Ok(())
+    }
+
     pub async fn download(&self, bucket: &str, name: &str) -> Result<Vec<u8>> {
         let url = format!(
             "{}/storage/v1/b/{bucket}/o/{}?alt=media",

@@ -1,0 +1,155 @@
+//! `replay audit` on the emulator stack: the pipeline writes a mix of events, then one of each
+//! discrepancy is planted directly (an object deleted, a row duplicated, a row with an unredacted
+//! `promptText`, a non-transcript object in the bucket). The audit must report exactly those, by
+//! event id, exit 1, and print no transcript text; before the planting it reports nothing.
+
+use std::collections::BTreeSet;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use e2e::samples::{Message, generate, load_samples};
+use e2e::stack::{Apps, BUCKET, DATASET, PROJECT, Stack, TABLE, TOPIC};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_replay");
+const LEAK: &str = "PLANTED PROMPT TEXT 7731";
+
+/// `replay audit` over May 2024 (where the samples and generated events are), configured like
+/// the services against the emulators.
+fn audit(stack: &Stack) -> Output {
+    Command::new(BIN)
+        .args(["audit", "--from", "2024-05-01", "--to", "2024-05-31"])
+        .env("GOOGLE_CLOUD_PROJECT", PROJECT)
+        .env("TRANSCRIPT_BUCKET", BUCKET)
+        .env("TRANSCRIPT_PREFIX", "transcripts")
+        .env("BIGQUERY_DATASET", DATASET)
+        .env("BIGQUERY_TABLE", TABLE)
+        .env("STORAGE_EMULATOR_HOST", stack.gcs_emulator.host())
+        .env("BIGQUERY_EMULATOR_HOST", stack.bigquery_emulator.host())
+        .output()
+        .expect("replay runs")
+}
+
+/// The ids of every finding, by name, from the JSON summary.
+fn findings(out: &Output) -> Result<Vec<(String, BTreeSet<String>)>> {
+    let summary: Value = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "summary: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    let found = summary["findings"].as_object().context("findings")?;
+    Ok(found
+        .iter()
+        .map(|(name, f)| {
+            let ids = f["first"].as_array().into_iter().flatten();
+            (
+                name.clone(),
+                ids.filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+            )
+        })
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_audit_reports_exactly_the_planted_discrepancies_and_no_text() -> Result<()> {
+    let stack = Stack::start("audit").await?;
+    let apps = Apps::spawn(&stack).await?;
+    stack.wire_pipeline(TOPIC, &apps.endpoints()).await?;
+    let mut messages: Vec<Message> = load_samples()?;
+    messages.extend(generate(60, 77));
+    for m in &messages {
+        stack.pubsub.publish(TOPIC, &m.data, &m.attributes).await?;
+    }
+    let transcripts: Vec<&Message> = messages.iter().filter(|m| m.transcript).collect();
+    stack
+        .wait_objects("transcripts/", transcripts.len(), Duration::from_secs(120))
+        .await?;
+    stack
+        .wait_rows(messages.len(), Duration::from_secs(120))
+        .await?;
+
+    let clean = audit(&stack);
+    ensure!(
+        clean.status.code() == Some(0),
+        "before planting: {}",
+        String::from_utf8_lossy(&clean.stdout)
+    );
+    ensure!(findings(&clean)?.iter().all(|(_, ids)| ids.is_empty()));
+
+    // 1. A transcript's object goes missing.
+    let gone = transcripts[0];
+    stack
+        .gcs
+        .delete(
+            BUCKET,
+            &gone.expected_object("transcripts").context("name")?,
+        )
+        .await?;
+    // 2. An event gets a second row.
+    let twice = messages
+        .iter()
+        .find(|m| !m.transcript)
+        .context("a plain event")?;
+    stack
+        .bigquery
+        .insert(DATASET, TABLE, &[row(&twice.event_id, None)])
+        .await?;
+    // 3. A row that kept transcript text (in another letter case, nested).
+    let text = json!({"turns": [{"PromptText": LEAK}]}).to_string();
+    stack
+        .bigquery
+        .insert(DATASET, TABLE, &[row("planted-leak", Some(&text))])
+        .await?;
+    // 4. An object that is not a transcript event (no flag, not DotCom), without metadata.
+    let plain = json!({"event": {"id": "planted-plain", "timestamp": "2024-05-02T10:00:00Z",
+        "feature": "search.results", "action": "viewed"}});
+    let name = "transcripts/2024/05/02/10/planted-plain.0000000000000000.json";
+    stack
+        .gcs
+        .upload(BUCKET, name, plain.to_string().as_bytes())
+        .await?;
+
+    let out = audit(&stack);
+    ensure!(out.status.code() == Some(1), "exit {:?}", out.status.code());
+    let gone_id = gone.event_id.clone();
+    let twice_id = twice.event_id.clone();
+    let want = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    for (name, ids) in findings(&out)? {
+        let expected = match name.as_str() {
+            "transcripts_without_object" => want(&[&gone_id]),
+            "events_with_several_rows" => want(&[&twice_id]),
+            "rows_with_unredacted_keys" => want(&["planted-leak"]),
+            "objects_not_transcripts" | "objects_without_row" => want(&["planted-plain"]),
+            _ => want(&[]),
+        };
+        ensure!(ids == expected, "{name}: {ids:?}, expected {expected:?}");
+    }
+    for stream in [&out.stdout, &out.stderr] {
+        let text = String::from_utf8_lossy(stream);
+        ensure!(!text.contains(LEAK), "the audit printed transcript text");
+        for m in &transcripts {
+            for secret in &m.secrets {
+                ensure!(
+                    !text.contains(secret.as_str()),
+                    "the audit printed transcript text"
+                );
+            }
+        }
+    }
+    apps.stop().await
+}
+
+/// A row with the required columns, in the audited window.
+fn row(event_id: &str, private_metadata: Option<&str>) -> Value {
+    let mut row = json!({"message_id": "planted", "handler": "sub-v2", "event_id": event_id,
+        "event_timestamp": "2024-05-03T04:05:06Z", "feature": "f", "action": "a",
+        "is_transcript": false, "is_dotcom": false, "transcript_flag": false,
+        "ingested_at": "2026-11-28T00:00:00Z"});
+    if let Some(text) = private_metadata {
+        row["parameters"] = json!({"private_metadata": text});
+    }
+    row
+}
