@@ -40,6 +40,16 @@ output "dead_letter_topics" {
   value       = { for name, t in google_pubsub_topic.dead_letter : name => t.id }
 }
 
+output "event_view" {
+  description = "The view with one row per event (PROJECT.DATASET.VIEW): what analysts query."
+  value       = "${google_bigquery_table.event_telemetry_once.project}.${google_bigquery_table.event_telemetry_once.dataset_id}.${google_bigquery_table.event_telemetry_once.table_id}"
+}
+
+output "audit_job" {
+  description = "Cloud Run job of the daily audit: gcloud run jobs execute NAME --args=audit,--from,DAY,--to,DAY."
+  value       = google_cloud_run_v2_job.audit.name
+}
+
 output "replay_job" {
   description = "Cloud Run job that re-delivers dead letters: gcloud run jobs execute NAME --args=push,--subscription,SUB,--to,URL."
   value       = google_cloud_run_v2_job.replay.name

@@ -175,6 +175,12 @@ variable "replay_subnetwork" {
   type        = string
 }
 
+variable "audit_schedule" {
+  description = "When the daily audit runs (cron, UTC): it audits the previous UTC day, so leave the day's late deliveries a few hours."
+  type        = string
+  default     = "0 6 * * *"
+}
+
 variable "oncall_group" {
   description = "Google group of the on-call engineers: the only readers of the dead-letter subscriptions (which hold raw transcripts). null: no grant here."
   type        = string

@@ -56,9 +56,10 @@ pushes to localhost/127.0.0.1 carry no token. DOTCOM_URL, DOTCOM_INSTANCE_IDS an
 like the services read them. `pull` output holds the message data (transcripts): keep it as
 restricted as the bucket. `inspect` never prints the data itself: it shows the BigQuery row a handler
 would write, redacted exactly as BigQuery would get it.
-In production the identity replay runs as must be accepted by the services: allowed in
-PUSH_AUTH_SERVICE_ACCOUNTS and granted roles/run.invoker, from a network that the services'
-internal ingress admits (a VM or job in the project's VPC).
+In production `push` runs as the replay job Terraform creates (an identity the services accept,
+inside the VPC): gcloud run jobs execute PREFIX-replay --wait --args=push,--subscription,SUB,--to,URL
+`audit --from DAY --to DAY` (or --yesterday) holds the bucket and the table to each other; it reads
+the services' variables (TRANSCRIPT_BUCKET, BIGQUERY_*, REDACT_KEYS, ...) and prints ids only.
 `push` only pushes letters whose failing handler is the one answering at --to (its /healthz), acks a
 letter only when that handler answered written, already_stored or a deliberate skip, and never
 follows redirects.";

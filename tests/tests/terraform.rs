@@ -276,8 +276,11 @@ fn iam_is_least_privilege_and_nothing_is_public() -> Result<()> {
     let m = load_module()?;
     for (ty, name) in m.resources.keys() {
         // A custom role is a definition, not a grant; it is granted on single resources below.
+        // BigQuery grants query jobs per project only: the audit's jobUser is the one exception.
+        let project_grant_allowed = ty == "google_project_iam_custom_role"
+            || (ty == "google_project_iam_member" && name == "audit_query_jobs");
         ensure!(
-            (!ty.starts_with("google_project_iam") || ty == "google_project_iam_custom_role")
+            (!ty.starts_with("google_project_iam") || project_grant_allowed)
                 && !ty.starts_with("google_organization_iam")
                 && !ty.starts_with("google_folder_iam"),
             "{ty}.{name}: no project-, folder- or organisation-wide roles"
@@ -365,9 +368,16 @@ fn iam_is_least_privilege_and_nothing_is_public() -> Result<()> {
                 "only the push and replay accounts may invoke the services: {role} {member}"
             ),
             "google_bigquery_table_iam_member" => ensure!(
-                role == "google_project_iam_custom_role.row_writer.name"
-                    && member == "google_service_account.service[each.key].member",
+                (role == "google_project_iam_custom_role.row_writer.name"
+                    && member == "google_service_account.service[each.key].member")
+                    || (role == r#""roles/bigquery.dataViewer""#
+                        && member == "google_service_account.audit.member"),
                 "table grant {role} {member}"
+            ),
+            "google_project_iam_member" => ensure!(
+                role == r#""roles/bigquery.jobUser""#
+                    && member == "google_service_account.audit.member",
+                "the only project grant is the audit's query jobs: {role} {member}"
             ),
             "google_bigquery_dataset_iam_member" => ensure!(
                 role == "google_project_iam_custom_role.dataset_metadata_reader.name",
@@ -423,6 +433,79 @@ fn the_replay_job_is_wired_to_reach_and_be_accepted_by_the_services() -> Result<
         docs.contains("gcloud run jobs execute ${google_cloud_run_v2_job.replay.name}")
             && docs.contains("--args=push,--subscription,"),
         "the alert must give the command: {docs}"
+    );
+    Ok(())
+}
+
+/// The daily audit runs `replay audit --yesterday` on a schedule, as an identity that can only
+/// read, and an alert fires when a run fails or finds anything; analysts get a one-row-per-event
+/// view.
+#[test]
+fn the_daily_audit_is_scheduled_read_only_and_alerts() -> Result<()> {
+    let m = load_module()?;
+    let job = m.resource("google_cloud_run_v2_job", "audit")?;
+    let task = block(block(job, "template")?, "template")?;
+    ensure!(attr(task, "service_account")? == "google_service_account.audit.email");
+    let container = block(task, "containers")?;
+    ensure!(attr(container, "image")? == r#"var.images["replay"]"#);
+    let args: String = attr(container, "args")?
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    ensure!(args == r#"["audit","--yesterday"]"#, "{args}");
+    let env = fmt(&m.locals["audit_env"]);
+    for var in [
+        "local.gcs_env",
+        "local.bigquery_env",
+        "REDACT_KEYS",
+        "DOTCOM_URL",
+        "DOTCOM_INSTANCE_IDS",
+    ] {
+        ensure!(
+            env.contains(var),
+            "the audit reads {var} like the services: {env}"
+        );
+    }
+
+    // Read-only grants, each on one resource (the project grant is checked in the IAM test).
+    let bucket = m.resource("google_storage_bucket_iam_member", "audit_reader")?;
+    ensure!(attr(bucket, "role")? == r#""roles/storage.objectViewer""#);
+    let table = m.resource("google_bigquery_table_iam_member", "audit_reader")?;
+    ensure!(attr(table, "role")? == r#""roles/bigquery.dataViewer""#);
+
+    let schedule = m.resource("google_cloud_scheduler_job", "audit")?;
+    let target = block(schedule, "http_target")?;
+    ensure!(attr(target, "uri")?.contains("/jobs/${google_cloud_run_v2_job.audit.name}:run"));
+    ensure!(
+        attr(block(target, "oauth_token")?, "service_account_email")?
+            == "google_service_account.audit_scheduler.email"
+    );
+    let runs = m.resource("google_cloud_run_v2_job_iam_member", "audit_scheduler_runs")?;
+    ensure!(attr(runs, "role")? == r#""roles/run.invoker""#);
+
+    let alert = m.resource("google_monitoring_alert_policy", "audit_failed")?;
+    let condition = block(block(alert, "conditions")?, "condition_threshold")?;
+    let filter = attr(condition, "filter")?;
+    for part in [
+        "run.googleapis.com/job/completed_execution_count",
+        r#"metric.labels.result = \"failed\""#,
+        "google_cloud_run_v2_job.audit.name",
+    ] {
+        ensure!(filter.contains(part), "alert filter lacks {part}: {filter}");
+    }
+    let docs = attr(block(alert, "documentation")?, "content")?;
+    ensure!(
+        docs.contains("rows_with_unredacted_keys") && docs.contains("gcloud run jobs execute"),
+        "{docs}"
+    );
+
+    let view = m.resource("google_bigquery_table", "event_telemetry_once")?;
+    let query = attr(block(view, "view")?, "query")?;
+    ensure!(
+        query.contains(
+            "ROW_NUMBER() OVER (PARTITION BY event_id, event_timestamp ORDER BY ingested_at)"
+        ) && query.contains("WHERE row_in_event = 1"),
+        "one row per event: {query}"
     );
     Ok(())
 }

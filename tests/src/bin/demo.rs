@@ -57,6 +57,33 @@ fn spawn_binary(stack: &Stack, service: Service) -> Result<Running> {
     })
 }
 
+/// `replay audit` over the samples' days (2024-05-14 and 15), as on-call would run it: the
+/// bucket and the table held to each other. Prints its summary; whether it found nothing.
+fn run_audit(stack: &Stack) -> Result<bool> {
+    println!(
+        "== The audit: replay audit --from 2024-05-14 --to 2024-05-16 (bucket and table held to each other)"
+    );
+    let dir = std::env::current_exe()?
+        .parent()
+        .context("executable has a directory")?
+        .to_path_buf();
+    let mut env = stack.service_env(Service::ToGcs);
+    env.extend(stack.service_env(Service::ToBq));
+    let out = Command::new(dir.join("replay"))
+        .args(["audit", "--from", "2024-05-14", "--to", "2024-05-16"])
+        .envs(&env)
+        .output()
+        .context("replay audit (build the workspace first: scripts/demo.sh does)")?;
+    let summary: Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("audit summary: {}", String::from_utf8_lossy(&out.stderr)))?;
+    println!("   counts:   {}", summary["counts"]);
+    for (name, finding) in summary["findings"].as_object().into_iter().flatten() {
+        println!("   {name:<28} {}", finding["count"]);
+    }
+    println!("   ok: {} (exit {:?})", summary["ok"], out.status.code());
+    Ok(out.status.success())
+}
+
 async fn wait_healthy(r: &Running) -> Result<()> {
     let client = reqwest::Client::new();
     for _ in 0..200 {
@@ -226,6 +253,9 @@ async fn main() -> Result<()> {
     }
 
     println!();
+    let audit = run_audit(&stack)?;
+
+    println!();
     println!("== Stopping the services (SIGTERM: graceful) and the emulators");
     for r in &mut running {
         // SAFETY: kill(2) with a pid we own.
@@ -236,6 +266,9 @@ async fn main() -> Result<()> {
         println!("   {:<7} exited: {status}", r.service.name());
     }
     drop(stack);
+    if !audit {
+        bail!("the audit found discrepancies");
+    }
     if in_bq > 0 {
         bail!("transcript text reached BigQuery");
     }
