@@ -92,6 +92,17 @@ impl Sources {
     }
 }
 
+impl Sources {
+    /// The first column of every row of a query: event ids.
+    async fn ids(&self, sql: String) -> Result<BTreeSet<String>> {
+        let rows = self.bigquery.rows(&sql).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| r.into_iter().next())
+            .collect())
+    }
+}
+
 /// Every finding by name: the event ids (or object names) it concerns, sorted.
 type Findings = BTreeMap<&'static str, BTreeSet<String>>;
 
@@ -104,62 +115,23 @@ async fn audit(sources: &Sources, rules: &Rules, window: Window) -> Result<(Coun
     for o in &objects {
         *by_event.entry(o.event_id()).or_default() += 1;
     }
-    let rows = sources
-        .bigquery
-        .rows(&queries::transcript_rows(&sources.table, &window))
+    let table = &sources.table;
+    let transcript_rows = sources
+        .ids(queries::transcript_rows(table, &window))
         .await?;
-    let transcript_rows: BTreeSet<String> =
-        rows.iter().filter_map(|r| r.first().cloned()).collect();
     eprintln!(
         "audit: {} transcript objects, {} transcript events in the table",
         objects.len(),
         transcript_rows.len()
     );
-    let ids = |sql: String| async move {
-        let rows = sources.bigquery.rows(&sql).await?;
-        Ok::<_, anyhow::Error>(
-            rows.into_iter()
-                .filter_map(|r| r.into_iter().next())
-                .collect::<BTreeSet<String>>(),
-        )
-    };
-    let mut findings = Findings::new();
-    let objects_events: BTreeSet<String> = by_event.keys().cloned().collect();
-    findings.insert(
-        "transcripts_without_object",
-        transcript_rows
-            .difference(&objects_events)
-            .cloned()
-            .collect(),
-    );
-    findings.insert(
-        "objects_without_row",
-        objects_events
-            .difference(&transcript_rows)
-            .cloned()
-            .collect(),
-    );
-    findings.insert(
-        "events_with_several_objects",
-        by_event
-            .iter()
-            .filter(|(_, n)| **n > 1)
-            .map(|(id, _)| id.clone())
-            .collect(),
-    );
-    findings.insert(
-        "events_with_several_rows",
-        ids(queries::duplicate_rows(&sources.table, &window)).await?,
-    );
-    findings.insert(
-        "rows_with_unredacted_keys",
-        ids(queries::unredacted_rows(
-            &sources.table,
-            &window,
-            rules.redactor.keys(),
-        ))
-        .await?,
-    );
+    let mut findings = completeness(&by_event, &transcript_rows);
+    let duplicates = sources.ids(queries::duplicate_rows(table, &window)).await?;
+    findings.insert("events_with_several_rows", duplicates);
+    let keys = rules.redactor.keys();
+    let unredacted = sources
+        .ids(queries::unredacted_rows(table, &window, keys))
+        .await?;
+    findings.insert("rows_with_unredacted_keys", unredacted);
     let (not_transcripts, unreadable) = classify_objects(&sources.bucket, rules, &objects).await?;
     findings.insert("objects_not_transcripts", not_transcripts);
     findings.insert("objects_unreadable", unreadable);
@@ -169,6 +141,26 @@ async fn audit(sources: &Sources, rules: &Rules, window: Window) -> Result<(Coun
         ("transcript_events_in_table", transcript_rows.len()),
     ]);
     Ok((counts, findings))
+}
+
+/// Objects (by event id, with how many each has) against the table's transcript events.
+fn completeness(objects: &BTreeMap<String, usize>, rows: &BTreeSet<String>) -> Findings {
+    let in_bucket: BTreeSet<String> = objects.keys().cloned().collect();
+    let several = objects.iter().filter(|(_, n)| **n > 1);
+    Findings::from([
+        (
+            "transcripts_without_object",
+            rows.difference(&in_bucket).cloned().collect(),
+        ),
+        (
+            "objects_without_row",
+            in_bucket.difference(rows).cloned().collect(),
+        ),
+        (
+            "events_with_several_objects",
+            several.map(|(id, _)| id.clone()).collect(),
+        ),
+    ])
 }
 
 /// The objects of every hour of the window (`{prefix}/YYYY/MM/DD/HH/`), with progress.
@@ -245,4 +237,24 @@ fn summary(window: &Window, counts: &Counts, findings: &Findings, ok: bool) -> V
         "findings": report,
         "ok": ok,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completeness_compares_both_ways_and_counts_objects_per_event() {
+        let objects = BTreeMap::from([
+            ("a".to_string(), 1),
+            ("b".to_string(), 2),
+            ("c".to_string(), 1),
+        ]);
+        let rows = BTreeSet::from(["a".to_string(), "b".to_string(), "d".to_string()]);
+        let f = completeness(&objects, &rows);
+        let ids = |name: &str| f[name].iter().cloned().collect::<Vec<_>>();
+        assert_eq!(ids("transcripts_without_object"), ["d"]);
+        assert_eq!(ids("objects_without_row"), ["c"]);
+        assert_eq!(ids("events_with_several_objects"), ["b"]);
+    }
 }
