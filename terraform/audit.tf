@@ -108,7 +108,7 @@ resource "google_project_iam_member" "audit_query_jobs" {
 
 resource "google_service_account" "audit_scheduler" {
   project      = var.project_id
-  account_id   = "${var.name_prefix}-audit-cron"
+  account_id   = "${var.name_prefix}-cron"
   display_name = "Telemetry audit scheduler"
   description  = "Starts the daily audit job from Cloud Scheduler; may do nothing else."
 }

@@ -1,6 +1,7 @@
-# Identities and every IAM grant of the module, in one place to audit. All grants are on single
-# resources (topic, subscription, service, bucket, table, service account); no service account gets
-# a project-level role.
+# Identities and the IAM grants of the services and of the people, in one place to audit (the
+# replay job's are in replay.tf, the audit's in audit.tf). All grants are on single resources
+# (topic, subscription, service, job, bucket, dataset, table, service account); the one
+# project-level grant is the audit's BigQuery job user (query jobs are only granted per project).
 
 data "google_project" "this" {
   project_id = var.project_id

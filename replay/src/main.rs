@@ -142,8 +142,9 @@ enum Command {
         #[arg(long, required_unless_present = "from")]
         yesterday: bool,
     },
-    /// Remove messages from a dead-letter subscription for good (ack them), by message id (the
-    /// dead-letter message id or the original one, as `inspect` shows them). Save them first.
+    /// Remove messages from a dead-letter subscription (ack them), by message id (the dead-letter
+    /// message id or the original one, as `inspect` shows them). Save them first. A seek can
+    /// bring them back until the dead-letter retention ends.
     Drop {
         #[arg(long)]
         subscription: String,

@@ -105,6 +105,14 @@ impl TelemetryPayload {
         if depth > crate::limits::MAX_EVENT_DEPTH {
             return Err(EventError::TooDeep(depth));
         }
+        // On a stack of its own: a payload that fails after a deep value was built drops that
+        // value inside the parser, recursively, before any iterative `Drop` can take it apart.
+        stacker::grow(crate::limits::DEEP_PARSE_STACK, || Self::parse_deep(data))
+    }
+
+    /// The slow path: any nesting up to [`crate::limits::MAX_EVENT_DEPTH`], with the path of
+    /// whatever is wrong.
+    fn parse_deep(data: &[u8]) -> Result<Self, EventError> {
         let mut de = serde_json::Deserializer::from_slice(data);
         de.disable_recursion_limit();
         let stacked = serde_stacker::Deserializer {

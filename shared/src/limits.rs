@@ -43,6 +43,17 @@ pub const MAX_EVENT_DEPTH: usize = 10_000;
 pub const STACK_RED_ZONE: usize = 128 * 1024;
 pub const STACK_GROWTH: usize = 4 * 1024 * 1024;
 
+/// The stack the slow parse runs on (only payloads that fail the fast one): large enough to drop
+/// a value [`MAX_EVENT_DEPTH`] deep recursively, which the parser does when a later field fails.
+/// Virtual memory: only the pages used are touched.
+pub const DEEP_PARSE_STACK: usize = 256 * 1024 * 1024;
+
+/// At most this many removed paths are recorded per event (in `redacted_keys`), each at most
+/// [`MAX_REDACTED_PATH_CHARS`] long: a deep event with a transcript key at every level would
+/// otherwise record paths quadratic in its size.
+pub const MAX_REDACTED_PATHS: usize = 100;
+pub const MAX_REDACTED_PATH_CHARS: usize = 1_000;
+
 /// Pub/Sub: at most 100 attributes per message (quotas page). An unwrapped push carries each as
 /// an HTTP header, next to the request's own headers.
 pub const PUBSUB_MAX_ATTRIBUTES: usize = 100;

@@ -18,6 +18,8 @@ use std::cell::RefCell;
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Map, Value};
 
+use crate::limits::{MAX_REDACTED_PATH_CHARS, MAX_REDACTED_PATHS};
+
 /// The transcript convention's keys: every [`Redactor`] removes them, whatever else it removes.
 pub const TRANSCRIPT_KEYS: &[&str] = &["promptText", "responseText"];
 
@@ -109,7 +111,7 @@ impl Redactor {
         let doomed: Vec<String> = object.keys().filter(|k| self.matches(k)).cloned().collect();
         for key in doomed {
             object.remove(&key);
-            out.push(join(path, &key));
+            record(out, join(path, &key));
         }
         for (key, value) in object.iter_mut() {
             self.redact_value(value, &join(path, key), out);
@@ -247,8 +249,10 @@ impl Node<'_, '_> {
         };
         // Removed keys first, then the rest in order: the same order as `Redactor::redact`.
         for key in object.keys().filter(|k| walk.redactor.matches(k)) {
-            let path = walk.path_to(key);
-            walk.removed.borrow_mut().push(path);
+            if walk.removed.borrow().len() < MAX_REDACTED_PATHS {
+                let path = walk.path_to(key);
+                record(&mut walk.removed.borrow_mut(), path);
+            }
         }
         let mut map = serializer.serialize_map(None)?;
         for (key, value) in object.iter().filter(|(k, _)| !walk.redactor.matches(k)) {
@@ -265,6 +269,20 @@ impl Node<'_, '_> {
         }
         map.end()
     }
+}
+
+/// Records a removed path: at most [`MAX_REDACTED_PATHS`] of them, each cut to
+/// [`MAX_REDACTED_PATH_CHARS`] (a deep event with the key at every level would otherwise record
+/// paths quadratic in its size). The keys themselves are removed all the same.
+fn record(out: &mut Vec<String>, mut path: String) {
+    if out.len() >= MAX_REDACTED_PATHS {
+        return;
+    }
+    if let Some((cut, _)) = path.char_indices().nth(MAX_REDACTED_PATH_CHARS) {
+        path.truncate(cut);
+        path.push('…');
+    }
+    out.push(path);
 }
 
 fn join(path: &str, key: &str) -> String {

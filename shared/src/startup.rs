@@ -162,7 +162,11 @@ where
 {
     let deadline = tokio::time::Instant::now() + SINK_CHECK_PATIENCE;
     loop {
-        match check().await {
+        // One attempt never outlasts the patience (a hung connection would take the sink timeout).
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let attempt = tokio::time::timeout(left.max(Duration::from_secs(1)), check()).await;
+        let result = attempt.unwrap_or_else(|_| Err(SinkCheck::Unavailable("no answer".into())));
+        match result {
             Ok(()) => return Ok(()),
             Err(SinkCheck::Wrong(problem)) => return Err(format!("sink check failed: {problem}")),
             Err(SinkCheck::Unavailable(why)) if tokio::time::Instant::now() >= deadline => {

@@ -368,3 +368,56 @@ async fn an_event_deeper_than_any_the_gateway_sends_is_refused_as_too_deep() {
         assert!(failure.kind.is_permanent(), "dead-lettered with its reason");
     }
 }
+
+/// A payload that fails after a deep value was built (here a wrong type after a 9,990-deep
+/// `privateMetadata`) is refused with its reason; the value is dropped by the parser itself,
+/// which must not overflow the stack (that would crash the instance on every redelivery).
+#[tokio::test]
+async fn a_deep_payload_that_fails_late_is_refused_without_crashing() {
+    let depth = pipeline::limits::MAX_EVENT_DEPTH - 10;
+    // Objects inside arrays: their drop takes the deepest frames.
+    let data = format!(
+        r#"{{"event":{{"id":"late","timestamp":"2024-05-14T21:12:07Z","feature":"f","action":"a","parameters":{{"privateMetadata":{{"k":{}1{}}},"version":"not a number"}}}}}}"#,
+        r#"[{"k":"#.repeat(depth / 2),
+        "}]".repeat(depth / 2)
+    );
+    let msg = PushMessage {
+        data: RawData::new(Bytes::from(data)),
+        ..message(&json!({}), BTreeMap::new())
+    };
+    let h = support::handlers();
+    for handler in [&h.to_gcs, &h.to_bq, &h.sub_v2] {
+        let failure = handler.handle(&msg).await.result.expect_err("refused");
+        assert_eq!(failure.code, "invalid_payload", "{failure:?}");
+    }
+}
+
+/// A transcript key at every level of a deep event: every one is removed, and the recorded paths
+/// stay bounded (100 of at most 1,000 characters) instead of growing with the square of the depth.
+#[tokio::test]
+async fn redacted_paths_stay_bounded_however_many_keys_are_removed() {
+    let depth = 3_000;
+    let mut inner = String::from("{}");
+    for _ in 0..depth {
+        inner = format!(r#"{{"promptText":"SECRET AT EVERY LEVEL","k":{inner}}}"#);
+    }
+    let data = format!(
+        r#"{{"event":{{"id":"many","timestamp":"2026-01-01T00:00:00Z","feature":"f","action":"a","parameters":{{"privateMetadata":{inner}}}}}}}"#
+    );
+    let msg = PushMessage {
+        data: RawData::new(Bytes::from(data)),
+        ..message(&json!({}), BTreeMap::new())
+    };
+    let h = support::handlers();
+    h.sub_v2.handle(&msg).await.result.expect("written");
+    let rows = h.rows.rows();
+    assert!(!rows[0].json.get().contains("SECRET AT EVERY LEVEL"));
+    let row = rows[0].value();
+    let paths = row["redacted_keys"].as_array().unwrap();
+    assert_eq!(paths.len(), pipeline::limits::MAX_REDACTED_PATHS);
+    assert!(
+        paths
+            .iter()
+            .all(|p| p.as_str().unwrap().chars().count() <= 1_001)
+    );
+}

@@ -510,6 +510,43 @@ fn the_daily_audit_is_scheduled_read_only_and_alerts() -> Result<()> {
     Ok(())
 }
 
+/// Service account ids are at most 30 characters: every one this module makes is the name
+/// prefix (at most 23, variables.tf) and a suffix, so the suffixes must stay within 7.
+#[test]
+fn service_account_ids_fit_with_the_longest_prefix() -> Result<()> {
+    let m = load_module()?;
+    let mut n = 0;
+    for ((ty, name), body) in &m.resources {
+        if ty != "google_service_account" {
+            continue;
+        }
+        let id = attr(body, "account_id")?;
+        let id = if id == "each.value.account_id" {
+            // "${var.name_prefix}-${name}" for each service: the longest service name counts.
+            let services = fmt(&m.locals["services"]).replace(char::is_whitespace, "");
+            ensure!(
+                services.contains(r#"account_id="${var.name_prefix}-${name}""#),
+                "{services}"
+            );
+            "\"${var.name_prefix}-sub-v2\"".to_string()
+        } else {
+            id
+        };
+        let suffix = id
+            .trim_matches('"')
+            .strip_prefix("${var.name_prefix}")
+            .with_context(|| format!("{name}: {id}"))?;
+        ensure!(
+            23 + suffix.len() <= 30,
+            "{name}: {id} can be {} characters",
+            23 + suffix.len()
+        );
+        n += 1;
+    }
+    ensure!(n >= 5, "{n} service accounts");
+    Ok(())
+}
+
 /// Dead letters outlive a holiday weekend, and the push subscriptions can be rewound after a
 /// bad deploy (docs/runbook.md).
 #[test]

@@ -200,7 +200,12 @@ async fn classify_objects(
         }
         while let Some(done) = reads.join_next().await {
             let (name, bytes) = done?;
-            let Ok(payload) = TelemetryPayload::parse(&bytes?) else {
+            // Gone since the listing, or unreadable: counted, the audit goes on.
+            let Ok(bytes) = bytes else {
+                unreadable.insert(name);
+                continue;
+            };
+            let Ok(payload) = TelemetryPayload::parse(&bytes) else {
                 unreadable.insert(name);
                 continue;
             };

@@ -10,6 +10,14 @@ use anyhow::{Context, Result};
 use crate::client::Subscription;
 
 pub async fn run(sub: &str, limit: usize, out: Option<&Path>) -> Result<ExitCode> {
+    // In a Cloud Run job (the replay job) standard output and files end up in Cloud Logging or a
+    // throwaway disk: raw letters hold transcripts, so they are only saved from a person's machine.
+    if std::env::var_os("CLOUD_RUN_JOB").is_some() {
+        anyhow::bail!(
+            "`pull` prints raw dead letters (transcripts); it does not run as a Cloud Run job, whose \
+             output goes to Cloud Logging. Run it where the file stays as restricted as the bucket."
+        );
+    }
     let messages = Subscription::connect(sub)?.peek(limit).await?;
     let text = serde_json::to_string_pretty(&messages)? + "\n";
     match out {

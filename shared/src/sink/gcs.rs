@@ -17,7 +17,7 @@
 //! there; otherwise the 403 is a missing grant and the push is nacked.
 //!
 //! [`GcsStore::check`] runs at start-up: the service refuses to start without the right to create
-//! objects in the bucket (`testIamPermissions`), or, against the emulator, which has no IAM, without
+//! and list objects in the bucket (`testIamPermissions`), or, against the emulator, which has no IAM, without
 //! the bucket.
 
 use std::time::Duration;
@@ -52,8 +52,10 @@ struct JsonApi {
 
 const STORAGE_API: &str = "https://storage.googleapis.com/storage/v1";
 const STORAGE_SCOPE: &str = "https://www.googleapis.com/auth/devstorage.read_write";
-/// The one permission `to-gcs` needs to do its job.
+/// The permission `to-gcs` writes with.
 pub const CREATE_PERMISSION: &str = "storage.objects.create";
+/// What `to-gcs` needs: create, and list (to look into a 403).
+pub const NEEDED: [&str; 2] = [CREATE_PERMISSION, "storage.objects.list"];
 
 impl JsonApi {
     fn new(emulator: Option<&str>, timeout: Duration) -> Result<Self, String> {
@@ -160,15 +162,22 @@ impl GcsStore {
             };
         }
         let path = format!("b/{bucket}/iam/testPermissions");
+        let query: Vec<(&str, &str)> = NEEDED.iter().map(|p| ("permissions", *p)).collect();
         let (status, body) = self
             .json_api
-            .get(&path, &[("permissions", CREATE_PERMISSION)])
+            .get(&path, &query)
             .await
             .map_err(SinkCheck::Unavailable)?;
+        let missing: Vec<&str> = NEEDED
+            .iter()
+            .copied()
+            .filter(|p| !granted(&body, p))
+            .collect();
         match status {
-            200 if granted(&body, CREATE_PERMISSION) => Ok(()),
+            200 if missing.is_empty() => Ok(()),
             200 => Err(SinkCheck::Wrong(format!(
-                "this service account may not create objects in gs://{bucket} ({CREATE_PERMISSION} is not granted)"
+                "this service account lacks {} on gs://{bucket}",
+                missing.join(" and ")
             ))),
             404 => Err(SinkCheck::Wrong(format!(
                 "bucket gs://{bucket} does not exist"
