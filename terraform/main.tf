@@ -23,7 +23,7 @@ locals {
     })
   }
 
-  # The services that insert rows into BigQuery (table-level dataEditor).
+  # The services that insert rows into BigQuery (the row_writer custom role on the table, iam.tf).
   bigquery_services = { for name, s in local.services : name => s if s.sink == "bigquery" }
 
   # The subscription filters: the ONE definition, shared with the Rust tests.
