@@ -141,7 +141,9 @@ async fn sigterm_finishes_the_in_flight_push_then_exits() -> Result<()> {
 
     let objects = gcs.list("bucket-1", "").await?;
     ensure!(
-        objects.len() == 1 && objects[0].name.ends_with("/in-flight-1.json"),
+        objects.len() == 1
+            && objects[0].metadata["event-id"] == "in-flight-1"
+            && objects[0].name.contains("/in-flight-1."),
         "{objects:?}"
     );
     Ok(())
