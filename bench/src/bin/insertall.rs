@@ -1,4 +1,6 @@
 //! `insertall`: a BigQuery stand-in for the load benchmark (a fixture, not a correctness test).
+//! `GET /bigquery/v2/projects/{p}/datasets/{d}/tables/{t}` answers the table with the row schema
+//! (the services check it at start-up);
 //! `POST /bigquery/v2/projects/{p}/datasets/{d}/tables/{t}/insertAll` answers success after
 //! `LATENCY_MS` (default 0, a Tokio sleep) and counts calls and rows (occurrences of
 //! `"insertId":`, a byte scan; the body is not parsed). `GET /stats`: `{"calls":N,"rows":M}`;
@@ -41,6 +43,12 @@ async fn insert_all(State(app): State<App>, body: Bytes) -> impl IntoResponse {
     json(r#"{"kind":"bigquery#tableDataInsertAllResponse"}"#.to_string())
 }
 
+/// `tables.get`: the table, with the schema the services write.
+async fn table() -> impl IntoResponse {
+    let schema = pipeline::schema::Schema::event_telemetry().to_api_json();
+    json(serde_json::json!({"kind": "bigquery#table", "schema": schema}).to_string())
+}
+
 async fn stats(State(app): State<App>) -> impl IntoResponse {
     let calls = app.stats.calls.load(Ordering::Relaxed);
     let rows = app.stats.rows.load(Ordering::Relaxed);
@@ -68,6 +76,10 @@ async fn main() -> std::io::Result<()> {
         .route(
             "/bigquery/v2/projects/{project}/datasets/{dataset}/tables/{table}/insertAll",
             post(insert_all),
+        )
+        .route(
+            "/bigquery/v2/projects/{project}/datasets/{dataset}/tables/{table}",
+            get(table),
         )
         .route("/stats", get(stats))
         .route("/reset", post(reset))
