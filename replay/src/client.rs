@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use pipeline::config::Env;
-use pipeline::pubsub::{PubSubClient, ReceivedMessage};
+use pipeline::google::pubsub::{ReceivedMessage, Subscription as Api};
 
 /// `projects/P/subscriptions/S` as given, or a bare `S` in `--project` or $GOOGLE_CLOUD_PROJECT.
 pub fn subscription_path(cli_project: Option<&str>, s: &str) -> Result<String> {
@@ -23,29 +23,25 @@ pub fn subscription_path(cli_project: Option<&str>, s: &str) -> Result<String> {
     Ok(format!("projects/{project}/subscriptions/{s}"))
 }
 
-/// One dead-letter subscription and the client that reads it.
+/// One dead-letter subscription, read through the shared crate's Google layer.
 pub struct Subscription {
-    client: PubSubClient,
-    path: String,
+    api: Api,
 }
 
 impl Subscription {
     /// Pub/Sub with Application Default Credentials, or the emulator at PUBSUB_EMULATOR_HOST.
     pub fn connect(path: &str) -> Result<Self> {
         let emulator = pipeline::config::pubsub_emulator(&Env::process())?;
-        let client = PubSubClient::connect(emulator.as_deref(), Duration::from_secs(30))
+        let api = Api::connect(path, emulator.as_deref(), Duration::from_secs(30))
             .map_err(anyhow::Error::msg)?;
-        Ok(Self {
-            client,
-            path: path.to_owned(),
-        })
+        Ok(Self { api })
     }
 
     /// One pull of at most `max` messages, leasing them.
     pub async fn pull(&self, max: u32) -> Result<Vec<ReceivedMessage>> {
-        let sub = &self.path;
-        self.client
-            .pull(sub, max)
+        let sub = self.api.path();
+        self.api
+            .pull(max)
             .await
             .map_err(|e| anyhow::anyhow!("pull {sub}: {e}"))
     }
@@ -77,17 +73,17 @@ impl Subscription {
 
     /// Ends the lease: Pub/Sub may deliver these messages again right away.
     pub async fn release(&self, messages: &[ReceivedMessage]) -> Result<()> {
-        let sub = &self.path;
-        self.client
-            .release(sub, &ack_ids(messages))
+        let sub = self.api.path();
+        self.api
+            .release(&ack_ids(messages))
             .await
             .map_err(|e| anyhow::anyhow!("release {sub}: {e}"))
     }
 
     /// Removes these messages from the subscription for good.
     pub async fn ack(&self, messages: &[ReceivedMessage]) -> Result<()> {
-        self.client
-            .acknowledge(&self.path, &ack_ids(messages))
+        self.api
+            .acknowledge(&ack_ids(messages))
             .await
             .map_err(|e| anyhow::anyhow!("ack: {e}"))
     }

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use pipeline::config::Service;
 use pipeline::dead_letter as dl;
 use pipeline::decode::{PushEnvelope, PushMessage};
-use pipeline::pubsub::ReceivedMessage;
+use pipeline::google::pubsub::ReceivedMessage;
 use serde_json::{Value, json};
 
 const SOURCE_SUBSCRIPTION: &str = "CloudPubSubDeadLetterSourceSubscription";
@@ -176,7 +176,7 @@ impl Letter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pipeline::pubsub::WireMessage;
+    use pipeline::google::pubsub::WireMessage;
 
     #[test]
     fn push_body_is_the_original_push() {

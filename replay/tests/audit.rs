@@ -25,8 +25,8 @@ fn audit(stack: &Stack) -> Output {
         .env("TRANSCRIPT_PREFIX", "transcripts")
         .env("BIGQUERY_DATASET", DATASET)
         .env("BIGQUERY_TABLE", TABLE)
-        .env("STORAGE_EMULATOR_HOST", stack.gcs_emulator.host())
-        .env("BIGQUERY_EMULATOR_HOST", stack.bigquery_emulator.host())
+        .env("STORAGE_EMULATOR_HOST", stack.storage_host())
+        .env("BIGQUERY_EMULATOR_HOST", stack.bigquery_host())
         .output()
         .expect("replay runs")
 }

@@ -21,7 +21,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_replay");
 fn replay(stack: &Stack, args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
-        .env("PUBSUB_EMULATOR_HOST", stack.pubsub_emulator.host())
+        .env("PUBSUB_EMULATOR_HOST", stack.pubsub_host())
         .env("GOOGLE_CLOUD_PROJECT", PROJECT)
         .output()
         .expect("replay runs")

@@ -12,7 +12,7 @@ use crate::auth::{AuthConfig, GOOGLE_JWKS_URL};
 use crate::classify::{DEFAULT_DOTCOM_URL, DotCom, Route};
 use crate::redact::Redactor;
 use crate::sink::batch::BatchSettings;
-use crate::sink::bigquery::TableRef;
+use crate::sink::bigquery::{InsertClient, TableRef};
 
 /// The three services built from this crate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -280,6 +280,8 @@ pub enum SinkTarget {
         emulator: Option<String>,
         /// `BIGQUERY_BATCH_*`: how rows of concurrent pushes share `insertAll` calls.
         batch: BatchSettings,
+        /// `BIGQUERY_INSERT_CLIENT`: which client sends `insertAll`.
+        insert: InsertClient,
     },
 }
 
@@ -346,8 +348,23 @@ impl SinkTarget {
             },
             emulator: emulator_endpoint(env, "BIGQUERY_EMULATOR_HOST")?,
             batch: batch_from_env(env)?,
+            insert: insert_client_from_env(env)?,
         })
     }
+}
+
+/// `BIGQUERY_INSERT_CLIENT`: `gcp-bigquery-client` (default) or `direct`.
+fn insert_client_from_env(env: &Env<'_>) -> Result<InsertClient, ConfigError> {
+    let Some(v) = env.get("BIGQUERY_INSERT_CLIENT") else {
+        return Ok(InsertClient::default());
+    };
+    InsertClient::parse(&v).ok_or_else(|| {
+        let names: Vec<&str> = InsertClient::NAMES.iter().map(|(n, _)| *n).collect();
+        err(
+            "BIGQUERY_INSERT_CLIENT",
+            format!("`{v}` is not one of {}", names.join(", ")),
+        )
+    })
 }
 
 /// The most bytes of rows one `insertAll` may carry: BigQuery refuses requests above 10 MB, and
@@ -630,6 +647,7 @@ mod tests {
                 },
                 emulator: Some("http://127.0.0.1:9050".into()),
                 batch: BatchSettings::default(),
+                insert: InsertClient::Crate,
             }
         );
     }
@@ -705,6 +723,11 @@ mod tests {
                 Service::SubV2,
                 &[P, ("BIGQUERY_DATASET", "a b")],
                 "BIGQUERY_DATASET",
+            ),
+            (
+                Service::SubV2,
+                &[P, D, ("BIGQUERY_INSERT_CLIENT", "crate")],
+                "BIGQUERY_INSERT_CLIENT",
             ),
             (
                 Service::ToBq,

@@ -23,8 +23,8 @@ use chrono::{SecondsFormat, Utc};
 
 use crate::config::Service;
 use crate::decode::{MAX_MESSAGE_DATA_BYTES, PushMessage};
+use crate::google::pubsub::Publisher;
 use crate::handler::Failure;
-use crate::pubsub::PubSubClient;
 use crate::sink::SinkError;
 
 pub const HANDLER: &str = "dead_letter.handler";
@@ -113,24 +113,27 @@ pub trait DeadLetterSink: Send + Sync {
     async fn publish(&self, letter: &DeadLetter) -> Result<String, SinkError>;
 }
 
-/// The service's dead-letter topic.
+/// The service's dead-letter topic, through Google's Pub/Sub publisher
+/// ([`crate::google::pubsub::Publisher`]).
 pub struct PubSubDeadLetters {
-    client: PubSubClient,
-    topic: String,
+    publisher: Publisher,
 }
 
 impl PubSubDeadLetters {
-    pub fn new(client: PubSubClient, topic: String) -> Self {
-        Self { client, topic }
+    pub fn new(publisher: Publisher) -> Self {
+        Self { publisher }
     }
 }
 
 #[async_trait]
 impl DeadLetterSink for PubSubDeadLetters {
     async fn publish(&self, letter: &DeadLetter) -> Result<String, SinkError> {
-        self.client
-            .publish(&self.topic, &letter.data, &letter.attributes)
+        // A refused publish (400) is permanent for the letter; the push is then answered 503
+        // all the same (`server.rs`): nothing is acked that was not kept.
+        self.publisher
+            .publish(&letter.data, &letter.attributes)
             .await
+            .map_err(SinkError::from)
     }
 }
 

@@ -19,7 +19,9 @@
 //!   outcome labels, the verdict of a push, its log line);
 //! - HTTP: [`server`] (router; header limit, [`auth`] and [`admission`] (bytes in flight) as
 //!   layers; the push endpoint);
-//! - permanent failures: [`dead_letter`] (published before the ack; [`pubsub`] is the client);
+//! - permanent failures: [`dead_letter`] (published before the ack);
+//! - Google's APIs: [`google`] (the maintained clients, the one JSON layer for the rest, one
+//!   error and one classifier for all of them, and the list of every call made);
 //! - plumbing: [`config`] (typed settings, each part parsing itself, shared with `replay`),
 //!   [`startup`] (build, serve, spawn in tests), [`shutdown`], [`telemetry`] (JSON logs);
 //! - test and tool support: [`sink::memory`] (in-process sinks, used by tests and `replay inspect`).
@@ -32,10 +34,10 @@ pub mod dead_letter;
 pub mod decode;
 pub mod event;
 pub mod failure;
+pub mod google;
 pub mod handler;
 pub mod limits;
 pub mod outcome;
-pub mod pubsub;
 pub mod redact;
 pub mod row;
 pub mod schema;

@@ -26,6 +26,8 @@ use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::google::{Class, GoogleError, classify};
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SinkError {
     /// Worth retrying: the service was unreachable, slow, overloaded, or misconfigured.
@@ -108,6 +110,21 @@ pub enum SinkCheck {
     Unavailable(String),
 }
 
+impl SinkCheck {
+    /// What a failed start-up call about `what` (`bucket gs://b`, `table p.d.t`) means: ask again
+    /// when Google was unavailable, stop the service otherwise, saying why.
+    pub fn from_google(e: GoogleError, what: &str) -> Self {
+        match (e.class(), e.status) {
+            (Class::Retry, _) => SinkCheck::Unavailable(e.to_string()),
+            (_, Some(404)) => SinkCheck::Wrong(format!("{what} does not exist ({e})")),
+            (_, Some(401 | 403)) => {
+                SinkCheck::Wrong(format!("this service account may not use {what} ({e})"))
+            }
+            _ => SinkCheck::Wrong(format!("cannot check {what}: {e}")),
+        }
+    }
+}
+
 /// Why BigQuery refused one row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowError {
@@ -118,9 +135,10 @@ pub struct RowError {
 
 impl RowError {
     /// `invalid` means the row itself is wrong; `stopped` (another row of the call failed),
-    /// `backendError`, `timeout` and the rest can succeed on a retry.
+    /// `backendError`, `timeout` and the rest can succeed on a retry (the one classifier decides,
+    /// by the reason: a row's error has no status of its own).
     pub fn is_permanent(&self) -> bool {
-        self.reason == "invalid"
+        classify(None, Some(&self.reason)) == Class::Permanent
     }
 }
 

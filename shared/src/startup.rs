@@ -21,8 +21,8 @@ use crate::admission::Admission;
 use crate::auth::Verifier;
 use crate::config::{Config, Service, SinkTarget};
 use crate::dead_letter::{DeadLetterSink, PubSubDeadLetters};
+use crate::google::pubsub::Publisher;
 use crate::handler::{Destination, Handler};
-use crate::pubsub::PubSubClient;
 use crate::server::{AppState, router};
 use crate::shutdown::{Shutdown, ShutdownTrigger};
 use crate::sink::SinkCheck;
@@ -39,7 +39,7 @@ impl Application {
     /// Connects the configured sink (and dead-letter topic) and binds `HOST:PORT`.
     pub async fn build(config: &Config) -> Result<Self, String> {
         let destination = connect_sink(config).await?;
-        let dead_letters = connect_dead_letters(config)?;
+        let dead_letters = connect_dead_letters(config).await?;
         Self::build_with(config, destination, dead_letters).await
     }
 
@@ -141,8 +141,10 @@ pub async fn connect_sink(config: &Config) -> Result<Destination, String> {
             table,
             emulator,
             batch,
+            insert,
         } => {
-            let sink = BigQuerySink::connect(table.clone(), emulator.as_deref(), timeout).await?;
+            let sink =
+                BigQuerySink::connect(table.clone(), emulator.as_deref(), timeout, *insert).await?;
             check_sink(|| sink.check()).await?;
             Destination::Rows(Arc::new(GroupCommit::new(Arc::new(sink), *batch)))
         }
@@ -182,17 +184,19 @@ where
     }
 }
 
-/// The dead-letter topic client, when `DEAD_LETTER_TOPIC` is set.
-pub fn connect_dead_letters(config: &Config) -> Result<Option<Arc<dyn DeadLetterSink>>, String> {
+/// How long a dead letter's publish may take, retries included.
+pub const DEAD_LETTER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The dead-letter topic's publisher, when `DEAD_LETTER_TOPIC` is set.
+pub async fn connect_dead_letters(
+    config: &Config,
+) -> Result<Option<Arc<dyn DeadLetterSink>>, String> {
     let Some(topic) = &config.dead_letters.topic else {
         return Ok(None);
     };
     let emulator = config.dead_letters.pubsub_emulator.as_deref();
-    let client = PubSubClient::connect(emulator, Duration::from_secs(10))?;
-    Ok(Some(Arc::new(PubSubDeadLetters::new(
-        client,
-        topic.clone(),
-    ))))
+    let publisher = Publisher::connect(topic, emulator, DEAD_LETTER_TIMEOUT).await?;
+    Ok(Some(Arc::new(PubSubDeadLetters::new(publisher))))
 }
 
 /// The whole `main` of a service binary: logging, configuration (fail fast, naming the

@@ -2,6 +2,7 @@
 //! what landed. Used by the tests in `tests/tests/` and by the local demo (`src/bin/demo.rs`).
 
 pub mod bigquery;
+pub mod contract;
 pub mod emulators;
 pub mod filter;
 pub mod gcs;

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use pipeline::pubsub::PubSubClient;
+use base64::Engine as _;
+use pipeline::google::pubsub::Subscription;
 use serde_json::{Value, json};
 
 #[derive(Clone)]
@@ -14,8 +15,8 @@ pub struct PubSub {
     http: reqwest::Client,
     base: String,
     pub project: String,
-    /// The pipeline's own client, for publish, pull and acknowledge.
-    pub client: PubSubClient,
+    /// The pipeline's own subscription client (pull, acknowledge, release), for any subscription.
+    subscriptions: Subscription,
 }
 
 /// A push subscription to create.
@@ -48,8 +49,12 @@ impl PubSub {
             http: reqwest::Client::new(),
             base: format!("{emulator_url}/v1/projects/{project}"),
             project: project.to_owned(),
-            client: PubSubClient::connect(Some(emulator_url), Duration::from_secs(30))
-                .expect("an emulator client needs no credentials"),
+            subscriptions: Subscription::connect(
+                "projects/-/subscriptions/-",
+                Some(emulator_url),
+                Duration::from_secs(30),
+            )
+            .expect("an emulator client needs no credentials"),
         }
     }
 
@@ -59,6 +64,11 @@ impl PubSub {
 
     pub fn topic_path(&self, topic: &str) -> String {
         format!("projects/{}/topics/{topic}", self.project)
+    }
+
+    fn subscription(&self, subscription: &str) -> Subscription {
+        self.subscriptions
+            .other(&self.subscription_path(subscription))
     }
 
     async fn call(
@@ -150,17 +160,28 @@ impl PubSub {
         data: &[u8],
         attributes: &BTreeMap<String, String>,
     ) -> Result<String> {
-        self.client
-            .publish(&self.topic_path(topic), data, attributes)
-            .await
-            .map_err(|e| anyhow::anyhow!("publish to {topic}: {e}"))
+        let mut message = json!({ "attributes": attributes });
+        if !data.is_empty() {
+            message["data"] = json!(base64::engine::general_purpose::STANDARD.encode(data));
+        }
+        let answer = self
+            .call(
+                reqwest::Method::POST,
+                &format!("topics/{topic}:publish"),
+                Some(json!({ "messages": [message] })),
+            )
+            .await?;
+        answer["messageIds"][0]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("publish to {topic}: no message id"))
     }
 
     /// Pulls up to `max` messages (does not acknowledge them).
     pub async fn pull(&self, subscription: &str, max: u32) -> Result<Vec<Pulled>> {
         let got = self
-            .client
-            .pull(&self.subscription_path(subscription), max)
+            .subscription(subscription)
+            .pull(max)
             .await
             .map_err(|e| anyhow::anyhow!("pull {subscription}: {e}"))?;
         Ok(got
@@ -180,16 +201,16 @@ impl PubSub {
     pub async fn peek(&self, subscription: &str, max: u32) -> Result<Vec<Pulled>> {
         let got = self.pull(subscription, max).await?;
         let ids: Vec<String> = got.iter().map(|m| m.ack_id.clone()).collect();
-        self.client
-            .release(&self.subscription_path(subscription), &ids)
+        self.subscription(subscription)
+            .release(&ids)
             .await
             .map_err(|e| anyhow::anyhow!("release on {subscription}: {e}"))?;
         Ok(got)
     }
 
     pub async fn acknowledge(&self, subscription: &str, ack_ids: &[String]) -> Result<()> {
-        self.client
-            .acknowledge(&self.subscription_path(subscription), ack_ids)
+        self.subscription(subscription)
+            .acknowledge(ack_ids)
             .await
             .map_err(|e| anyhow::anyhow!("acknowledge on {subscription}: {e}"))
     }

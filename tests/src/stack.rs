@@ -5,6 +5,12 @@
 //! in-process on a random port, exactly as its binary would (same `Config`, same `Application`),
 //! in the style of zero-to-production's `spawn_app`. [`Stack::wire_pipeline`] creates the topic and
 //! the three push subscriptions with their filters and dead-letter topics.
+//!
+//! The pipeline's code (the services, `replay`, the audit) reaches each emulator through a
+//! recorder ([`crate::contract::Recorder`]) that holds every request to Google's discovery
+//! documents: [`Stack::service_env`] and the `*_url`/`*_host` methods give its address. The
+//! harness's own clients (creating the bucket and table, reading back what landed) go to the
+//! emulators directly.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,6 +21,7 @@ use pipeline::config::{Config, Service};
 use pipeline::startup::{Application, RunningApp};
 
 use crate::bigquery::BigQuery;
+use crate::contract::Recorder;
 use crate::emulators::{self, Emulator};
 use crate::gcs::Gcs;
 use crate::pubsub::{PubSub, Pulled, PushSubscription};
@@ -43,6 +50,25 @@ pub struct Stack {
     pub pubsub: PubSub,
     pub gcs: Gcs,
     pub bigquery: BigQuery,
+    pub recorders: Recorders,
+}
+
+/// The recorder in front of each emulator.
+pub struct Recorders {
+    pub storage: Recorder,
+    pub bigquery: Recorder,
+    pub pubsub: Recorder,
+}
+
+impl Recorders {
+    /// A recorder for each API, in front of the given `http://host:port` addresses.
+    pub async fn start(storage: &str, bigquery: &str, pubsub: &str) -> Result<Self> {
+        Ok(Self {
+            storage: Recorder::start("storage", storage).await?,
+            bigquery: Recorder::start("bigquery", bigquery).await?,
+            pubsub: Recorder::start("pubsub", pubsub).await?,
+        })
+    }
 }
 
 impl Stack {
@@ -60,6 +86,12 @@ impl Stack {
         let bigquery = BigQuery::new(&bigquery_emulator.url(), PROJECT);
         gcs.create_bucket(PROJECT, BUCKET).await?;
         bigquery.create_event_table(DATASET, TABLE).await?;
+        let recorders = Recorders::start(
+            &gcs_emulator.url(),
+            &bigquery_emulator.url(),
+            &pubsub_emulator.url(),
+        )
+        .await?;
         Ok(Stack {
             dir,
             pubsub_emulator,
@@ -69,7 +101,23 @@ impl Stack {
             pubsub,
             gcs,
             bigquery,
+            recorders,
         })
+    }
+
+    /// `host:port` where the pipeline's code reaches Cloud Storage (`STORAGE_EMULATOR_HOST`).
+    pub fn storage_host(&self) -> String {
+        self.recorders.storage.host()
+    }
+
+    /// `host:port` where the pipeline's code reaches BigQuery (`BIGQUERY_EMULATOR_HOST`).
+    pub fn bigquery_host(&self) -> String {
+        self.recorders.bigquery.host()
+    }
+
+    /// `host:port` where the pipeline's code reaches Pub/Sub (`PUBSUB_EMULATOR_HOST`).
+    pub fn pubsub_host(&self) -> String {
+        self.recorders.pubsub.host()
     }
 
     /// The environment a service gets here: the variables the README documents, pointing at the
@@ -81,7 +129,7 @@ impl Stack {
             ("GOOGLE_CLOUD_PROJECT", PROJECT.to_string()),
             ("SINK_TIMEOUT_SECONDS", "5".to_string()),
             ("DEAD_LETTER_TOPIC", dead_letter_topic(TOPIC, service)),
-            ("PUBSUB_EMULATOR_HOST", self.pubsub_emulator.host()),
+            ("PUBSUB_EMULATOR_HOST", self.pubsub_host()),
             // The Pub/Sub emulator sends no OIDC token (push authentication is tested with the
             // project's own signed tokens in shared/tests/auth.rs).
             ("PUSH_AUTH", "off".to_string()),
@@ -93,15 +141,12 @@ impl Stack {
             Service::ToGcs => {
                 env.insert("TRANSCRIPT_BUCKET".into(), BUCKET.into());
                 env.insert("TRANSCRIPT_PREFIX".into(), "transcripts".into());
-                env.insert("STORAGE_EMULATOR_HOST".into(), self.gcs_emulator.host());
+                env.insert("STORAGE_EMULATOR_HOST".into(), self.storage_host());
             }
             Service::ToBq | Service::SubV2 => {
                 env.insert("BIGQUERY_DATASET".into(), DATASET.into());
                 env.insert("BIGQUERY_TABLE".into(), TABLE.into());
-                env.insert(
-                    "BIGQUERY_EMULATOR_HOST".into(),
-                    self.bigquery_emulator.host(),
-                );
+                env.insert("BIGQUERY_EMULATOR_HOST".into(), self.bigquery_host());
             }
         }
         env

@@ -13,7 +13,7 @@ use e2e::stack::{DATASET, PROJECT, Stack, TABLE};
 use pipeline::config::Service;
 use pipeline::handler::Destination;
 use pipeline::sink::batch::{BatchSettings, GroupCommit};
-use pipeline::sink::bigquery::{BigQuerySink, TableRef};
+use pipeline::sink::bigquery::{BigQuerySink, InsertClient, TableRef};
 use pipeline::sink::{PreparedRow, RowError, RowSink, SinkError};
 use pipeline::startup::Application;
 use serde_json::Value;
@@ -44,8 +44,9 @@ async fn concurrent_pushes_share_insert_all_calls_on_the_emulator() -> Result<()
     let sink = Arc::new(Counted {
         inner: BigQuerySink::connect(
             table,
-            Some(&stack.bigquery_emulator.url()),
+            Some(&format!("http://{}", stack.bigquery_host())),
             Duration::from_secs(10),
+            InsertClient::default(),
         )
         .await
         .map_err(anyhow::Error::msg)?,

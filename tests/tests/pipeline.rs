@@ -381,7 +381,7 @@ async fn a_service_with_a_wrong_bucket_or_table_refuses_to_start() -> Result<()>
     // What a 403 on a create is looked into with: the exact name is listed, a prefix is not it.
     let store = pipeline::sink::gcs::GcsStore::connect(
         BUCKET,
-        Some(&stack.gcs_emulator.url()),
+        Some(&format!("http://{}", stack.storage_host())),
         Duration::from_secs(5),
     )
     .await

@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
+use e2e::contract::Recorder;
 use e2e::emulators::{free_port, scratch_dir, start_gcs};
 use e2e::gcs::Gcs;
 use e2e::pubsub::push_body;
@@ -62,13 +63,15 @@ async fn sigterm_finishes_the_in_flight_push_then_exits() -> Result<()> {
     let gcs_emulator = start_gcs(&dir, &dir.join("gcs"), None).await?;
     let gcs = Gcs::new(&gcs_emulator.url());
     gcs.create_bucket("p", "bucket-1").await?;
+    // The binary's requests are held to Google's API description on the way.
+    let recorder = Recorder::start("storage", &gcs_emulator.url()).await?;
 
     let port = free_port();
     let mut child = Command::new(BIN)
         .env_clear()
         .env("GOOGLE_CLOUD_PROJECT", "p")
         .env("TRANSCRIPT_BUCKET", "bucket-1")
-        .env("STORAGE_EMULATOR_HOST", gcs_emulator.host())
+        .env("STORAGE_EMULATOR_HOST", recorder.host())
         .env("HOST", "127.0.0.1")
         .env("PUSH_AUTH", "off")
         .env("PORT", port.to_string())

@@ -1,23 +1,28 @@
-//! The transcript bucket for the audit: list a window's objects (name and metadata, page by
-//! page) and read one object back to classify it. Application Default Credentials, or none against
-//! the emulator (`STORAGE_EMULATOR_HOST`).
+//! The transcript bucket for the audit: a window's objects (name and metadata, page by page) and
+//! one object read back to classify it, through the shared crate's Cloud Storage client
+//! ([`pipeline::google::storage::Bucket`]), read-only.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, anyhow};
 use bytes::Bytes;
-use google_cloud_auth::credentials::{AccessTokenCredentials, Builder};
-use serde_json::Value;
-
-const STORAGE_API: &str = "https://storage.googleapis.com";
-const SCOPE: &str = "https://www.googleapis.com/auth/devstorage.read_only";
+use pipeline::google::storage::{self, ListedObject};
 
 /// One object of the bucket: its name and its custom metadata (`event-id`, …).
 #[derive(Debug, Clone)]
 pub struct Object {
     pub name: String,
     pub metadata: BTreeMap<String, String>,
+}
+
+impl From<ListedObject> for Object {
+    fn from(o: ListedObject) -> Self {
+        Self {
+            name: o.name,
+            metadata: o.metadata,
+        }
+    }
 }
 
 impl Object {
@@ -33,104 +38,35 @@ impl Object {
     }
 }
 
-pub struct Bucket {
-    http: reqwest::Client,
-    /// `https://storage.googleapis.com` or the emulator's endpoint.
-    api: String,
-    bucket: String,
-    credentials: Option<AccessTokenCredentials>,
-}
+pub struct Bucket(storage::Bucket);
 
 impl Bucket {
-    pub fn connect(bucket: &str, emulator: Option<&str>) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
-            .build()?;
-        let (api, credentials) = match emulator {
-            Some(endpoint) => (endpoint.trim_end_matches('/').to_string(), None),
-            None => {
-                let creds = Builder::default()
-                    .with_scopes([SCOPE])
-                    .build_access_token_credentials()
-                    .context("Application Default Credentials for Cloud Storage")?;
-                (STORAGE_API.to_string(), Some(creds))
-            }
-        };
-        Ok(Self {
-            http,
-            api,
-            bucket: bucket.to_string(),
-            credentials,
-        })
-    }
-
-    async fn get(&self, url: String, query: &[(&str, &str)]) -> Result<reqwest::Response> {
-        let mut request = self.http.get(url).query(query);
-        if let Some(creds) = &self.credentials {
-            let token = creds
-                .access_token()
-                .await
-                .context("access token for Cloud Storage")?;
-            request = request.bearer_auth(token.token);
-        }
-        let response = request.send().await.context("Cloud Storage unreachable")?;
-        if !response.status().is_success() {
-            bail!(
-                "Cloud Storage answered HTTP {} for gs://{}",
-                response.status(),
-                self.bucket
-            );
-        }
-        Ok(response)
+    pub async fn connect(bucket: &str, emulator: Option<&str>) -> Result<Self> {
+        storage::Bucket::connect(
+            bucket,
+            emulator,
+            storage::READ_ONLY,
+            Duration::from_secs(120),
+        )
+        .await
+        .map(Self)
+        .map_err(anyhow::Error::msg)
     }
 
     /// Every object whose name starts with `prefix`, page by page.
     pub async fn list(&self, prefix: &str) -> Result<Vec<Object>> {
-        let url = format!("{}/storage/v1/b/{}/o", self.api, self.bucket);
-        let mut out = Vec::new();
-        let mut token = String::new();
-        loop {
-            let mut query = vec![
-                ("prefix", prefix),
-                ("maxResults", "1000"),
-                ("fields", "items(name,metadata),nextPageToken"),
-            ];
-            if !token.is_empty() {
-                query.push(("pageToken", token.as_str()));
-            }
-            let page: Value = self.get(url.clone(), &query).await?.json().await?;
-            for item in page["items"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-            {
-                let metadata = item["metadata"]
-                    .as_object()
-                    .map(|m| {
-                        m.iter()
-                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                out.push(Object {
-                    name: item["name"].as_str().unwrap_or_default().to_string(),
-                    metadata,
-                });
-            }
-            match page["nextPageToken"].as_str() {
-                Some(next) if !next.is_empty() => token = next.to_string(),
-                _ => return Ok(out),
-            }
-        }
+        let bucket = self.0.name();
+        let objects = self
+            .0
+            .list(prefix)
+            .await
+            .map_err(|e| anyhow!("listing gs://{bucket}/{prefix}: {e}"))?;
+        Ok(objects.into_iter().map(Object::from).collect())
     }
 
     /// An object's bytes (to classify it; never printed).
     pub async fn read(&self, name: &str) -> Result<Bytes> {
-        let encoded: String =
-            percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC)
-                .to_string();
-        let url = format!("{}/storage/v1/b/{}/o/{encoded}", self.api, self.bucket);
-        Ok(self.get(url, &[("alt", "media")]).await?.bytes().await?)
+        self.0.read(name).await.map_err(|e| anyhow!("{e}"))
     }
 }
 

@@ -39,7 +39,7 @@ pub async fn run(window: Window) -> Result<ExitCode> {
         .get("GOOGLE_CLOUD_PROJECT")
         .context("GOOGLE_CLOUD_PROJECT is not set")?;
     let rules = Rules::from_env(&env).map_err(|e| anyhow!("{e}"))?;
-    let sources = Sources::from_env(&env, &project)?;
+    let sources = Sources::from_env(&env, &project).await?;
     let (counts, findings) = audit(&sources, &rules, window).await?;
     let ok = findings.values().all(|ids| ids.is_empty());
     println!("{}", summary(&window, &counts, &findings, ok));
@@ -59,7 +59,7 @@ struct Sources {
 }
 
 impl Sources {
-    fn from_env(env: &Env<'_>, project: &str) -> Result<Self> {
+    async fn from_env(env: &Env<'_>, project: &str) -> Result<Self> {
         let e = |e: pipeline::config::ConfigError| anyhow!("{e}");
         let gcs = SinkConfig::from_env(Service::ToGcs, env, project)
             .map_err(e)?
@@ -83,9 +83,9 @@ impl Sources {
             return Err(anyhow!("unexpected sink configuration"));
         };
         Ok(Self {
-            bucket: Arc::new(Bucket::connect(&bucket, gcs_emulator.as_deref())?),
+            bucket: Arc::new(Bucket::connect(&bucket, gcs_emulator.as_deref()).await?),
             prefix,
-            bigquery: BigQuery::connect(project, bq_emulator.as_deref())?,
+            bigquery: BigQuery::connect(project, bq_emulator.as_deref()).await?,
             table: Table::new(&table.project, &table.dataset, &table.table)
                 .map_err(|e| anyhow!(e))?,
         })

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use pipeline::pubsub::ReceivedMessage;
+use pipeline::google::pubsub::ReceivedMessage;
 
 use crate::client::Subscription;
 use crate::letter::Letter;

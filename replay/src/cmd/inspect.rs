@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use pipeline::config::{Env, Rules, Service};
+use pipeline::google::pubsub::ReceivedMessage;
 use pipeline::handler::{Destination, FailureKind, Handler, Outcome};
-use pipeline::pubsub::ReceivedMessage;
 use pipeline::sink::memory::{MemoryRows, MemoryStore};
 use serde_json::{Value, json};
 

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
+use pipeline::google::pubsub::ReceivedMessage;
 use pipeline::outcome::Label;
-use pipeline::pubsub::ReceivedMessage;
 use serde_json::{Value, json};
 
 use crate::client::Subscription;

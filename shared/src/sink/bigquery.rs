@@ -1,143 +1,106 @@
-//! BigQuery `tabledata.insertAll` over plain HTTPS, `insertId` = event id.
+//! BigQuery `tabledata.insertAll`, `insertId` = event id, and the start-up check of the table.
 //!
 //! Rows are sent with `skipInvalidRows`, so every row of a call gets its own verdict: a row that
 //! BigQuery calls `invalid` is a permanent failure of that message, any other per-row error is
 //! transient, and a row is only reported written when the response names no error for it. The
 //! `insertId` lets BigQuery drop a redelivered row on a best-effort basis (about a minute); the
 //! event id column is the durable deduplication key for queries. (The BigQuery emulator does not
-//! deduplicate on `insertId` at all.)
+//! deduplicate on `insertId` at all.) Rows of concurrent pushes share calls through
+//! [`super::batch::GroupCommit`].
 //!
-//! The request body is written directly from the rows' JSON text, encoded once when each row was
-//! built ([`PreparedRow`]), and sent uncompressed: a client library would re-serialise the rows
-//! and gzip every call, which cost more CPU than it saved on the wire (see `BENCHMARKS.md`). Rows
-//! of concurrent pushes share calls through [`super::batch::GroupCommit`].
-//!
-//! Authentication: Application Default Credentials through `google-cloud-auth` (the same library
-//! the Cloud Storage client uses; tokens are cached and refreshed), or none against the emulator
-//! (`BIGQUERY_EMULATOR_HOST`).
+//! Two clients can send the call ([`InsertClient`], `BIGQUERY_INSERT_CLIENT`): the maintained
+//! `gcp-bigquery-client` (which parses each row's JSON text into a tree and serialises it again),
+//! or the JSON layer with the request written straight from the rows' text, encoded once when
+//! each row was built ([`PreparedRow`]). Both go through [`crate::google`]: the same credentials,
+//! error, classifier and retry rule. `BENCHMARKS.md` ("BigQuery client A/B") has the measurement
+//! that chose the default.
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use google_cloud_auth::credentials::AccessTokenCredentials;
-use serde::Deserialize;
+use gcp_bigquery_client::model::table_data_insert_all_response::TableDataInsertAllResponse;
 
 use super::{PreparedRow, RowError, RowSink, SinkCheck, SinkError};
+use crate::google::bigquery::{BigQuery, INSERT_SCOPE, READ_SCOPE, verdicts};
+use crate::google::{Api, BIGQUERY, Credentials, GoogleError, calls};
 
-const BIGQUERY_API: &str = "https://bigquery.googleapis.com/bigquery/v2";
-const INSERT_SCOPE: &str = "https://www.googleapis.com/auth/bigquery.insertdata";
-/// For the start-up check's `tables.get`.
-const READ_SCOPE: &str = "https://www.googleapis.com/auth/bigquery.readonly";
+pub use crate::google::bigquery::TableRef;
 
-/// The table rows go to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableRef {
-    pub project: String,
-    pub dataset: String,
-    pub table: String,
+/// Which client sends `insertAll`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InsertClient {
+    /// `gcp-bigquery-client`.
+    #[default]
+    Crate,
+    /// The JSON layer, the request written from the rows' JSON text.
+    Direct,
+}
+
+impl InsertClient {
+    /// The values of `BIGQUERY_INSERT_CLIENT`.
+    pub const NAMES: [(&'static str, InsertClient); 2] = [
+        ("gcp-bigquery-client", InsertClient::Crate),
+        ("direct", InsertClient::Direct),
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::NAMES
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map(|(_, c)| *c)
+    }
 }
 
 pub struct BigQuerySink {
-    http: reqwest::Client,
-    /// `…/projects/P/datasets/D/tables/T/insertAll`.
-    url: String,
-    /// `None` against the emulator.
-    credentials: Option<AccessTokenCredentials>,
-    timeout: Duration,
-    /// `project.dataset.table`, for messages.
-    table_name: String,
+    client: BigQuery,
+    /// For [`InsertClient::Direct`].
+    json: Option<Api>,
+    table: TableRef,
 }
 
 impl BigQuerySink {
-    /// Connects to BigQuery, or to the emulator at `emulator` (`http://host:port`).
+    /// Connects to BigQuery, or to the emulator at `emulator` (`http://host:port`). `timeout`
+    /// bounds one call, retries included.
     pub async fn connect(
         table: TableRef,
         emulator: Option<&str>,
         timeout: Duration,
+        insert: InsertClient,
     ) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| format!("cannot create the HTTP client: {e}"))?;
-        let (base, credentials) = match emulator {
-            Some(endpoint) => (format!("{endpoint}/bigquery/v2"), None),
-            None => {
-                let creds = google_cloud_auth::credentials::Builder::default()
-                    .with_scopes([INSERT_SCOPE, READ_SCOPE])
-                    .build_access_token_credentials()
-                    .map_err(|e| {
-                        format!("cannot load Application Default Credentials for BigQuery: {e}")
-                    })?;
-                (BIGQUERY_API.to_string(), Some(creds))
-            }
+        let credentials = Arc::new(Credentials::new(
+            emulator.is_some(),
+            &[INSERT_SCOPE, READ_SCOPE],
+            BIGQUERY.name,
+        )?);
+        let client = BigQuery::with_credentials(emulator, credentials.clone(), timeout).await?;
+        let json = match insert {
+            InsertClient::Crate => None,
+            InsertClient::Direct => Some(Api::with_credentials(
+                &BIGQUERY,
+                emulator,
+                credentials,
+                timeout,
+            )?),
         };
-        let url = format!(
-            "{base}/projects/{}/datasets/{}/tables/{}/insertAll",
-            table.project, table.dataset, table.table
-        );
         Ok(Self {
-            http,
-            url,
-            credentials,
-            timeout,
-            table_name: format!("{}.{}.{}", table.project, table.dataset, table.table),
+            client,
+            json,
+            table,
         })
     }
 
     /// Start-up check: the table exists, and has every column a row can carry (`tables.get`,
     /// which the writers' role grants: `bigquery.tables.get`). The error names the problem; `main`
-    /// then exits and Cloud Run's deploy fails instead of pushes failing later. The emulator
-    /// answers `tables.get` too, so the check runs against it as well.
+    /// then exits and Cloud Run's deploy fails instead of pushes failing later.
     pub async fn check(&self) -> Result<(), SinkCheck> {
-        let url = self.url.trim_end_matches("/insertAll");
-        let mut request = self.http.get(url);
-        if let Some(creds) = &self.credentials {
-            let token = creds
-                .access_token()
-                .await
-                .map_err(|_| SinkCheck::Unavailable("no access token for BigQuery".into()))?;
-            request = request.bearer_auth(token.token);
-        }
-        let response = request.send().await.map_err(|e| {
-            SinkCheck::Unavailable(format!("BigQuery unreachable: {}", e.without_url()))
-        })?;
-        let status = response.status().as_u16();
-        let table = &self.table_name;
-        match status {
-            200 => {}
-            404 => return Err(SinkCheck::Wrong(format!("table {table} does not exist"))),
-            403 => {
-                return Err(SinkCheck::Wrong(format!(
-                    "this service account may not read table {table}'s metadata (bigquery.tables.get)"
-                )));
-            }
-            s if s == 429 || s >= 500 => {
-                return Err(SinkCheck::Unavailable(format!(
-                    "tables.get answered HTTP {s}"
-                )));
-            }
-            _ => {
-                return Err(SinkCheck::Wrong(format!(
-                    "cannot check table {table}: tables.get answered HTTP {status}"
-                )));
-            }
-        }
-        #[derive(Deserialize)]
-        struct Table {
-            schema: TableSchema,
-        }
-        #[derive(Deserialize)]
-        struct TableSchema {
-            #[serde(default)]
-            fields: Vec<crate::schema::Field>,
-        }
-        let found: Table = response.json().await.map_err(|_| {
-            SinkCheck::Wrong(format!(
-                "tables.get for {table} answered an unexpected body"
-            ))
-        })?;
-        let problems = crate::schema::Schema::event_telemetry().missing_from(&found.schema.fields);
+        let table = &self.table;
+        let columns = self
+            .client
+            .columns(table)
+            .await
+            .map_err(|e| SinkCheck::from_google(e, &format!("table {table}")))?;
+        let problems = crate::schema::Schema::event_telemetry().missing_from(&columns);
         if problems.is_empty() {
             Ok(())
         } else {
@@ -148,43 +111,25 @@ impl BigQuerySink {
         }
     }
 
-    /// One `insertAll` call. The error says whether the connection broke mid-request.
-    async fn insert_once(
+    /// `insertAll` through the JSON layer, the body written from the rows' text.
+    async fn insert_direct(
         &self,
-        body: &bytes::Bytes,
-        n: usize,
-        timeout: Duration,
-    ) -> Result<Vec<Result<(), RowError>>, (SinkError, bool)> {
-        let mut request = self
-            .http
-            .post(&self.url)
-            .timeout(timeout)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.clone());
-        if let Some(creds) = &self.credentials {
-            let token = creds.access_token().await.map_err(|_| {
-                let e = SinkError::Transient("no access token for BigQuery".into());
-                (e, false)
-            })?;
-            request = request.bearer_auth(token.token);
-        }
-        let response = request.send().await.map_err(|e| {
-            let broken = e.is_request() && !e.is_timeout();
-            (request_error(&e, self.timeout), broken)
-        })?;
-        let status = response.status();
-        let text = response.bytes().await.map_err(|e| {
-            let broken = !e.is_timeout();
-            (request_error(&e, self.timeout), broken)
-        })?;
-        if !status.is_success() {
-            return Err((status_error(status.as_u16(), &text), false));
-        }
-        let parsed: InsertAllResponse = serde_json::from_slice(&text).map_err(|_| {
-            let e = SinkError::Transient("BigQuery answered with an unexpected body".into());
-            (e, false)
-        })?;
-        Ok(verdicts(parsed.insert_errors, n))
+        json: &Api,
+        rows: &[PreparedRow],
+    ) -> Result<Vec<Result<(), RowError>>, GoogleError> {
+        let t = &self.table;
+        let path = format!(
+            "projects/{}/datasets/{}/tables/{}/insertAll",
+            t.project, t.dataset, t.table
+        );
+        let answer: TableDataInsertAllResponse = json
+            .post_json_text(
+                calls::TABLEDATA_INSERT_ALL,
+                &path,
+                bytes::Bytes::from(request_body(rows)),
+            )
+            .await?;
+        Ok(verdicts(answer, rows.len()))
     }
 }
 
@@ -208,130 +153,16 @@ pub fn request_body(rows: &[PreparedRow]) -> Vec<u8> {
     body
 }
 
-#[derive(Deserialize)]
-struct InsertAllResponse {
-    #[serde(default, rename = "insertErrors")]
-    insert_errors: Vec<InsertErrors>,
-}
-
-#[derive(Deserialize)]
-struct InsertErrors {
-    /// A number in BigQuery's answers; tolerate a string.
-    #[serde(default)]
-    index: Option<serde_json::Value>,
-    #[serde(default)]
-    errors: Vec<ErrorProto>,
-}
-
-#[derive(Deserialize, Default)]
-struct ErrorProto {
-    #[serde(default)]
-    reason: Option<String>,
-    #[serde(default)]
-    location: Option<String>,
-    #[serde(default)]
-    message: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ErrorResponse {
-    error: ErrorBody,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    #[serde(default)]
-    errors: Vec<ErrorProto>,
-    #[serde(default)]
-    status: String,
-}
-
-/// One verdict per row from `insertErrors`: a row is written only when no error names it.
-fn verdicts(errors: Vec<InsertErrors>, n: usize) -> Vec<Result<(), RowError>> {
-    let mut results: Vec<Result<(), RowError>> = vec![Ok(()); n];
-    for failed in errors {
-        let index = failed
-            .index
-            .and_then(|i| i.as_u64().or_else(|| i.as_str()?.parse().ok()))
-            .and_then(|i| usize::try_from(i).ok())
-            .filter(|i| *i < n);
-        let first = failed.errors.into_iter().next().unwrap_or_default();
-        let error = RowError {
-            reason: first.reason.unwrap_or_else(|| "unknown".into()),
-            location: first.location.unwrap_or_default(),
-            message: first
-                .message
-                .map(|m| m.chars().take(300).collect())
-                .unwrap_or_default(),
-        };
-        match index {
-            Some(i) => results[i] = Err(error),
-            // An error we cannot attribute fails every row: never report an unknown row written.
-            None => results.iter_mut().for_each(|r| *r = Err(error.clone())),
-        }
-    }
-    results
-}
-
-/// A non-2xx answer. A 400 `invalid` for a request of these rows is the rows' fault; 404 (no
-/// table), 403 (no permission), 429 and 5xx are not, and may heal.
-fn status_error(code: u16, body: &[u8]) -> SinkError {
-    let (reason, status) = serde_json::from_slice::<ErrorResponse>(body)
-        .map(|r| {
-            let reason = r.error.errors.into_iter().next().and_then(|e| e.reason);
-            (reason.unwrap_or_default(), r.error.status)
-        })
-        .unwrap_or_default();
-    let detail = format!(
-        "BigQuery answered HTTP {code} ({}{})",
-        if reason.is_empty() {
-            "no reason"
-        } else {
-            &reason
-        },
-        if status.is_empty() {
-            String::new()
-        } else {
-            format!(", {status}")
-        }
-    );
-    if code == 400 && reason == "invalid" {
-        SinkError::Permanent(detail)
-    } else {
-        SinkError::Transient(detail)
-    }
-}
-
-fn request_error(e: &reqwest::Error, timeout: Duration) -> SinkError {
-    SinkError::Transient(if e.is_timeout() {
-        format!("BigQuery insertAll timed out after {timeout:?}")
-    } else if e.is_connect() {
-        "BigQuery unreachable (connection failed)".into()
-    } else {
-        "BigQuery insertAll failed (connection broken)".into()
-    })
-}
-
 #[async_trait]
 impl RowSink for BigQuerySink {
     async fn insert(&self, rows: Vec<PreparedRow>) -> Result<Vec<Result<(), RowError>>, SinkError> {
-        let started = Instant::now();
-        let n = rows.len();
-        let body = bytes::Bytes::from(request_body(&rows));
-        drop(rows);
-        match self.insert_once(&body, n, self.timeout).await {
-            Ok(results) => Ok(results),
-            // A pooled connection that the server had closed (the emulator does after a 500)
-            // fails once with a reset; the insert is idempotent by insertId, so retry once, within
-            // the same overall timeout.
-            Err((e, true)) => match self.timeout.checked_sub(started.elapsed()) {
-                Some(left) if !left.is_zero() => {
-                    self.insert_once(&body, n, left).await.map_err(|(e, _)| e)
-                }
-                _ => Err(e),
-            },
-            Err((e, false)) => Err(e),
-        }
+        let result = match &self.json {
+            Some(json) => self.insert_direct(json, &rows).await,
+            None => self.client.insert_all(&self.table, &rows).await,
+        };
+        // A request-level answer: retried within the timeout if it could heal; what is left is a
+        // nack, or (400 `invalid`) the rows' own fault.
+        result.map_err(SinkError::from)
     }
 }
 
@@ -348,60 +179,24 @@ mod tests {
 
     #[test]
     fn the_request_is_the_rows_json_text() {
-        let body = request_body(&[row("a\"1", r#"{"x":1}"#), row("b", r#"{"y":"z"}"#)]);
+        let rows = [row("a\"1", r#"{"x":1}"#), row("b", r#"{"y":"z"}"#)];
+        let body = request_body(&rows);
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"skipInvalidRows": true, "rows": [
                 {"insertId": "a\"1", "json": {"x": 1}}, {"insertId": "b", "json": {"y": "z"}}]})
         );
-        assert!(
-            body.len()
-                <= 64
-                    + [row("a\"1", r#"{"x":1}"#), row("b", r#"{"y":"z"}"#)]
-                        .iter()
-                        .map(PreparedRow::encoded_len)
-                        .sum::<usize>()
-        );
+        assert!(body.len() <= 64 + rows.iter().map(PreparedRow::encoded_len).sum::<usize>());
     }
 
     #[test]
-    fn each_row_gets_its_own_verdict() {
-        let parsed: InsertAllResponse = serde_json::from_str(
-            r#"{"insertErrors":[{"index":1,"errors":[{"reason":"invalid","location":"f","message":"m"}]},
-                {"index":"2","errors":[{"reason":"backendError"}]}]}"#,
-        )
-        .unwrap();
-        let v = verdicts(parsed.insert_errors, 4);
-        assert!(v[0].is_ok() && v[3].is_ok());
-        assert!(v[1].as_ref().unwrap_err().is_permanent());
-        assert_eq!(v[2].as_ref().unwrap_err().reason, "backendError");
-        let unattributed: InsertAllResponse =
-            serde_json::from_str(r#"{"insertErrors":[{"errors":[{"reason":"stopped"}]}]}"#)
-                .unwrap();
-        assert!(
-            verdicts(unattributed.insert_errors, 2)
-                .iter()
-                .all(Result::is_err)
+    fn the_insert_client_is_named_by_its_variable() {
+        assert_eq!(
+            InsertClient::parse("gcp-bigquery-client"),
+            Some(InsertClient::Crate)
         );
-    }
-
-    #[test]
-    fn only_an_invalid_request_is_permanent() {
-        let invalid = br#"{"error":{"code":400,"errors":[{"reason":"invalid"}],"status":"INVALID_ARGUMENT"}}"#;
-        assert!(matches!(
-            status_error(400, invalid),
-            SinkError::Permanent(_)
-        ));
-        let missing =
-            br#"{"error":{"code":404,"errors":[{"reason":"notFound"}],"status":"NOT_FOUND"}}"#;
-        assert!(matches!(
-            status_error(404, missing),
-            SinkError::Transient(_)
-        ));
-        assert!(matches!(
-            status_error(503, b"<html>"),
-            SinkError::Transient(_)
-        ));
+        assert_eq!(InsertClient::parse("direct"), Some(InsertClient::Direct));
+        assert_eq!(InsertClient::parse("crate"), None);
     }
 }

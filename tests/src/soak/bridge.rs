@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use pipeline::decode::PushEnvelope;
-use pipeline::pubsub::ReceivedMessage;
+use pipeline::google::pubsub::ReceivedMessage;
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};
 

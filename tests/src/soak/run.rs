@@ -426,8 +426,10 @@ pub async fn run(opts: &SoakOptions) -> Result<Report> {
     // --- The stack: emulators, proxies, the three binaries, the wiring, the bridges.
     let mut stack = Stack::start("soak").await?;
     let hold = Duration::from_secs(6);
+    // Service → fault proxy → recorder → emulator: what the proxy forwards is held to Google's
+    // API descriptions, and the services still meet the proxy's resets themselves.
     let gcs_proxy = Proxy::start(
-        &stack.gcs_emulator.url(),
+        &format!("http://{}", stack.storage_host()),
         opts.gcs_rates,
         hold,
         HashSet::new(),
@@ -435,7 +437,7 @@ pub async fn run(opts: &SoakOptions) -> Result<Report> {
     )
     .await?;
     let bq_proxy = Proxy::start(
-        &stack.bigquery_emulator.url(),
+        &format!("http://{}", stack.bigquery_host()),
         opts.bq_rates,
         hold,
         permanent.clone(),

@@ -1,0 +1,373 @@
+//! BigQuery through `gcp-bigquery-client` (built without its default `gzip` feature): the
+//! start-up check's `tables.get`, the audit's `jobs.query` and `jobs.getQueryResults`, and
+//! `tabledata.insertAll` for the sinks.
+//!
+//! The crate is given the [`Credentials`] every other client uses ([`BigQueryToken`]) and, for
+//! the emulator, the emulator's base URL. Each call is bounded by the timeout given here, and its
+//! failure becomes a [`GoogleError`] judged by the one classifier.
+//!
+//! `insertAll` through the crate takes each row as a `serde_json::Value`, so a row encoded once
+//! as JSON text is parsed again and serialised again by the crate; `BENCHMARKS.md` ("BigQuery
+//! client A/B") measures what that costs against writing the request from the rows' text.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gcp_bigquery_client::error::BQError;
+use gcp_bigquery_client::model::get_query_results_parameters::GetQueryResultsParameters;
+use gcp_bigquery_client::model::query_request::QueryRequest;
+use gcp_bigquery_client::model::query_response::QueryResponse;
+use gcp_bigquery_client::model::table_data_insert_all_request::TableDataInsertAllRequest;
+use gcp_bigquery_client::model::table_data_insert_all_request_rows::TableDataInsertAllRequestRows;
+use gcp_bigquery_client::model::table_data_insert_all_response::TableDataInsertAllResponse;
+use serde_json::Value;
+
+use super::api::with_retries;
+use super::credentials::BigQueryToken;
+use super::{BIGQUERY, Call, Credentials, Endpoint, GoogleError, calls};
+use crate::schema::Field;
+use crate::sink::{PreparedRow, RowError};
+
+/// Streaming inserts.
+pub const INSERT_SCOPE: &str = "https://www.googleapis.com/auth/bigquery.insertdata";
+/// `tables.get`.
+pub const READ_SCOPE: &str = "https://www.googleapis.com/auth/bigquery.readonly";
+/// Query jobs (the audit).
+pub const QUERY_SCOPE: &str = "https://www.googleapis.com/auth/bigquery";
+
+/// A table's address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableRef {
+    pub project: String,
+    pub dataset: String,
+    pub table: String,
+}
+
+impl std::fmt::Display for TableRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.project, self.dataset, self.table)
+    }
+}
+
+/// A BigQuery client.
+#[derive(Clone)]
+pub struct BigQuery {
+    client: gcp_bigquery_client::Client,
+    timeout: Duration,
+}
+
+impl BigQuery {
+    /// BigQuery with ADC and `scopes`, or the emulator at `emulator` (`http://host:port`).
+    /// `timeout` bounds each call, retries included.
+    pub async fn connect(
+        emulator: Option<&str>,
+        scopes: &[&str],
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let credentials = Credentials::new(emulator.is_some(), scopes, BIGQUERY.name)?;
+        Self::with_credentials(emulator, Arc::new(credentials), timeout).await
+    }
+
+    /// As [`BigQuery::connect`], with credentials shared with another client.
+    pub async fn with_credentials(
+        emulator: Option<&str>,
+        credentials: Arc<Credentials>,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let token = Arc::new(BigQueryToken(credentials));
+        let base = Endpoint::new(&BIGQUERY, emulator).base;
+        let client = gcp_bigquery_client::client_builder::ClientBuilder::new()
+            .with_v2_base_url(base.trim_end_matches('/').to_string())
+            .build_from_authenticator(token)
+            .await
+            .map_err(|e| format!("cannot create the BigQuery client: {e}"))?;
+        Ok(Self { client, timeout })
+    }
+
+    /// Runs one call of the crate, retrying [`super::Class::Retry`] failures, within the timeout.
+    async fn bounded<T, F, Fut>(&self, call: Call, f: F) -> Result<T, GoogleError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, BQError>>,
+    {
+        with_retries(self.timeout, |left| {
+            let attempt = f();
+            async move {
+                match tokio::time::timeout(left, attempt).await {
+                    Err(_) => Err(GoogleError::transport(
+                        call,
+                        format!("BigQuery did not answer within {left:?}"),
+                    )),
+                    Ok(result) => result.map_err(|e| error(call, e)),
+                }
+            }
+        })
+        .await
+    }
+
+    /// The table's columns (`tables.get`).
+    pub async fn columns(&self, table: &TableRef) -> Result<Vec<Field>, GoogleError> {
+        let call = calls::TABLES_GET;
+        let found = self
+            .bounded(call, || {
+                self.client
+                    .table()
+                    .get(&table.project, &table.dataset, &table.table, None)
+            })
+            .await?;
+        let fields = serde_json::to_value(found.schema.fields.unwrap_or_default())
+            .and_then(serde_json::from_value)
+            .map_err(|_| GoogleError::transport(call, "tables.get answered unreadable columns"))?;
+        Ok(fields)
+    }
+
+    /// Streams `rows` into `table` (`insertAll` with `skipInvalidRows`, `insertId` per row): one
+    /// verdict per row, in order. A row is reported written only when no error names it.
+    pub async fn insert_all(
+        &self,
+        table: &TableRef,
+        rows: &[PreparedRow],
+    ) -> Result<Vec<Result<(), RowError>>, GoogleError> {
+        let call = calls::TABLEDATA_INSERT_ALL;
+        let first = insert_request(rows).map_err(|e| error(call, e))?;
+        // A retry builds its request again rather than every call keeping a copy.
+        let first = std::sync::Mutex::new(Some(first));
+        let answer = self
+            .bounded(call, || {
+                let request = first
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                    .map_or_else(|| insert_request(rows), Ok);
+                async move {
+                    self.client
+                        .tabledata()
+                        .insert_all(&table.project, &table.dataset, &table.table, request?)
+                        .await
+                }
+            })
+            .await?;
+        Ok(verdicts(answer, rows.len()))
+    }
+
+    /// Runs `sql` (standard SQL) in `project` and returns every row as its column values
+    /// (strings; NULL as empty), `page_rows` rows a page.
+    pub async fn query(
+        &self,
+        project: &str,
+        sql: &str,
+        page_rows: u32,
+    ) -> Result<Vec<Vec<String>>, GoogleError> {
+        let page_rows = i32::try_from(page_rows).unwrap_or(i32::MAX);
+        let mut request = QueryRequest::new(sql);
+        request.use_legacy_sql = false;
+        request.timeout_ms = Some(60_000);
+        request.max_results = Some(page_rows);
+        let mut page: QueryResponse = self
+            .bounded(calls::JOBS_QUERY, || {
+                self.client.job().query(project, request.clone())
+            })
+            .await?;
+        let mut out = Vec::new();
+        loop {
+            refuse_errors(&page)?;
+            let job = page.job_reference.clone().unwrap_or_default();
+            let complete = page.job_complete.unwrap_or(true);
+            if complete {
+                out.extend(cells(&page));
+            }
+            let token = page.page_token.clone().filter(|t| !t.is_empty());
+            if complete && token.is_none() {
+                return Ok(out);
+            }
+            let Some(job_id) = job.job_id else {
+                return Err(GoogleError::transport(
+                    calls::JOBS_QUERY,
+                    "a query answered more to come but no job id",
+                ));
+            };
+            let parameters = GetQueryResultsParameters {
+                location: job.location,
+                max_results: Some(page_rows),
+                page_token: token,
+                timeout_ms: Some(60_000),
+                ..Default::default()
+            };
+            let next = self
+                .bounded(calls::JOBS_GET_QUERY_RESULTS, || {
+                    self.client
+                        .job()
+                        .get_query_results(project, &job_id, parameters.clone())
+                })
+                .await?;
+            page = next.into();
+        }
+    }
+}
+
+/// The `insertAll` request for `rows`, with `skipInvalidRows` and each row's `insertId`. The
+/// crate takes each row as a tree: the row's JSON text is parsed here, and serialised again by
+/// the crate.
+fn insert_request(rows: &[PreparedRow]) -> Result<TableDataInsertAllRequest, BQError> {
+    let mut request = TableDataInsertAllRequest::new();
+    request.skip_invalid_rows();
+    let rows = rows
+        .iter()
+        .map(|r| {
+            Ok(TableDataInsertAllRequestRows {
+                insert_id: Some(r.insert_id.clone()),
+                json: serde_json::from_str::<Value>(r.json.get())?,
+            })
+        })
+        .collect::<Result<Vec<_>, BQError>>()?;
+    request.add_rows(rows)?;
+    Ok(request)
+}
+
+/// One verdict per row from `insertErrors`: a row is written only when no error names it; an
+/// error naming no row fails them all.
+pub(crate) fn verdicts(answer: TableDataInsertAllResponse, n: usize) -> Vec<Result<(), RowError>> {
+    let mut results: Vec<Result<(), RowError>> = vec![Ok(()); n];
+    for failed in answer.insert_errors.unwrap_or_default() {
+        let index = failed
+            .index
+            .and_then(|i| usize::try_from(i).ok())
+            .filter(|i| *i < n);
+        let first = failed
+            .errors
+            .unwrap_or_default()
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        let error = RowError {
+            reason: first.reason.unwrap_or_else(|| "unknown".into()),
+            location: first.location.unwrap_or_default(),
+            message: first
+                .message
+                .map(|m| m.chars().take(300).collect())
+                .unwrap_or_default(),
+        };
+        match index {
+            Some(i) => results[i] = Err(error),
+            None => results.iter_mut().for_each(|r| *r = Err(error.clone())),
+        }
+    }
+    results
+}
+
+/// A page that carries `errors` is a failed query, whatever its status: the emulator answers a
+/// query it cannot run with 200 and `errors`, and BigQuery documents `errors` as the errors
+/// encountered during the running of the job". An audit must not read a failed query as "no
+/// findings".
+fn refuse_errors(page: &QueryResponse) -> Result<(), GoogleError> {
+    match page.errors.as_deref().and_then(|e| e.first()) {
+        None => Ok(()),
+        Some(first) => Err(GoogleError {
+            call: calls::JOBS_QUERY,
+            status: None,
+            reason: first.reason.clone().or_else(|| Some("invalidQuery".into())),
+            detail: first
+                .message
+                .as_deref()
+                .unwrap_or_default()
+                .chars()
+                .take(300)
+                .collect(),
+        }),
+    }
+}
+
+/// `rows[].f[].v` as strings.
+fn cells(page: &QueryResponse) -> Vec<Vec<String>> {
+    page.rows
+        .iter()
+        .flatten()
+        .map(|row| {
+            row.columns
+                .iter()
+                .flatten()
+                .map(|cell| match &cell.value {
+                    Some(Value::String(s)) => s.clone(),
+                    None | Some(Value::Null) => String::new(),
+                    Some(other) => other.to_string(),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The crate's error as a [`GoogleError`]: an answer keeps its status and reason; a failure
+/// on the way (connection, body) has none.
+fn error(call: Call, e: BQError) -> GoogleError {
+    match e {
+        BQError::ResponseError { error } => GoogleError {
+            call,
+            status: u16::try_from(error.error.code).ok(),
+            reason: error
+                .error
+                .errors
+                .iter()
+                .find_map(|m| m.get("reason").cloned()),
+            detail: error.error.message.chars().take(300).collect(),
+        },
+        BQError::RequestError(e) => GoogleError {
+            call,
+            status: e.status().map(|s| s.as_u16()),
+            reason: None,
+            detail: if e.is_timeout() {
+                "BigQuery timed out".into()
+            } else if e.is_connect() {
+                "BigQuery unreachable (connection failed)".into()
+            } else if e.is_decode() {
+                "BigQuery answered an unexpected body".into()
+            } else {
+                "BigQuery: connection broken".into()
+            },
+        },
+        BQError::NoToken | BQError::AuthError(_) | BQError::YupAuthError(_) => {
+            GoogleError::transport(call, "no access token")
+        }
+        other => GoogleError::transport(call, format!("BigQuery client: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_row_gets_its_own_verdict() {
+        let answer: TableDataInsertAllResponse = serde_json::from_str(
+            r#"{"insertErrors":[{"index":1,"errors":[{"reason":"invalid","location":"f","message":"m"}]},
+                {"index":2,"errors":[{"reason":"backendError"}]}]}"#,
+        )
+        .unwrap();
+        let v = verdicts(answer, 4);
+        assert!(v[0].is_ok() && v[3].is_ok());
+        assert!(v[1].as_ref().unwrap_err().is_permanent());
+        assert_eq!(v[2].as_ref().unwrap_err().reason, "backendError");
+        assert!(!v[2].as_ref().unwrap_err().is_permanent());
+        let unattributed: TableDataInsertAllResponse =
+            serde_json::from_str(r#"{"insertErrors":[{"errors":[{"reason":"stopped"}]}]}"#)
+                .unwrap();
+        assert!(verdicts(unattributed, 2).iter().all(Result::is_err));
+    }
+
+    #[test]
+    fn an_answer_keeps_its_status_and_reason() {
+        let body: gcp_bigquery_client::error::ResponseError = serde_json::from_str(
+            r#"{"error":{"code":400,"message":"bad","errors":[{"reason":"invalid","message":"x"}],"status":"INVALID_ARGUMENT"}}"#,
+        )
+        .unwrap();
+        let e = error(
+            calls::TABLEDATA_INSERT_ALL,
+            BQError::ResponseError { error: body },
+        );
+        assert_eq!(
+            (e.status, e.reason.as_deref()),
+            (Some(400), Some("invalid"))
+        );
+        assert_eq!(e.class(), super::super::Class::Permanent);
+    }
+}

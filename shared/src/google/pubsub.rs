@@ -1,0 +1,222 @@
+//! Pub/Sub: publishing dead letters through `google-cloud-pubsub`'s `Publisher` (gRPC), and the
+//! dead-letter subscriptions as `replay` reads them, over JSON through the layer (pull,
+//! acknowledge, `modifyAckDeadline`).
+//!
+//! The `Publisher` works against Google's Pub/Sub emulator as it is: the emulator serves gRPC
+//! and JSON on one port, so `PUBSUB_EMULATOR_HOST` is given to the client as its endpoint
+//! (`http://host:port`, cleartext) with anonymous credentials. Messages go out at once (no
+//! batching delay: a push waits for its dead letter before it is acked).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use base64::Engine as _;
+use google_cloud_pubsub::error::PublishError;
+use serde::{Deserialize, Serialize};
+
+use super::error::ClassifiedRetries;
+use super::{Api, Credentials, GoogleError, PUBSUB, calls};
+
+/// The one scope Pub/Sub has.
+pub const SCOPE: &str = "https://www.googleapis.com/auth/pubsub";
+
+/// A topic to publish to, through Google's client.
+pub struct Publisher {
+    inner: google_cloud_pubsub::client::Publisher,
+    timeout: Duration,
+}
+
+impl Publisher {
+    /// Publishes to `topic` (`projects/P/topics/T`) at Google, or at `emulator`
+    /// (`http://host:port`). `timeout` bounds one publish, retries included.
+    pub async fn connect(
+        topic: &str,
+        emulator: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let credentials = Credentials::new(emulator.is_some(), &[SCOPE], PUBSUB.name)?;
+        let mut builder = google_cloud_pubsub::client::Publisher::builder(topic)
+            .with_credentials(credentials.for_google_client())
+            .with_retry_policy(ClassifiedRetries::within(timeout))
+            .set_message_count_threshold(1)
+            .set_delay_threshold(Duration::ZERO);
+        if let Some(endpoint) = emulator {
+            builder = builder.with_endpoint(endpoint);
+        }
+        let inner = builder
+            .build()
+            .await
+            .map_err(|e| format!("cannot create the Pub/Sub publisher for {topic}: {e}"))?;
+        Ok(Self { inner, timeout })
+    }
+
+    /// Publishes one message; returns its message id.
+    pub async fn publish(
+        &self,
+        data: &[u8],
+        attributes: &BTreeMap<String, String>,
+    ) -> Result<String, GoogleError> {
+        let call = calls::TOPICS_PUBLISH;
+        let message = google_cloud_pubsub::model::Message::new()
+            .set_data(bytes::Bytes::copy_from_slice(data))
+            .set_attributes(attributes.clone());
+        match tokio::time::timeout(self.timeout, self.inner.publish(message)).await {
+            Err(_) => Err(GoogleError::transport(
+                call,
+                format!("Pub/Sub did not answer within {:?}", self.timeout),
+            )),
+            Ok(Ok(id)) => Ok(id),
+            Ok(Err(PublishError::Rpc(e))) => Err(GoogleError::from_gax(call, &e)),
+            Ok(Err(other)) => Err(GoogleError::transport(call, other.to_string())),
+        }
+    }
+}
+
+/// A message as `subscriptions.pull` returns it (the shape `gcloud pubsub subscriptions pull
+/// --format=json` prints).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceivedMessage {
+    #[serde(default)]
+    pub ack_id: String,
+    pub message: WireMessage,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_attempt: Option<u32>,
+}
+
+/// A `PubsubMessage` in JSON (data in base64).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WireMessage {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    #[serde(default)]
+    pub message_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish_time: Option<String>,
+}
+
+impl WireMessage {
+    /// The decoded data (empty when absent or not base64).
+    pub fn data_bytes(&self) -> Vec<u8> {
+        self.data
+            .as_deref()
+            .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// `subscriptions.pull`'s answer.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PullResponse {
+    #[serde(default)]
+    pub received_messages: Vec<ReceivedMessage>,
+}
+
+/// `acknowledge` and `modifyAckDeadline` answer `{}`.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Empty {}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PullRequest {
+    max_messages: u32,
+    return_immediately: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AcknowledgeRequest<'a> {
+    ack_ids: &'a [String],
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ModifyAckDeadlineRequest<'a> {
+    ack_ids: &'a [String],
+    ack_deadline_seconds: u32,
+}
+
+/// A pull subscription (`projects/P/subscriptions/S`), over JSON.
+#[derive(Clone)]
+pub struct Subscription {
+    api: Api,
+    path: String,
+}
+
+impl Subscription {
+    /// The subscription at Google, or at `emulator` (`http://host:port`).
+    pub fn connect(path: &str, emulator: Option<&str>, timeout: Duration) -> Result<Self, String> {
+        Ok(Self {
+            api: Api::new(&PUBSUB, emulator, &[SCOPE], timeout)?,
+            path: path.to_string(),
+        })
+    }
+
+    /// The same subscription client for another subscription (shares credentials).
+    pub fn other(&self, path: &str) -> Self {
+        Self {
+            api: self.api.clone(),
+            path: path.to_string(),
+        }
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Up to `max` messages, leased until acked, released or their deadline passes.
+    pub async fn pull(&self, max: u32) -> Result<Vec<ReceivedMessage>, GoogleError> {
+        let body = PullRequest {
+            max_messages: max,
+            return_immediately: true,
+        };
+        let answer: PullResponse = self
+            .api
+            .post(
+                calls::SUBSCRIPTIONS_PULL,
+                &format!("v1/{}:pull", self.path),
+                &body,
+            )
+            .await?;
+        Ok(answer.received_messages)
+    }
+
+    /// Removes these messages from the subscription.
+    pub async fn acknowledge(&self, ack_ids: &[String]) -> Result<(), GoogleError> {
+        if ack_ids.is_empty() {
+            return Ok(());
+        }
+        let _: Empty = self
+            .api
+            .post(
+                calls::SUBSCRIPTIONS_ACKNOWLEDGE,
+                &format!("v1/{}:acknowledge", self.path),
+                &AcknowledgeRequest { ack_ids },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Makes pulled messages available again at once (ack deadline 0).
+    pub async fn release(&self, ack_ids: &[String]) -> Result<(), GoogleError> {
+        if ack_ids.is_empty() {
+            return Ok(());
+        }
+        let _: Empty = self
+            .api
+            .post(
+                calls::SUBSCRIPTIONS_MODIFY_ACK_DEADLINE,
+                &format!("v1/{}:modifyAckDeadline", self.path),
+                &ModifyAckDeadlineRequest {
+                    ack_ids,
+                    ack_deadline_seconds: 0,
+                },
+            )
+            .await?;
+        Ok(())
+    }
+}
