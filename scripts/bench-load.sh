@@ -9,7 +9,9 @@
 #   - rows per insertAll: how well group commit batches the rows of concurrent pushes, counted by
 #     an insertAll stand-in (bench/src/bin/insertall.rs), first instant, then 50 ms slow;
 #   - peak RSS (VmHWM) of the server, which is restarted for each scenario;
-#   - cold start of sub-v2 (exec to the first 200 on /healthz, median of 5) and its idle RSS.
+#   - cold start of sub-v2 (exec to the first 200 on /healthz, median of 5) and its idle RSS;
+#   - the A/B of the insertAll client (BIGQUERY_INSERT_CLIENT): gcp-bigquery-client, the default,
+#     against the request written from the rows' text ("direct"), same scenarios, same run.
 #
 # Everything listens on 127.0.0.1 (free ports) and is stopped on exit. Installs wrk from Debian's
 # packages if missing (needs root), builds the release binaries. Takes about 90 s plus the
@@ -93,11 +95,15 @@ stop() {
   unset "PID[$name]"
 }
 
+# The insertAll client of the services started next (BIGQUERY_INSERT_CLIENT).
+INSERT_CLIENT=gcp-bigquery-client
+
 # The environment of the services (README.md, Configuration), against the insertAll stand-in.
 service_env() {
   printf '%s\n' GOOGLE_CLOUD_PROJECT=bench BIGQUERY_DATASET=d \
     "BIGQUERY_EMULATOR_HOST=127.0.0.1:${PORT[insertall]}" PUSH_AUTH=off RUST_LOG=warn LOG_FORMAT=json \
-    "BIGQUERY_BATCH_LINGER_MS=$LINGER_MS" "BIGQUERY_BATCH_MAX_ROWS=$MAX_ROWS"
+    "BIGQUERY_BATCH_LINGER_MS=$LINGER_MS" "BIGQUERY_BATCH_MAX_ROWS=$MAX_ROWS" \
+    "BIGQUERY_INSERT_CLIENT=$INSERT_CLIENT"
 }
 
 # start_target NAME: (re)starts the floor or a service, so its peak RSS is this scenario's.
@@ -182,8 +188,10 @@ scenario() {
     NOTES+=$(tail -n 3 "${LOG[$target]}" | sed 's/^/    /')$'\n'
   fi
 
-  ROWS+=("$(printf '| %s | %s | %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %.1f |' \
-    "$label" "$target" "$body" "$conns" "$(insertall_latency "$target")" "$rps" "$ratio" "$p50" "$p99" \
+  local client="–"
+  [[ $target == floor || $body == skip ]] || client=$INSERT_CLIENT
+  ROWS+=("$(printf '| %s | %s | %s | %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %.1f |' \
+    "$label" "$target" "$client" "$body" "$conns" "$(insertall_latency "$target")" "$rps" "$ratio" "$p50" "$p99" \
     "$non2xx" "$socket_errors" "$per_call" "$(awk -v k="$peak_kib" 'BEGIN {print k / 1024}')")")
   log "$label: $(printf '%.0f' "$rps") req/s, p50 $p50 ms, p99 $p99 ms, non-2xx $non2xx, rows/insertAll $per_call"
 }
@@ -254,14 +262,20 @@ main() {
   start_insertall "$INSERTALL_LATENCY"
   scenario floor-plain floor plain "$CONNS" "$DURATION"
   scenario floor-transcript floor transcript "$CONNS" "$DURATION"
-  scenario subv2-plain sub-v2 plain "$CONNS" "$DURATION"
-  scenario tobq-transcript to-bq transcript "$CONNS" "$DURATION"
+  for INSERT_CLIENT in gcp-bigquery-client direct; do
+    scenario "subv2-plain-$INSERT_CLIENT" sub-v2 plain "$CONNS" "$DURATION"
+    scenario "tobq-transcript-$INSERT_CLIENT" to-bq transcript "$CONNS" "$DURATION"
+  done
+  INSERT_CLIENT=gcp-bigquery-client
   scenario subv2-skip sub-v2 skip "$CONNS" "$DURATION"
 
   INSERTALL_LATENCY=$SLOW_LATENCY_MS
   start_insertall "$INSERTALL_LATENCY"
   scenario floor-plain-c$HIGH_CONNS floor plain "$HIGH_CONNS" "$HIGH_DURATION"
-  scenario subv2-plain-c$HIGH_CONNS sub-v2 plain "$HIGH_CONNS" "$HIGH_DURATION"
+  for INSERT_CLIENT in gcp-bigquery-client direct; do
+    scenario "subv2-plain-c$HIGH_CONNS-$INSERT_CLIENT" sub-v2 plain "$HIGH_CONNS" "$HIGH_DURATION"
+  done
+  INSERT_CLIENT=gcp-bigquery-client
 
   coldstart
   stop insertall
@@ -276,8 +290,8 @@ main() {
     echo "so at $CONNS connections req/s cannot exceed $CONNS / (${LINGER_MS} ms + insertAll latency) = $((CONNS * 1000 / LINGER_MS)) req/s."
   fi
   echo
-  echo "| scenario | server | body | conns | insertAll latency | req/s | % of floor | p50 ms | p99 ms | non-2xx | socket errors | rows per insertAll | peak RSS MiB |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  echo "| scenario | server | insertAll client | body | conns | insertAll latency | req/s | % of floor | p50 ms | p99 ms | non-2xx | socket errors | rows per insertAll | peak RSS MiB |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${ROWS[@]}"
   echo
   echo "| sub-v2 cold start (exec to first 200 on /healthz, median of $COLDSTART_RUNS) | idle RSS |"

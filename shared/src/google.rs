@@ -23,6 +23,21 @@
 //! request the services, `replay` and the audit send on the emulators, holds each to that
 //! document, and checks that it saw exactly these kinds.
 
+/// Configures one of Google's client builders the one way: the shared [`Credentials`], the
+/// classifier's retries within `$timeout`, and the emulator's address when there is one. (A
+/// macro: the builders of `google-cloud-storage` and `google-cloud-pubsub` share no trait.)
+macro_rules! configure_google_client {
+    ($builder:expr, $credentials:expr, $timeout:expr, $emulator:expr) => {{
+        let builder = $builder
+            .with_credentials($credentials.for_google_client())
+            .with_retry_policy($crate::google::error::ClassifiedRetries::within($timeout));
+        match $emulator {
+            Some(endpoint) => builder.with_endpoint(endpoint),
+            None => builder,
+        }
+    }};
+}
+
 pub mod api;
 pub mod bigquery;
 pub mod credentials;

@@ -1,7 +1,9 @@
 //! A small REST client for the BigQuery emulator: create the dataset and the `event_telemetry`
 //! table from the schema file, and read rows back as JSON objects.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
+
+use crate::emulators::json_answer;
 use pipeline::schema::Schema;
 use serde_json::{Map, Value, json};
 
@@ -22,19 +24,8 @@ impl BigQuery {
     }
 
     async fn post(&self, path: &str, body: Value) -> Result<Value> {
-        let r = self
-            .http
-            .post(format!("{}/{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .with_context(|| format!("BigQuery {path}"))?;
-        let status = r.status();
-        let text = r.text().await?;
-        if !status.is_success() {
-            bail!("BigQuery {path}: HTTP {status}: {text}");
-        }
-        Ok(serde_json::from_str(&text)?)
+        let request = self.http.post(format!("{}/{path}", self.base)).json(&body);
+        json_answer(request, &format!("BigQuery {path}")).await
     }
 
     /// Streams `rows` into a table (`insertAll`, no insert ids): how tests plant rows.

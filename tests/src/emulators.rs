@@ -64,6 +64,21 @@ pub fn scratch_dir(label: &str) -> PathBuf {
     dir
 }
 
+/// Sends one request of the harness's own to an emulator: the answer's JSON (`Null` when it has
+/// none), or an error naming `what`, the status and the answer.
+pub async fn json_answer(
+    request: reqwest::RequestBuilder,
+    what: &str,
+) -> Result<serde_json::Value> {
+    let r = request.send().await.with_context(|| what.to_string())?;
+    let status = r.status();
+    let text = r.text().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!("{what}: HTTP {status}: {text}");
+    }
+    Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}
+
 /// One running emulator process.
 pub struct Emulator {
     pub name: &'static str,

@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use base64::Engine as _;
 use pipeline::google::pubsub::Subscription;
+
+use crate::emulators::json_answer;
 use serde_json::{Value, json};
 
 #[derive(Clone)]
@@ -81,16 +83,7 @@ impl PubSub {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("Pub/Sub {path}"))?;
-        let status = resp.status();
-        let text = resp.text().await?;
-        if !status.is_success() {
-            bail!("Pub/Sub {path}: HTTP {status}: {text}");
-        }
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+        json_answer(req, &format!("Pub/Sub {path}")).await
     }
 
     pub async fn create_topic(&self, topic: &str) -> Result<()> {

@@ -184,6 +184,23 @@ fn table_names(markdown: &str, heading: &str) -> Result<Vec<String>> {
 }
 
 fn same_names(documented: &[String], declared: &[String], what: &str) -> Result<()> {
+    same_names_in(
+        "terraform/README.md",
+        "terraform/",
+        documented,
+        declared,
+        what,
+    )
+}
+
+/// `documented` (a table of `page`) names exactly `declared` (found in `source`), once each.
+fn same_names_in(
+    page: &str,
+    source: &str,
+    documented: &[String],
+    declared: &[String],
+    what: &str,
+) -> Result<()> {
     let mut seen = BTreeSet::new();
     let duplicates: Vec<&String> = documented.iter().filter(|n| !seen.insert(*n)).collect();
     let declared: BTreeSet<&String> = declared.iter().collect();
@@ -191,13 +208,43 @@ fn same_names(documented: &[String], declared: &[String], what: &str) -> Result<
     let unknown: Vec<&&String> = seen.difference(&declared).collect();
     ensure!(
         !declared.is_empty(),
-        "no {what} found in terraform/ (has the file moved?)"
+        "no {what} found in {source} (has the file moved?)"
     );
     ensure!(
         missing.is_empty() && unknown.is_empty() && duplicates.is_empty(),
-        "terraform/README.md {what}: missing {missing:?}, not in terraform/ {unknown:?}, \
+        "{page} {what}: missing {missing:?}, not in {source} {unknown:?}, \
          listed twice {duplicates:?}"
     );
+    Ok(())
+}
+
+#[test]
+fn tests_readme_lists_exactly_the_calls_to_google_and_the_documents_revisions() -> Result<()> {
+    let root = repo_root();
+    let readme = read(&root.join("tests/README.md"))?;
+    let calls: Vec<String> = pipeline::google::CALLS
+        .iter()
+        .map(|c| c.id.to_string())
+        .collect();
+    let documented = table_names(&readme, "Requests to Google's APIs")?;
+    same_names_in(
+        "tests/README.md",
+        "pipeline::google::CALLS",
+        &documented,
+        &calls,
+        "calls",
+    )?;
+    // The line that says where the discovery documents come from names each one's revision.
+    let flat = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    for (_, file) in e2e::contract::discovery::DOCUMENTS {
+        let doc: serde_json::Value =
+            serde_json::from_str(&read(&root.join("tests/discovery").join(file))?)?;
+        let revision = doc["revision"].as_str().unwrap_or_default();
+        ensure!(
+            flat.contains(&format!("`{file}` (revision {revision})")),
+            "tests/README.md does not give {file}'s revision {revision}"
+        );
+    }
     Ok(())
 }
 

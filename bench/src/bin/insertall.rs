@@ -46,7 +46,12 @@ async fn insert_all(State(app): State<App>, body: Bytes) -> impl IntoResponse {
 /// `tables.get`: the table, with the schema the services write.
 async fn table() -> impl IntoResponse {
     let schema = pipeline::schema::Schema::event_telemetry().to_api_json();
-    json(serde_json::json!({"kind": "bigquery#table", "schema": schema}).to_string())
+    // As BigQuery answers: `tableReference` is always there (gcp-bigquery-client requires it).
+    json(
+        serde_json::json!({"kind": "bigquery#table", "schema": schema,
+            "tableReference": {"projectId": "bench", "datasetId": "d", "tableId": "event_telemetry"}})
+        .to_string(),
+    )
 }
 
 async fn stats(State(app): State<App>) -> impl IntoResponse {

@@ -118,6 +118,7 @@ impl GoogleError {
 
     /// A failure of one of Google's own client libraries (HTTP or gRPC).
     pub fn from_gax(call: Call, e: &google_cloud_gax::error::Error) -> Self {
+        let e = answered(e);
         let (status, reason) = answer_of(e);
         let detail = match e.status() {
             Some(s) => clip(&s.message),
@@ -190,13 +191,31 @@ impl ClassifiedRetries {
 
 impl RetryPolicy for ClassifiedRetries {
     fn on_error(&self, _state: &RetryState, error: google_cloud_gax::error::Error) -> RetryResult {
-        let (status, reason) = answer_of(&error);
+        let (status, reason) = answer_of(answered(&error));
         if classify(status, reason.as_deref()) == Class::Retry {
             RetryResult::Continue(error)
         } else {
             RetryResult::Permanent(error)
         }
     }
+}
+
+/// The error that carries Google's answer: a retry loop that ran out of time or attempts wraps
+/// the last one.
+fn answered(e: &google_cloud_gax::error::Error) -> &google_cloud_gax::error::Error {
+    let mut current = e;
+    for _ in 0..8 {
+        if current.http_status_code().is_some() || current.status().is_some() {
+            return current;
+        }
+        match std::error::Error::source(current)
+            .and_then(|s| s.downcast_ref::<google_cloud_gax::error::Error>())
+        {
+            Some(inner) => current = inner,
+            None => break,
+        }
+    }
+    e
 }
 
 /// The HTTP status (a gRPC code mapped to its HTTP status) and reason of a client library's error.

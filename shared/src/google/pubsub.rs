@@ -14,7 +14,6 @@ use base64::Engine as _;
 use google_cloud_pubsub::error::PublishError;
 use serde::{Deserialize, Serialize};
 
-use super::error::ClassifiedRetries;
 use super::{Api, Credentials, GoogleError, PUBSUB, calls};
 
 /// The one scope Pub/Sub has.
@@ -35,15 +34,10 @@ impl Publisher {
         timeout: Duration,
     ) -> Result<Self, String> {
         let credentials = Credentials::new(emulator.is_some(), &[SCOPE], PUBSUB.name)?;
-        let mut builder = google_cloud_pubsub::client::Publisher::builder(topic)
-            .with_credentials(credentials.for_google_client())
-            .with_retry_policy(ClassifiedRetries::within(timeout))
+        let builder = google_cloud_pubsub::client::Publisher::builder(topic)
             .set_message_count_threshold(1)
             .set_delay_threshold(Duration::ZERO);
-        if let Some(endpoint) = emulator {
-            builder = builder.with_endpoint(endpoint);
-        }
-        let inner = builder
+        let inner = configure_google_client!(builder, credentials, timeout, emulator)
             .build()
             .await
             .map_err(|e| format!("cannot create the Pub/Sub publisher for {topic}: {e}"))?;

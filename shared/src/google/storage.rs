@@ -11,7 +11,6 @@ use bytes::Bytes;
 use google_cloud_storage::client::Storage;
 use serde::{Deserialize, Serialize};
 
-use super::error::ClassifiedRetries;
 use super::{Api, Credentials, GoogleError, STORAGE, calls};
 
 /// Read and write, for `to-gcs` (create objects, list names).
@@ -75,15 +74,9 @@ impl Bucket {
             STORAGE.name,
         )?);
         let json = Api::with_credentials(&STORAGE, emulator, credentials.clone(), timeout)?;
-        let mut builder = Storage::builder()
-            .with_credentials(credentials.for_google_client())
-            .with_retry_policy(ClassifiedRetries::within(timeout))
-            // A payload is at most 10 MB: every write is one multipart request.
-            .with_resumable_upload_threshold(64 * 1024 * 1024_usize);
-        if let Some(endpoint) = emulator {
-            builder = builder.with_endpoint(endpoint);
-        }
-        let client = builder
+        // A payload is at most 10 MB: every write is one multipart request.
+        let builder = Storage::builder().with_resumable_upload_threshold(64 * 1024 * 1024_usize);
+        let client = configure_google_client!(builder, credentials, timeout, emulator)
             .build()
             .await
             .map_err(|e| format!("cannot create the Cloud Storage client: {e}"))?;

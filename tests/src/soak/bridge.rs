@@ -20,10 +20,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use pipeline::decode::PushEnvelope;
-use pipeline::google::pubsub::ReceivedMessage;
-use serde_json::{Value, json};
+use pipeline::google::pubsub::{ReceivedMessage, Subscription};
+use serde_json::json;
 use tokio::sync::{Semaphore, mpsc};
 
 /// Counters of one bridge.
@@ -54,13 +54,9 @@ pub struct Bridge {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// REST calls on the emulator's subscription (pull, acknowledge, modifyAckDeadline).
-#[derive(Clone)]
-struct Sub {
-    http: reqwest::Client,
-    /// `http://host:port/v1/projects/P/subscriptions/S`.
-    url: String,
-}
+/// The emulator's subscription, through the pipeline's own client (pull, acknowledge,
+/// modifyAckDeadline, each retried within its timeout: a lost ack only means a redelivery).
+type Sub = Subscription;
 
 /// Acknowledges in batches (every 100 ms or 250 ids), to spare the emulator one call per message.
 /// Returns the sender; the task ends when every sender is dropped, after a last flush.
@@ -82,67 +78,11 @@ fn ack_batcher(sub: Sub) -> (mpsc::UnboundedSender<String>, tokio::task::JoinHan
                 }
             }
             if !ids.is_empty() {
-                sub.acknowledge(ids).await;
+                let _ = sub.acknowledge(&ids).await;
             }
         }
     });
     (tx, task)
-}
-
-impl Sub {
-    async fn call(&self, verb: &str, body: Value) -> Result<Value> {
-        let r = self
-            .http
-            .post(format!("{}:{verb}", self.url))
-            .json(&body)
-            .send()
-            .await
-            .with_context(|| format!("{verb} on {}", self.url))?;
-        let status = r.status();
-        let text = r.text().await.unwrap_or_default();
-        if !status.is_success() {
-            bail!("{verb}: HTTP {status}: {text}");
-        }
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn pull(&self, max: usize) -> Result<Vec<ReceivedMessage>> {
-        let v = self
-            .call(
-                "pull",
-                json!({"maxMessages": max, "returnImmediately": true}),
-            )
-            .await?;
-        Ok(v.get("receivedMessages")
-            .cloned()
-            .map(serde_json::from_value)
-            .transpose()?
-            .unwrap_or_default())
-    }
-
-    /// Retries a few times: a lost ack only means a redelivery, but try not to.
-    async fn retried(&self, verb: &str, body: Value) {
-        for _ in 0..3 {
-            if self.call(verb, body.clone()).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    async fn acknowledge(&self, ack_ids: Vec<String>) {
-        self.retried("acknowledge", json!({ "ackIds": ack_ids }))
-            .await;
-    }
-
-    /// Makes the message available again at once.
-    async fn nack(&self, ack_id: &str) {
-        self.retried(
-            "modifyAckDeadline",
-            json!({"ackIds": [ack_id], "ackDeadlineSeconds": 0}),
-        )
-        .await;
-    }
 }
 
 impl Bridge {
@@ -160,11 +100,9 @@ impl Bridge {
             .connect_timeout(Duration::from_secs(2))
             .pool_max_idle_per_host(concurrency)
             .build()?;
-        let sub = Sub {
-            http: http.clone(),
-            url: format!("{emulator_url}/v1/projects/{project}/subscriptions/{subscription}"),
-        };
         let path = format!("projects/{project}/subscriptions/{subscription}");
+        let sub = Sub::connect(&path, Some(emulator_url), Duration::from_secs(10))
+            .map_err(anyhow::Error::msg)?;
         let stats = Arc::new(BridgeStats::default());
         let c = u64::try_from(concurrency).unwrap_or(u64::MAX);
         stats.window.store(c, Ordering::Relaxed);
@@ -255,7 +193,7 @@ async fn run(
         let free = (1 + permits.available_permits())
             .min(usize::try_from(allowed).unwrap_or(usize::MAX))
             .min(100);
-        let got = match sub.pull(free).await {
+        let got = match sub.pull(u32::try_from(free).unwrap_or(100)).await {
             Ok(g) => g,
             Err(_) => {
                 drop(first);
@@ -352,7 +290,7 @@ async fn deliver(
             Ordering::Relaxed,
         );
         if acks.send(m.ack_id.clone()).is_err() {
-            sub.acknowledge(vec![m.ack_id]).await;
+            let _ = sub.acknowledge(&[m.ack_id]).await;
         }
     } else {
         stats.nacked.fetch_add(1, Ordering::Relaxed);
@@ -376,7 +314,7 @@ async fn deliver(
         let sub = sub.clone();
         tokio::spawn(async move {
             tokio::time::sleep(backoff).await;
-            sub.nack(&m.ack_id).await;
+            let _ = sub.release(&[m.ack_id]).await;
         });
     }
 }
