@@ -104,7 +104,7 @@ impl Api {
         path: &str,
         query: &[(&str, &str)],
     ) -> Result<T, GoogleError> {
-        let url = format!("{}{path}", self.endpoint.base);
+        let url = self.url(path);
         self.send(call, || self.http.get(&url).query(query)).await
     }
 
@@ -115,7 +115,7 @@ impl Api {
         path: &str,
         body: &impl Serialize,
     ) -> Result<T, GoogleError> {
-        let url = format!("{}{path}", self.endpoint.base);
+        let url = self.url(path);
         self.send(call, || self.http.post(&url).json(body)).await
     }
 
@@ -126,7 +126,7 @@ impl Api {
         path: &str,
         body: bytes::Bytes,
     ) -> Result<T, GoogleError> {
-        let url = format!("{}{path}", self.endpoint.base);
+        let url = self.url(path);
         self.send(call, || {
             self.http
                 .post(&url)
@@ -134,6 +134,10 @@ impl Api {
                 .body(body.clone())
         })
         .await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.endpoint.base)
     }
 
     /// Sends the request `make` builds, retrying [`Class::Retry`] answers within the timeout.

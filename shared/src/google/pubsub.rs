@@ -14,7 +14,7 @@ use base64::Engine as _;
 use google_cloud_pubsub::error::PublishError;
 use serde::{Deserialize, Serialize};
 
-use super::{Api, Credentials, GoogleError, PUBSUB, calls};
+use super::{Api, Call, Credentials, GoogleError, PUBSUB, calls};
 
 /// The one scope Pub/Sub has.
 pub const SCOPE: &str = "https://www.googleapis.com/auth/pubsub";
@@ -181,36 +181,44 @@ impl Subscription {
 
     /// Removes these messages from the subscription.
     pub async fn acknowledge(&self, ack_ids: &[String]) -> Result<(), GoogleError> {
-        if ack_ids.is_empty() {
-            return Ok(());
-        }
-        let _: Empty = self
-            .api
-            .post(
-                calls::SUBSCRIPTIONS_ACKNOWLEDGE,
-                &format!("v1/{}:acknowledge", self.path),
-                &AcknowledgeRequest { ack_ids },
-            )
-            .await?;
-        Ok(())
+        let body = AcknowledgeRequest { ack_ids };
+        self.on_messages(
+            calls::SUBSCRIPTIONS_ACKNOWLEDGE,
+            "acknowledge",
+            ack_ids,
+            &body,
+        )
+        .await
     }
 
     /// Makes pulled messages available again at once (ack deadline 0).
     pub async fn release(&self, ack_ids: &[String]) -> Result<(), GoogleError> {
+        let body = ModifyAckDeadlineRequest {
+            ack_ids,
+            ack_deadline_seconds: 0,
+        };
+        self.on_messages(
+            calls::SUBSCRIPTIONS_MODIFY_ACK_DEADLINE,
+            "modifyAckDeadline",
+            ack_ids,
+            &body,
+        )
+        .await
+    }
+
+    /// `v1/{subscription}:{verb}` with `body`, for pulled messages (none: nothing to send).
+    async fn on_messages(
+        &self,
+        call: Call,
+        verb: &str,
+        ack_ids: &[String],
+        body: &impl Serialize,
+    ) -> Result<(), GoogleError> {
         if ack_ids.is_empty() {
             return Ok(());
         }
-        let _: Empty = self
-            .api
-            .post(
-                calls::SUBSCRIPTIONS_MODIFY_ACK_DEADLINE,
-                &format!("v1/{}:modifyAckDeadline", self.path),
-                &ModifyAckDeadlineRequest {
-                    ack_ids,
-                    ack_deadline_seconds: 0,
-                },
-            )
-            .await?;
+        let path = format!("v1/{}:{verb}", self.path);
+        let _: Empty = self.api.post(call, &path, body).await?;
         Ok(())
     }
 }

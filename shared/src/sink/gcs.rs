@@ -42,17 +42,21 @@ pub const CREATE_PERMISSION: &str = "storage.objects.create";
 pub const NEEDED: [&str; 2] = [CREATE_PERMISSION, "storage.objects.list"];
 
 impl GcsStore {
-    /// Connects to Cloud Storage: Application Default Credentials, or, with `emulator` set (from
-    /// `STORAGE_EMULATOR_HOST`), that endpoint with anonymous credentials.
+    /// The sink for `bucket`, connected with [`READ_WRITE`] (see [`GcsStore::connect`]); writes
+    /// are bounded by `timeout`, retries included.
+    pub fn new(bucket: Bucket, timeout: Duration) -> Self {
+        Self { bucket, timeout }
+    }
+
+    /// The bucket `name` with Application Default Credentials, or, with `emulator` set (from
+    /// `STORAGE_EMULATOR_HOST`), at that endpoint with anonymous credentials.
     pub async fn connect(
-        bucket: &str,
+        name: &str,
         emulator: Option<&str>,
         timeout: Duration,
     ) -> Result<Self, String> {
-        Ok(Self {
-            bucket: Bucket::connect(bucket, emulator, READ_WRITE, timeout).await?,
-            timeout,
-        })
+        let bucket = Bucket::connect(name, emulator, READ_WRITE, timeout).await?;
+        Ok(Self::new(bucket, timeout))
     }
 
     /// Start-up check: may this service create and list objects in the bucket
