@@ -21,6 +21,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// The bytes of `message.data`, exactly as published.
@@ -99,7 +100,7 @@ impl TelemetryPayload {
         // (it costs about a third of the parse), and with any nesting the gateway can send, on a
         // stack that grows as needed.
         if let Ok(payload) = serde_json::from_slice::<Self>(data) {
-            return Ok(payload);
+            return payload.within_depth();
         }
         let depth = crate::limits::json_depth(data);
         if depth > crate::limits::MAX_EVENT_DEPTH {
@@ -107,7 +108,26 @@ impl TelemetryPayload {
         }
         // On a stack of its own: a payload that fails after a deep value was built drops that
         // value inside the parser, recursively, before any iterative `Drop` can take it apart.
-        stacker::grow(crate::limits::DEEP_PARSE_STACK, || Self::parse_deep(data))
+        stacker::grow(crate::limits::DEEP_PARSE_STACK, || Self::parse_deep(data))?.within_depth()
+    }
+
+    /// `privateMetadata` is kept as text, so the parser never walked its nesting: an event whose
+    /// `privateMetadata` is deeper than any the gateway accepts is refused here, like any other
+    /// too-deep event. (Text shorter than twice the limit cannot be that deep: not scanned.)
+    fn within_depth(self) -> Result<Self, EventError> {
+        let Some(pm) = &self.event.parameters.private_metadata else {
+            return Ok(self);
+        };
+        let max = crate::limits::MAX_EVENT_DEPTH;
+        if pm.json().len() <= 2 * max {
+            return Ok(self);
+        }
+        // `{"event":{"parameters":{"privateMetadata":…`: three levels above it.
+        let depth = 3 + crate::limits::json_depth(pm.json().as_bytes());
+        if depth > max {
+            return Err(EventError::TooDeep(depth));
+        }
+        Ok(self)
     }
 
     /// The slow path: any nesting up to [`crate::limits::MAX_EVENT_DEPTH`], with the path of
@@ -336,30 +356,13 @@ pub struct Parameters {
     pub legacy_metadata: Option<BTreeMap<String, I64>>,
     #[serde(default)]
     pub metadata: Option<BTreeMap<String, F64>>,
-    /// `google.protobuf.Struct`: any JSON object. `None` when absent (or `null`), `Some({})` when
-    /// set but empty; the gateway tells these apart too (`event.hasPrivateMetadata`).
+    /// `google.protobuf.Struct`: any JSON object, kept as its published JSON text. `None` when
+    /// absent (or `null`), `Some({})` when set but empty; the gateway tells these apart too
+    /// (`event.hasPrivateMetadata`).
     #[serde(default, alias = "private_metadata")]
-    pub private_metadata: Option<Map<String, Value>>,
+    pub private_metadata: Option<PrivateMetadata>,
     #[serde(default, alias = "billing_metadata")]
     pub billing_metadata: Option<BillingMetadata>,
-}
-
-impl Drop for Parameters {
-    /// `privateMetadata` can be nested as deep as the gateway allows: taken apart without
-    /// recursion, where the default drop would recurse once per level.
-    fn drop(&mut self) {
-        let Some(map) = self.private_metadata.take() else {
-            return;
-        };
-        let mut pending: Vec<Value> = map.into_iter().map(|(_, v)| v).collect();
-        while let Some(value) = pending.pop() {
-            match value {
-                Value::Array(items) => pending.extend(items),
-                Value::Object(map) => pending.extend(map.into_iter().map(|(_, v)| v)),
-                _ => {}
-            }
-        }
-    }
 }
 
 impl fmt::Debug for Parameters {
@@ -373,10 +376,73 @@ impl fmt::Debug for Parameters {
                 &self
                     .private_metadata
                     .as_ref()
-                    .map(|m| format!("<{} keys, not shown>", m.len())),
+                    .map(|m| format!("<{} bytes, not shown>", m.json().len())),
             )
             .field("billing_metadata", &self.billing_metadata)
             .finish()
+    }
+}
+
+/// `parameters.privateMetadata` (a `google.protobuf.Struct`, so always a JSON object), kept as the
+/// JSON text it was published as: validated by the parser, never built into a tree. Redaction
+/// walks it once ([`crate::redact`]); `to-gcs` never looks inside. `Debug` shows its size only.
+#[derive(Clone)]
+pub struct PrivateMetadata(Box<RawValue>);
+
+impl PrivateMetadata {
+    /// The published JSON text (insignificant whitespace included).
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+
+    /// `{}`: set, but without a member.
+    pub fn is_empty(&self) -> bool {
+        let inner = self.json().trim();
+        inner
+            .strip_prefix('{')
+            .and_then(|r| r.strip_suffix('}'))
+            .is_some_and(|r| r.trim().is_empty())
+    }
+
+    /// From JSON text (tests and tools): must be an object.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let raw = RawValue::from_string(text.to_owned()).map_err(|e| e.to_string())?;
+        Self::object(raw).map_err(|_| "privateMetadata must be a JSON object".to_owned())
+    }
+
+    /// The object as a tree (tests and tools; the services never build one).
+    pub fn to_map(&self) -> Result<Map<String, Value>, String> {
+        let mut de = serde_json::Deserializer::from_str(self.json());
+        de.disable_recursion_limit();
+        let stacked = serde_stacker::Deserializer::new(&mut de);
+        Map::deserialize(stacked).map_err(|e| e.to_string())
+    }
+
+    fn object(raw: Box<RawValue>) -> Result<Self, Box<RawValue>> {
+        if raw.get().trim_start().starts_with('{') {
+            Ok(Self(raw))
+        } else {
+            Err(raw)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PrivateMetadata {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(d)?;
+        // The value itself is never quoted in the error: it may be transcript text.
+        Self::object(raw)
+            .map_err(|_| de::Error::invalid_type(de::Unexpected::Other("a non-object"), &"a map"))
+    }
+}
+
+impl fmt::Debug for PrivateMetadata {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "PrivateMetadata(<{} bytes, not shown>)",
+            self.json().len()
+        )
     }
 }
 

@@ -12,13 +12,22 @@
 //!
 //! The result lists the JSON paths that were removed, so each row records what was redacted
 //! without recording any of it.
+//!
+//! The services redact in one pass over the published bytes ([`raw`]): `privateMetadata` is kept
+//! as JSON text by the parser, and the walk writes the BigQuery column straight out as the JSON
+//! string literal the row carries, leaving the redacted members out. The tree walks here
+//! ([`Redactor::redact`] in place, [`Redactor::redact_private_tree`] while serialising) are the
+//! oracle that walk is tested against (`shared/tests/redaction.rs`).
 
 use std::cell::RefCell;
 
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Map, Value};
 
+use crate::event::PrivateMetadata;
 use crate::limits::{MAX_REDACTED_PATH_CHARS, MAX_REDACTED_PATHS};
+
+mod raw;
 
 /// The transcript convention's keys: every [`Redactor`] removes them, whatever else it removes.
 pub const TRANSCRIPT_KEYS: &[&str] = &["promptText", "responseText"];
@@ -71,17 +80,28 @@ impl Redactor {
             || (!key.is_ascii() && self.keys.contains(&key.to_lowercase()))
     }
 
-    /// Step 3 for a row: `privateMetadata` without the configured keys, as the JSON text of the
-    /// row's column, and the removed paths (in the order [`Redactor::redact`] gives). Redacts
-    /// while serialising: the original is neither copied nor changed (`to-gcs` and dead letters
-    /// need it as published), and a removed value is never even read.
-    pub fn redact_private(&self, private_metadata: Option<&Map<String, Value>>) -> Redacted {
+    /// Step 3 for a row: `privateMetadata` without the configured keys, written in one pass over
+    /// its published JSON text as the row's column (a JSON string literal), with the removed paths
+    /// in document order and the nesting of what was kept. The original is neither copied nor
+    /// changed (`to-gcs` and dead letters need it as published), and a removed value is never
+    /// copied.
+    pub fn redact_private(&self, private_metadata: Option<&PrivateMetadata>) -> Redacted {
         let Some(original) = private_metadata else {
-            return Redacted {
-                json: None,
-                removed: Vec::new(),
-            };
+            return Redacted::default();
         };
+        let walked = raw::walk(self, original.json());
+        Redacted {
+            literal: Some(walked.literal),
+            removed: walked.removed,
+            depth: walked.depth,
+        }
+    }
+
+    /// The test oracle of [`Redactor::redact_private`]: the same redaction over a parsed tree, while
+    /// serialising it (keys in the tree's order, removed keys recorded before their siblings'
+    /// descendants). Returns the redacted object's JSON text and the removed paths. Not used by the
+    /// services.
+    pub fn redact_private_tree(&self, original: &Map<String, Value>) -> (String, Vec<String>) {
         let walk = Walk {
             redactor: self,
             path: RefCell::new(Vec::new()),
@@ -92,11 +112,8 @@ impl Redactor {
             walk: &walk,
             value: NodeValue::Object(original),
         })
-        .ok();
-        Redacted {
-            json,
-            removed: walk.removed.into_inner(),
-        }
+        .unwrap_or_default();
+        (json, walk.removed.into_inner())
     }
 
     /// Removes the configured keys from `object` (a `privateMetadata` object), in place. Returns the
@@ -140,25 +157,38 @@ impl Redactor {
 
 /// `privateMetadata` after redaction: only a [`Redactor`] makes one, and a BigQuery row can only
 /// be built from one, so no row can skip redaction.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Redacted {
-    json: Option<String>,
+    /// The column as a JSON string literal, quotes included (`None`: no `privateMetadata`).
+    literal: Option<String>,
     removed: Vec<String>,
+    depth: usize,
 }
 
 impl Redacted {
-    /// The redacted object as JSON text (`None` when the event had no `privateMetadata`).
-    pub fn json(&self) -> Option<&str> {
-        self.json.as_deref()
+    /// The column as the row carries it: a JSON string literal holding the redacted object's JSON
+    /// text (`None` when the event had no `privateMetadata`).
+    pub fn literal(&self) -> Option<&str> {
+        self.literal.as_deref()
     }
 
-    /// The removed paths, e.g. `promptText`, `turns[2].responseText`.
+    /// The redacted object's JSON text (decoded from the literal; for tests and tools).
+    pub fn json(&self) -> Option<String> {
+        serde_json::from_str(self.literal.as_deref()?).ok()
+    }
+
+    /// The removed paths, e.g. `promptText`, `turns[2].responseText`, in document order.
     pub fn removed(&self) -> &[String] {
         &self.removed
     }
 
-    pub fn into_parts(self) -> (Option<String>, Vec<String>) {
-        (self.json, self.removed)
+    /// How deep the redacted object is nested (`{}` is 1).
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    pub fn into_parts(self) -> (Option<String>, Vec<String>, usize) {
+        (self.literal, self.removed, self.depth)
     }
 }
 
@@ -350,7 +380,7 @@ mod tests {
     }
 
     #[test]
-    fn redacting_while_serialising_equals_redacting_in_place() {
+    fn the_single_pass_the_tree_walk_and_in_place_redaction_agree() {
         let r = Redactor::from_list("diff").unwrap();
         let original = obj(json!({
             "promptText": "a", "chatModel": "m", "Diff": [1, {"diff": 2}],
@@ -359,11 +389,22 @@ mod tests {
         }));
         let mut in_place = original.clone();
         let removed = r.redact(&mut in_place);
-        let redacted = r.redact_private(Some(&original));
-        let json: Value = serde_json::from_str(redacted.json().unwrap()).unwrap();
+        let (tree_json, tree_removed) = r.redact_private_tree(&original);
+        let tree: Value = serde_json::from_str(&tree_json).unwrap();
+        assert_eq!(tree, Value::Object(in_place.clone()));
+        assert_eq!(tree_removed, removed);
+        let text = serde_json::to_string(&original).unwrap();
+        let single = r.redact_private(Some(&PrivateMetadata::from_json(&text).unwrap()));
+        let json: Value = serde_json::from_str(&single.json().unwrap()).unwrap();
         assert_eq!(json, Value::Object(in_place));
-        assert_eq!(redacted.removed(), removed);
-        assert_eq!(r.redact_private(None).json(), None);
+        let (mut a, mut b) = (single.removed().to_vec(), removed);
+        a.sort();
+        b.sort();
+        assert_eq!(
+            a, b,
+            "the same paths (the single pass records them in document order)"
+        );
+        assert_eq!(r.redact_private(None), Redacted::default());
     }
 
     #[test]

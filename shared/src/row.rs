@@ -4,10 +4,13 @@
 //! BigQuery, and `privateMetadata` only ever after redaction ([`EventRow::build`] takes a
 //! [`Redacted`], which only a redactor makes, so there is no way to build a row that skipped it). The raw
 //! license key is replaced by its SHA-256. JSON columns are sent as JSON-encoded strings (accepted
-//! by BigQuery, and the only form the emulator takes); timestamps as RFC 3339 strings.
+//! by BigQuery, and the only form the emulator takes); timestamps as RFC 3339 strings. The
+//! `private_metadata` column arrives already written as that string by the one-pass redaction
+//! ([`JsonColumnText::Literal`]) and is copied into the row as it is.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use crate::classify::Classification;
@@ -42,7 +45,7 @@ pub struct EventRow<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<UserCols<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub feature_flags: Option<String>,
+    pub feature_flags: Option<JsonColumnText>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub marketing_tracking: Option<MarketingCols<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -58,9 +61,12 @@ pub struct EventRow<'a> {
     /// data); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_timestamp_original: Option<String>,
-    /// JSON columns left out so that the row could be inserted at all ([`EventRow::fit`]).
+    /// JSON columns left out so that the row could be inserted at all ([`EventRow::encode`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub dropped_columns: Vec<DroppedColumn>,
+    /// How deep the redacted `privateMetadata` is nested, as the redaction measured it.
+    #[serde(skip)]
+    pub private_metadata_depth: usize,
 }
 
 /// A JSON column the row had to leave out: which, why, and how large it was.
@@ -85,16 +91,48 @@ pub struct SourceCols<'a> {
     pub client_version: Option<&'a str>,
 }
 
+/// A JSON column's value, sent as a JSON-encoded string.
+#[derive(Debug, Clone)]
+pub enum JsonColumnText {
+    /// JSON text: escaped into a string literal when the row is encoded.
+    Text(String),
+    /// Already a JSON string literal holding the JSON text (quotes included): copied as it is.
+    Literal(Box<RawValue>),
+}
+
+impl JsonColumnText {
+    /// The bytes it adds to the encoded row (about: a text's escaping is not counted).
+    pub fn len(&self) -> usize {
+        match self {
+            JsonColumnText::Text(t) => t.len(),
+            JsonColumnText::Literal(l) => l.get().len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Serialize for JsonColumnText {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            JsonColumnText::Text(t) => serializer.serialize_str(t),
+            JsonColumnText::Literal(l) => l.serialize(serializer),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ParameterCols<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<String>,
+    pub metadata: Option<JsonColumnText>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub legacy_metadata: Option<String>,
+    pub legacy_metadata: Option<JsonColumnText>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub private_metadata: Option<String>,
+    pub private_metadata: Option<JsonColumnText>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub billing_product: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -188,11 +226,11 @@ impl<'a> SourceCols<'a> {
 }
 
 impl<'a> ParameterCols<'a> {
-    fn of(p: &'a Parameters, private_metadata: Option<String>) -> Self {
+    fn of(p: &'a Parameters, private_metadata: Option<JsonColumnText>) -> Self {
         Self {
             version: p.version,
-            metadata: p.metadata.as_ref().map(json_string),
-            legacy_metadata: p.legacy_metadata.as_ref().map(json_string),
+            metadata: p.metadata.as_ref().map(json_column),
+            legacy_metadata: p.legacy_metadata.as_ref().map(json_column),
             private_metadata,
             billing_product: p
                 .billing_metadata
@@ -266,6 +304,10 @@ fn json_string<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
+fn json_column<T: Serialize>(v: &T) -> JsonColumnText {
+    JsonColumnText::Text(json_string(v))
+}
+
 /// The row's `insertId`: the event id, or, for an id longer than BigQuery accepts, `sha256:` and
 /// the hex digest of it (deterministic, so a redelivery still gets the same insert id).
 pub fn insert_id(id: &EventId) -> String {
@@ -294,7 +336,11 @@ impl<'a> EventRow<'a> {
             handler,
         } = src;
         let event = &payload.event;
-        let (private_metadata, redacted_keys) = redacted.into_parts();
+        let (literal, redacted_keys, private_depth) = redacted.into_parts();
+        // The redaction wrote a valid JSON string literal: this only wraps it.
+        let private_metadata = literal
+            .and_then(|l| RawValue::from_string(l).ok())
+            .map(JsonColumnText::Literal);
         let (earliest, latest) = limits::partition_bounds(ingested_at);
         let clamped = event.timestamp.clamp(earliest, latest);
         EventRow {
@@ -319,7 +365,7 @@ impl<'a> EventRow<'a> {
                 .feature_flags
                 .as_ref()
                 .and_then(|f| f.flags.as_ref())
-                .map(json_string),
+                .map(json_column),
             marketing_tracking: event.marketing_tracking.as_ref().map(MarketingCols::from),
             interaction: event.interaction.as_ref().map(InteractionCols::of),
             request_metadata: RequestMetadataCols::of(&payload.metadata),
@@ -331,6 +377,7 @@ impl<'a> EventRow<'a> {
             ingested_at: ts(&ingested_at),
             event_timestamp_original: (clamped != event.timestamp).then(|| ts(&event.timestamp)),
             dropped_columns: Vec::new(),
+            private_metadata_depth: private_depth,
         }
     }
 
@@ -341,10 +388,16 @@ impl<'a> EventRow<'a> {
     /// large without them is an error, and the message is dead-lettered with it.
     pub fn encode(mut self, insert_id: String) -> Result<PreparedRow, RowError> {
         for column in JsonColumn::ALL {
-            let too_deep = column.slot(&mut self).as_ref().is_some_and(|text| {
-                text.len() > 2 * limits::JSON_COLUMN_MAX_DEPTH
-                    && limits::json_depth(text.as_bytes()) > limits::JSON_COLUMN_MAX_DEPTH
-            });
+            let private_depth = self.private_metadata_depth;
+            let too_deep = match column.slot(&mut self).as_ref() {
+                None => false,
+                // Measured by the redaction's walk.
+                Some(JsonColumnText::Literal(_)) => private_depth > limits::JSON_COLUMN_MAX_DEPTH,
+                Some(JsonColumnText::Text(text)) => {
+                    text.len() > 2 * limits::JSON_COLUMN_MAX_DEPTH
+                        && limits::json_depth(text.as_bytes()) > limits::JSON_COLUMN_MAX_DEPTH
+                }
+            };
             if too_deep {
                 self.drop_column(column, "too_deep");
             }
@@ -357,7 +410,7 @@ impl<'a> EventRow<'a> {
             }
             let largest = JsonColumn::ALL
                 .into_iter()
-                .filter_map(|c| c.slot(&mut self).as_ref().map(|text| (text.len(), c)))
+                .filter_map(|c| c.slot(&mut self).as_ref().map(|col| (col.len(), c)))
                 .max_by_key(|(len, _)| *len);
             match largest {
                 Some((_, column)) => self.drop_column(column, "too_large"),
@@ -367,7 +420,7 @@ impl<'a> EventRow<'a> {
     }
 
     fn drop_column(&mut self, column: JsonColumn, reason: &'static str) {
-        let bytes = column.slot(self).take().map_or(0, |text| text.len());
+        let bytes = column.slot(self).take().map_or(0, |col| col.len());
         self.dropped_columns.push(DroppedColumn {
             path: column.name(),
             reason,
@@ -423,7 +476,7 @@ impl JsonColumn {
         }
     }
 
-    fn slot<'r>(self, row: &'r mut EventRow<'_>) -> &'r mut Option<String> {
+    fn slot<'r>(self, row: &'r mut EventRow<'_>) -> &'r mut Option<JsonColumnText> {
         match self {
             JsonColumn::PrivateMetadata => &mut row.parameters.private_metadata,
             JsonColumn::Metadata => &mut row.parameters.metadata,
