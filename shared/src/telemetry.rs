@@ -5,14 +5,15 @@
 //! (`projects/{project}/traces/{id}`, from `X-Cloud-Trace-Context` or `traceparent`).
 //! tracing-stackdriver camelCases every key, and Cloud Logging only links a line to its trace under
 //! the key `logging.googleapis.com/trace`, so [`CloudLoggingWriter`] renames `trace`, `spanId` and
-//! `traceSampled` (top level, or from the current span) to Cloud Logging's special keys.
+//! `traceSampled` to Cloud Logging's special keys: a byte search in the written line, not a
+//! second parse of it (`BENCHMARKS.md`, issue 17).
 //!
 //! `LOG_FORMAT=text` gives plain human-readable lines instead (the local demo uses it);
 //! `RUST_LOG` filters as usual (default `info`).
 
 use std::io::{self, Write};
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -71,6 +72,11 @@ pub struct CloudLoggingWriter<W: Write> {
 
 impl<W: Write> Write for CloudLoggingWriter<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        // The usual case: the formatter hands over exactly one whole line.
+        if self.buf.is_empty() && memchr::memchr(b'\n', data) == Some(data.len().wrapping_sub(1)) {
+            self.inner.write_all(&rewrite_line(data))?;
+            return Ok(data.len());
+        }
         self.buf.extend_from_slice(data);
         while let Some(end) = self.buf.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = self.buf.drain(..=end).collect();
@@ -94,31 +100,38 @@ impl<W: Write> Drop for CloudLoggingWriter<W> {
     }
 }
 
-const SPECIAL: [(&str, &str); 3] = [
-    ("trace", "logging.googleapis.com/trace"),
-    ("spanId", "logging.googleapis.com/spanId"),
-    ("traceSampled", "logging.googleapis.com/trace_sampled"),
+/// The keys tracing-stackdriver writes for the fields `trace`, `span_id` and `trace_sampled`, and
+/// the keys Cloud Logging links a line to its trace by.
+const SPECIAL_KEYS: [(&str, &str); 3] = [
+    (r#""trace":"#, r#""logging.googleapis.com/trace":"#),
+    (r#""spanId":"#, r#""logging.googleapis.com/spanId":"#),
+    (
+        r#""traceSampled":"#,
+        r#""logging.googleapis.com/trace_sampled":"#,
+    ),
 ];
 
-/// Rewrites one JSON log line; anything that is not a JSON object passes unchanged.
-pub fn rewrite_line(line: &[u8]) -> Vec<u8> {
-    let Ok(mut obj) = serde_json::from_slice::<Map<String, Value>>(line) else {
-        return line.to_vec();
-    };
-    let span_fields = obj.get("span").and_then(Value::as_object).cloned();
-    for (from, to) in SPECIAL {
-        let value = obj
-            .remove(from)
-            .or_else(|| span_fields.as_ref().and_then(|s| s.get(from).cloned()));
-        if let Some(v) = value {
-            obj.insert(to.to_owned(), v);
-        }
+/// Renames the trace keys of one JSON log line to Cloud Logging's, without parsing it: in the
+/// compact JSON tracing-stackdriver writes, `"trace":` can only be a key (a quote inside a value is
+/// always escaped, `\"`), so the bytes are searched and the key alone replaced. A line without
+/// them is passed through as it is.
+pub fn rewrite_line(line: &[u8]) -> Cow<'_, [u8]> {
+    let mut out: Option<Vec<u8>> = None;
+    for (from, to) in SPECIAL_KEYS {
+        let current: &[u8] = out.as_deref().unwrap_or(line);
+        let Some(at) = memchr::memmem::find(current, from.as_bytes()) else {
+            continue;
+        };
+        let mut next = Vec::with_capacity(current.len() + to.len());
+        next.extend_from_slice(&current[..at]);
+        next.extend_from_slice(to.as_bytes());
+        next.extend_from_slice(&current[at + from.len()..]);
+        out = Some(next);
     }
-    let mut out = serde_json::to_vec(&obj).unwrap_or_else(|_| line.to_vec());
-    if line.ends_with(b"\n") {
-        out.push(b'\n');
+    match out {
+        Some(v) => Cow::Owned(v),
+        None => Cow::Borrowed(line),
     }
-    out
 }
 
 /// The trace of the request, from `X-Cloud-Trace-Context: TRACE/SPAN;o=1` or W3C
@@ -206,17 +219,19 @@ mod tests {
 
     #[test]
     fn rewrites_trace_keys_for_cloud_logging() {
-        let line =
-            br#"{"severity":"INFO","trace":"projects/p/traces/abc","spanId":"01","message":"m"}
+        let line = br#"{"severity":"INFO","trace":"projects/p/traces/abc","spanId":"01","traceSampled":true,"message":"m"}
 "#;
-        let out: Value = serde_json::from_slice(&rewrite_line(line)).unwrap();
+        let rewritten = rewrite_line(line);
+        assert!(rewritten.ends_with(b"\n"));
+        let out: serde_json::Value = serde_json::from_slice(&rewritten).unwrap();
         assert_eq!(out["logging.googleapis.com/trace"], "projects/p/traces/abc");
         assert_eq!(out["logging.googleapis.com/spanId"], "01");
+        assert_eq!(out["logging.googleapis.com/trace_sampled"], true);
         assert!(out.get("trace").is_none());
-
-        let line = br#"{"severity":"INFO","span":{"trace":"projects/p/traces/t","name":"push"}}"#;
-        let out: Value = serde_json::from_slice(&rewrite_line(line)).unwrap();
-        assert_eq!(out["logging.googleapis.com/trace"], "projects/p/traces/t");
-        assert_eq!(rewrite_line(b"not json\n"), b"not json\n");
+        assert_eq!(out["message"], "m");
+        // A value that says `"trace":` is escaped in the line: left alone.
+        let line = br#"{"detail":"a \"trace\": b","message":"m"}"#;
+        assert!(matches!(rewrite_line(line), Cow::Borrowed(_)));
+        assert_eq!(rewrite_line(b"not json\n").as_ref(), b"not json\n");
     }
 }
