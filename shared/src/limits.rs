@@ -64,31 +64,44 @@ pub const PUBSUB_MAX_ATTRIBUTES: usize = 100;
 pub const MAX_REQUEST_HEADERS: usize = PUBSUB_MAX_ATTRIBUTES + 60;
 
 /// The deepest nesting of arrays and objects in a JSON text (0 for a scalar). A byte scan that
-/// skips strings; it does not validate.
+/// jumps through strings (`memchr` to the next quote or backslash: a transcript is mostly string);
+/// it does not validate.
 pub fn json_depth(text: &[u8]) -> usize {
     let (mut depth, mut deepest) = (0usize, 0usize);
-    let (mut in_string, mut escaped) = (false, false);
-    for &b in text {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    let mut i = 0;
+    while let Some(&b) = text.get(i) {
         match b {
-            b'"' => in_string = true,
+            b'"' => i = string_end(text, i),
             b'{' | b'[' => {
                 depth += 1;
                 deepest = deepest.max(depth);
+                i += 1;
             }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            _ => i += 1,
         }
     }
     deepest
+}
+
+/// The index just past the JSON string token that opens at `text[i]` (its end when unclosed).
+pub fn string_end(text: &[u8], i: usize) -> usize {
+    let mut j = i + 1;
+    while let Some(k) = text
+        .get(j..)
+        .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+    {
+        let at = j + k;
+        if text[at] == b'\\' {
+            j = at + 2;
+        } else {
+            return at + 1;
+        }
+    }
+    text.len()
 }
 
 #[cfg(test)]

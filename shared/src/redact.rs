@@ -29,6 +29,8 @@ use crate::limits::{MAX_REDACTED_PATH_CHARS, MAX_REDACTED_PATHS};
 
 mod raw;
 
+pub(crate) use raw::escape_into;
+
 /// The transcript convention's keys: every [`Redactor`] removes them, whatever else it removes.
 pub const TRANSCRIPT_KEYS: &[&str] = &["promptText", "responseText"];
 

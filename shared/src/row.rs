@@ -31,7 +31,7 @@ pub struct EventRow<'a> {
     pub subscription: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery_attempt: Option<u32>,
-    pub attributes: String,
+    pub attributes: JsonColumnText,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub publisher_source: Option<&'a str>,
     pub handler: &'static str,
@@ -64,9 +64,6 @@ pub struct EventRow<'a> {
     /// JSON columns left out so that the row could be inserted at all ([`EventRow::encode`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub dropped_columns: Vec<DroppedColumn>,
-    /// How deep the redacted `privateMetadata` is nested, as the redaction measured it.
-    #[serde(skip)]
-    pub private_metadata_depth: usize,
 }
 
 /// A JSON column the row had to leave out: which, why, and how large it was.
@@ -91,22 +88,48 @@ pub struct SourceCols<'a> {
     pub client_version: Option<&'a str>,
 }
 
-/// A JSON column's value, sent as a JSON-encoded string.
+/// A JSON column's value as the row carries it: a JSON string literal holding the column's JSON
+/// text (BigQuery takes JSON columns as JSON-encoded strings), written once and copied into the
+/// row as it is.
 #[derive(Debug, Clone)]
-pub enum JsonColumnText {
-    /// JSON text: escaped into a string literal when the row is encoded.
-    Text(String),
-    /// Already a JSON string literal holding the JSON text (quotes included): copied as it is.
-    Literal(Box<RawValue>),
+pub struct JsonColumnText {
+    literal: Box<RawValue>,
+    /// How deep the column's JSON is nested.
+    depth: usize,
 }
 
 impl JsonColumnText {
-    /// The bytes it adds to the encoded row (about: a text's escaping is not counted).
+    /// The column for `value` (a flat map: nesting 1), its JSON text escaped once into the
+    /// literal (a byte search for quotes and backslashes, not serde's character-by-character
+    /// string escaping).
+    fn of<T: Serialize>(value: &T) -> Self {
+        // Serialising maps of strings and numbers cannot fail.
+        let text = serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec());
+        let mut out = Vec::with_capacity(text.len() + text.len() / 4 + 2);
+        out.push(b'"');
+        crate::redact::escape_into(&mut out, &text);
+        out.push(b'"');
+        // SAFETY: `text` is serde_json's compact output, valid UTF-8 with no raw control
+        // characters; only ASCII backslashes were inserted before its quotes and backslashes,
+        // which makes it exactly one valid JSON string literal.
+        let literal = unsafe { String::from_utf8_unchecked(out) };
+        Self::from_literal(literal, 1)
+    }
+
+    /// The column from a literal the redaction wrote ([`Redacted::literal`]).
+    fn from_literal(literal: String, depth: usize) -> Self {
+        debug_assert!(serde_json::from_str::<String>(&literal).is_ok());
+        // SAFETY (a contract, not memory): every literal reaching here is one valid JSON string,
+        // written by `JsonColumnText::of` or by the redaction's walk (which escapes every quote
+        // and backslash it copies; checked in debug builds and by the redaction proptest), so it
+        // need not be parsed again.
+        let literal = unsafe { RawValue::from_string_unchecked(literal) };
+        Self { literal, depth }
+    }
+
+    /// The bytes it adds to the encoded row.
     pub fn len(&self) -> usize {
-        match self {
-            JsonColumnText::Text(t) => t.len(),
-            JsonColumnText::Literal(l) => l.get().len(),
-        }
+        self.literal.get().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -116,10 +139,7 @@ impl JsonColumnText {
 
 impl Serialize for JsonColumnText {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            JsonColumnText::Text(t) => serializer.serialize_str(t),
-            JsonColumnText::Literal(l) => l.serialize(serializer),
-        }
+        self.literal.serialize(serializer)
     }
 }
 
@@ -229,8 +249,8 @@ impl<'a> ParameterCols<'a> {
     fn of(p: &'a Parameters, private_metadata: Option<JsonColumnText>) -> Self {
         Self {
             version: p.version,
-            metadata: p.metadata.as_ref().map(json_column),
-            legacy_metadata: p.legacy_metadata.as_ref().map(json_column),
+            metadata: p.metadata.as_ref().map(JsonColumnText::of),
+            legacy_metadata: p.legacy_metadata.as_ref().map(JsonColumnText::of),
             private_metadata,
             billing_product: p
                 .billing_metadata
@@ -299,15 +319,6 @@ fn ts(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-fn json_string<T: Serialize>(v: &T) -> String {
-    // Serialising maps of strings and numbers cannot fail.
-    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
-}
-
-fn json_column<T: Serialize>(v: &T) -> JsonColumnText {
-    JsonColumnText::Text(json_string(v))
-}
-
 /// The row's `insertId`: the event id, or, for an id longer than BigQuery accepts, `sha256:` and
 /// the hex digest of it (deterministic, so a redelivery still gets the same insert id).
 pub fn insert_id(id: &EventId) -> String {
@@ -337,10 +348,7 @@ impl<'a> EventRow<'a> {
         } = src;
         let event = &payload.event;
         let (literal, redacted_keys, private_depth) = redacted.into_parts();
-        // The redaction wrote a valid JSON string literal: this only wraps it.
-        let private_metadata = literal
-            .and_then(|l| RawValue::from_string(l).ok())
-            .map(JsonColumnText::Literal);
+        let private_metadata = literal.map(|l| JsonColumnText::from_literal(l, private_depth));
         let (earliest, latest) = limits::partition_bounds(ingested_at);
         let clamped = event.timestamp.clamp(earliest, latest);
         EventRow {
@@ -348,7 +356,7 @@ impl<'a> EventRow<'a> {
             publish_time: message.publish_time.as_ref().map(ts),
             subscription: message.subscription.as_deref(),
             delivery_attempt: message.delivery_attempt,
-            attributes: json_string(&message.attributes),
+            attributes: JsonColumnText::of(&message.attributes),
             publisher_source: message
                 .attributes
                 .get("publisher.source")
@@ -365,7 +373,7 @@ impl<'a> EventRow<'a> {
                 .feature_flags
                 .as_ref()
                 .and_then(|f| f.flags.as_ref())
-                .map(json_column),
+                .map(JsonColumnText::of),
             marketing_tracking: event.marketing_tracking.as_ref().map(MarketingCols::from),
             interaction: event.interaction.as_ref().map(InteractionCols::of),
             request_metadata: RequestMetadataCols::of(&payload.metadata),
@@ -377,7 +385,6 @@ impl<'a> EventRow<'a> {
             ingested_at: ts(&ingested_at),
             event_timestamp_original: (clamped != event.timestamp).then(|| ts(&event.timestamp)),
             dropped_columns: Vec::new(),
-            private_metadata_depth: private_depth,
         }
     }
 
@@ -388,16 +395,11 @@ impl<'a> EventRow<'a> {
     /// large without them is an error, and the message is dead-lettered with it.
     pub fn encode(mut self, insert_id: String) -> Result<PreparedRow, RowError> {
         for column in JsonColumn::ALL {
-            let private_depth = self.private_metadata_depth;
-            let too_deep = match column.slot(&mut self).as_ref() {
-                None => false,
-                // Measured by the redaction's walk.
-                Some(JsonColumnText::Literal(_)) => private_depth > limits::JSON_COLUMN_MAX_DEPTH,
-                Some(JsonColumnText::Text(text)) => {
-                    text.len() > 2 * limits::JSON_COLUMN_MAX_DEPTH
-                        && limits::json_depth(text.as_bytes()) > limits::JSON_COLUMN_MAX_DEPTH
-                }
-            };
+            // Measured when the column was written (by the redaction's walk for privateMetadata).
+            let too_deep = column
+                .slot(&mut self)
+                .as_ref()
+                .is_some_and(|c| c.depth > limits::JSON_COLUMN_MAX_DEPTH);
             if too_deep {
                 self.drop_column(column, "too_deep");
             }

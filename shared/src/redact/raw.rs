@@ -18,7 +18,7 @@
 use std::borrow::Cow;
 
 use super::{Redactor, record};
-use crate::limits::MAX_REDACTED_PATHS;
+use crate::limits::{MAX_REDACTED_PATHS, string_end};
 
 /// The result of one walk.
 pub struct Walked {
@@ -175,9 +175,11 @@ pub fn walk(redactor: &Redactor, raw: &str) -> Walked {
         }
     }
     out.push(b'"');
-    // Only ASCII was added to (and nothing cut out of the middle of) the UTF-8 of `raw`.
-    let literal = String::from_utf8(out)
-        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    // SAFETY: `out` is valid UTF-8: it is made of runs of `raw` (a `&str`), each cut only at an
+    // ASCII byte (a quote, backslash, bracket, brace, comma, colon or whitespace, which never
+    // occur inside a multi-byte sequence), and of ASCII bytes written here.
+    let literal = unsafe { String::from_utf8_unchecked(out) };
+    debug_assert!(serde_json::from_str::<&serde_json::value::RawValue>(&literal).is_ok());
     Walked {
         literal,
         removed,
@@ -227,20 +229,6 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// The index just past the string token starting at `i` (`b[i]` is its opening quote).
-fn string_end(b: &[u8], i: usize) -> usize {
-    let mut j = i + 1;
-    while let Some(k) = memchr::memchr2(b'"', b'\\', &b[j..]) {
-        let at = j + k;
-        if b[at] == b'\\' {
-            j = at + 2;
-        } else {
-            return at + 1;
-        }
-    }
-    b.len()
-}
-
 /// The index just past the number, `true`, `false` or `null` starting at `i`.
 fn scalar_end(b: &[u8], mut i: usize) -> usize {
     while let Some(&c) = b.get(i) {
@@ -278,7 +266,7 @@ fn skip_value(b: &[u8], i: usize) -> usize {
 }
 
 /// Appends `bytes` escaped for a JSON string literal: a backslash before each `"` and `\`.
-fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut rest = bytes;
     while let Some(k) = memchr::memchr2(b'"', b'\\', rest) {
         out.extend_from_slice(&rest[..k]);
