@@ -17,7 +17,11 @@
 # packages if missing (needs root), builds the release binaries. Takes about 90 s plus the
 # build. Logs, bodies and wrk output: target/bench-load/.
 #
+# The services log as in production (RUST_LOG=info, JSON lines: one per push) into their log file.
+#
 # Usage: ./scripts/bench-load.sh
+#        BEFORE=/path/to/target/release ./scripts/bench-load.sh   # also the same scenarios with
+#                                        the sub-v2 and to-bq binaries there (before/after, one run)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
@@ -101,7 +105,7 @@ INSERT_CLIENT=gcp-bigquery-client
 # The environment of the services (README.md, Configuration), against the insertAll stand-in.
 service_env() {
   printf '%s\n' GOOGLE_CLOUD_PROJECT=bench BIGQUERY_DATASET=d \
-    "BIGQUERY_EMULATOR_HOST=127.0.0.1:${PORT[insertall]}" PUSH_AUTH=off RUST_LOG=warn LOG_FORMAT=json \
+    "BIGQUERY_EMULATOR_HOST=127.0.0.1:${PORT[insertall]}" PUSH_AUTH=off RUST_LOG=info LOG_FORMAT=json \
     "BIGQUERY_BATCH_LINGER_MS=$LINGER_MS" "BIGQUERY_BATCH_MAX_ROWS=$MAX_ROWS" \
     "BIGQUERY_INSERT_CLIENT=$INSERT_CLIENT"
 }
@@ -112,6 +116,10 @@ start_target() {
   stop "$name"
   case $name in
     floor) start floor "$RELEASE/floor" ;;
+    *@before)
+      mapfile -t env < <(service_env)
+      start "$name" "$BEFORE/${name%@before}" "${env[@]}"
+      ;;
     *)
       mapfile -t env < <(service_env)
       start "$name" "$RELEASE/$name" "${env[@]}"
@@ -268,6 +276,11 @@ main() {
   done
   INSERT_CLIENT=gcp-bigquery-client
   scenario subv2-skip sub-v2 skip "$CONNS" "$DURATION"
+  if [[ -n ${BEFORE:-} ]]; then
+    scenario subv2-plain-before sub-v2@before plain "$CONNS" "$DURATION"
+    scenario tobq-transcript-before to-bq@before transcript "$CONNS" "$DURATION"
+    scenario subv2-skip-before sub-v2@before skip "$CONNS" "$DURATION"
+  fi
 
   INSERTALL_LATENCY=$SLOW_LATENCY_MS
   start_insertall "$INSERTALL_LATENCY"

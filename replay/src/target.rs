@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use pipeline::outcome::{Label, NOT_FOR_THIS_SUBSCRIPTION};
+use pipeline::outcome::{Label, NOT_FOR_THIS_SUBSCRIPTION, PushAnswer};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -72,7 +72,8 @@ impl Target {
             Err(e) => Verdict::Keep(format!("unreachable: {}", e.without_url())),
             Ok(resp) => {
                 let status = resp.status();
-                let body: Value = resp.json().await.unwrap_or(Value::Null);
+                // Anything that is not the handlers' answer reads as an empty one: kept.
+                let body: PushAnswer = resp.json().await.unwrap_or_default();
                 judge(status, &body)
             }
         })
@@ -93,13 +94,13 @@ pub enum Verdict {
 /// whose `outcome` says stored, or skipped for a reason of the handler's own. Not
 /// [`Label::is_ack`]: a `dead_lettered` answer is acked by Pub/Sub, but for a replay it would
 /// mean the letter is gone from this subscription with nothing stored.
-pub fn judge(status: StatusCode, body: &Value) -> Verdict {
+pub fn judge(status: StatusCode, body: &PushAnswer) -> Verdict {
     if !status.is_success() {
-        let error = body["error"].as_str().unwrap_or("");
+        let error = body.error.as_deref().unwrap_or("");
         return Verdict::Keep(format!("HTTP {} {error}", status.as_u16()));
     }
-    let outcome = body["outcome"].as_str().and_then(Label::parse);
-    let reason = body["reason"].as_str().unwrap_or("");
+    let outcome = Label::parse(&body.outcome);
+    let reason = body.reason.as_deref().unwrap_or("");
     match outcome {
         Some(label @ (Label::Written | Label::AlreadyStored)) => Verdict::Ack(label, String::new()),
         // Sent to a handler that does not own it: nothing was stored, keep the dead letter.
@@ -121,8 +122,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn answer(body: Value) -> PushAnswer<'static> {
+        serde_json::from_value(body).unwrap_or_default()
+    }
+
     fn ok(body: Value) -> Verdict {
-        judge(StatusCode::OK, &body)
+        judge(StatusCode::OK, &answer(body))
     }
 
     #[test]
@@ -155,12 +160,12 @@ mod tests {
         assert_eq!(
             judge(
                 StatusCode::BAD_REQUEST,
-                &json!({"outcome": "rejected", "error": "invalid_payload"})
+                &answer(json!({"outcome": "rejected", "error": "invalid_payload"}))
             ),
             Verdict::Keep("HTTP 400 invalid_payload".into())
         );
         assert_eq!(
-            judge(StatusCode::SERVICE_UNAVAILABLE, &Value::Null),
+            judge(StatusCode::SERVICE_UNAVAILABLE, &answer(Value::Null)),
             Verdict::Keep("HTTP 503 ".into())
         );
     }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
 
 use crate::decode::PushMessage;
 use crate::failure::{Failure, FailureKind};
@@ -178,6 +179,57 @@ pub struct Verdict<'a> {
     /// The skip reason or the failure code; empty for writes.
     pub reason: &'a str,
     pub detail: Cow<'a, str>,
+}
+
+/// The body of every answer to a push, one serde type for the server that writes it and for
+/// `replay` (and the tests) that read it: `outcome` always; `target` or `reason` for a success;
+/// `error` and `detail` for a failure, with the dead-letter message id or why there is none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PushAnswer<'a> {
+    pub outcome: Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_message_id: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_error: Option<Cow<'a, str>>,
+}
+
+impl Report {
+    /// The answer's body for this report.
+    pub fn answer(&self) -> PushAnswer<'_> {
+        let verdict = self.verdict();
+        let mut answer = PushAnswer {
+            outcome: Cow::Borrowed(verdict.label.as_str()),
+            event_id: self.summary.event_id.as_deref().map(Cow::Borrowed),
+            ..PushAnswer::default()
+        };
+        match &self.result {
+            Ok(Outcome::Written { target } | Outcome::AlreadyStored { target }) => {
+                answer.target = Some(Cow::Borrowed(target));
+            }
+            Ok(Outcome::Skipped { reason }) => answer.reason = Some(Cow::Borrowed(reason)),
+            Err(f) => {
+                answer.error = Some(Cow::Borrowed(f.code));
+                answer.detail = Some(Cow::Borrowed(&f.detail));
+                match &self.dead_letter {
+                    Some(Ok(id)) => answer.dead_letter_message_id = Some(Cow::Borrowed(id)),
+                    Some(Err(e)) => answer.dead_letter_error = Some(Cow::Borrowed(e)),
+                    None => {}
+                }
+            }
+        }
+        answer
+    }
 }
 
 /// Messages whose attributes disagreed with their payload, since start-up (`routingMismatchTotal`).

@@ -33,7 +33,7 @@ use crate::dead_letter::{DeadLetter, DeadLetterSink, REPLAY_HEADER};
 use crate::decode::{MAX_PUSH_BODY_BYTES, PushMessage};
 use crate::failure::{Failure, FailureKind};
 use crate::handler::Handler;
-use crate::outcome::{self, Outcome, Report, TraceFields};
+use crate::outcome::{self, Report, TraceFields};
 use crate::telemetry::TraceContext;
 
 /// What every request reads, behind one `Arc`: axum clones the state for each layer of each
@@ -261,25 +261,7 @@ fn finish(state: &AppState, headers: &HeaderMap, report: Report, started: Instan
     respond(&report)
 }
 
-/// The response body: `outcome` always; `target` or `reason` for a success; `error` and
-/// `detail` for a failure, with the dead-letter message id or error.
+/// The answer: the verdict's status, and the report's [`crate::outcome::PushAnswer`] as JSON.
 fn respond(report: &Report) -> Response {
-    let verdict = report.verdict();
-    let mut body = json!({"outcome": verdict.label.as_str(), "eventId": report.summary.event_id});
-    match &report.result {
-        Ok(Outcome::Written { target } | Outcome::AlreadyStored { target }) => {
-            body["target"] = json!(target)
-        }
-        Ok(Outcome::Skipped { reason }) => body["reason"] = json!(reason),
-        Err(f) => {
-            body["error"] = json!(f.code);
-            body["detail"] = json!(f.detail);
-            match &report.dead_letter {
-                Some(Ok(id)) => body["deadLetterMessageId"] = json!(id),
-                Some(Err(e)) => body["deadLetterError"] = json!(e),
-                None => {}
-            }
-        }
-    }
-    (verdict.status, axum::Json(body)).into_response()
+    (report.verdict().status, axum::Json(report.answer())).into_response()
 }
