@@ -14,6 +14,7 @@
 use std::io::{self, Write};
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -116,10 +117,13 @@ const SPECIAL_KEYS: [(&str, &str); 3] = [
 /// always escaped, `\"`), so the bytes are searched and the key alone replaced. A line without
 /// them is passed through as it is.
 pub fn rewrite_line(line: &[u8]) -> Cow<'_, [u8]> {
+    static FINDERS: LazyLock<[memchr::memmem::Finder<'static>; 3]> = LazyLock::new(|| {
+        SPECIAL_KEYS.map(|(from, _)| memchr::memmem::Finder::new(from.as_bytes()))
+    });
     let mut out: Option<Vec<u8>> = None;
-    for (from, to) in SPECIAL_KEYS {
+    for ((from, to), finder) in SPECIAL_KEYS.iter().zip(FINDERS.iter()) {
         let current: &[u8] = out.as_deref().unwrap_or(line);
-        let Some(at) = memchr::memmem::find(current, from.as_bytes()) else {
+        let Some(at) = finder.find(current) else {
             continue;
         };
         let mut next = Vec::with_capacity(current.len() + to.len());
