@@ -17,7 +17,8 @@
 # packages if missing (needs root), builds the release binaries. Takes about 90 s plus the
 # build. Logs, bodies and wrk output: target/bench-load/.
 #
-# The services log as in production (RUST_LOG=info, JSON lines: one per push) into their log file.
+# The services log as in production (RUST_LOG=info, JSON lines: one per push) into their log file;
+# LOG_LEVEL=warn runs them without the per-push line, to see what it costs.
 #
 # Usage: ./scripts/bench-load.sh
 #        BEFORE=/path/to/target/release ./scripts/bench-load.sh   # also the same scenarios with
@@ -105,7 +106,7 @@ INSERT_CLIENT=gcp-bigquery-client
 # The environment of the services (README.md, Configuration), against the insertAll stand-in.
 service_env() {
   printf '%s\n' GOOGLE_CLOUD_PROJECT=bench BIGQUERY_DATASET=d \
-    "BIGQUERY_EMULATOR_HOST=127.0.0.1:${PORT[insertall]}" PUSH_AUTH=off RUST_LOG=info LOG_FORMAT=json \
+    "BIGQUERY_EMULATOR_HOST=127.0.0.1:${PORT[insertall]}" PUSH_AUTH=off "RUST_LOG=${LOG_LEVEL:-info}" LOG_FORMAT=json \
     "BIGQUERY_BATCH_LINGER_MS=$LINGER_MS" "BIGQUERY_BATCH_MAX_ROWS=$MAX_ROWS" \
     "BIGQUERY_INSERT_CLIENT=$INSERT_CLIENT"
 }

@@ -297,10 +297,12 @@ mod tests {
         }
     }
 
-    fn payload(identifier: serde_json::Value) -> TelemetryPayload {
+    fn payload(identifier: serde_json::Value) -> TelemetryPayload<'static> {
         let data = json!({"event": {"id": "e", "timestamp": "2024-05-14T21:12:07Z",
             "feature": "f", "action": "a"}, "metadata": {"identifier": identifier}});
-        TelemetryPayload::parse(data.to_string().as_bytes()).unwrap()
+        // The payload borrows from its bytes: kept for the test's length.
+        let bytes: &'static [u8] = Box::leak(data.to_string().into_bytes().into_boxed_slice());
+        TelemetryPayload::parse(bytes).unwrap()
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! Privacy: `privateMetadata` and the license key never appear in `Debug` output or in parse errors.
 //! A parse error names the field path and what was wrong with it, never the offending value.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -82,16 +83,18 @@ impl EventError {
 }
 
 /// `{"event": …, "metadata": …}`: one telemetry v2 event and the metadata of the request that carried it.
+/// `privateMetadata` is borrowed from the bytes it was parsed from, never copied.
 #[derive(Debug, Clone, Deserialize)]
-pub struct TelemetryPayload {
-    pub event: Event,
+pub struct TelemetryPayload<'a> {
+    #[serde(borrow)]
+    pub event: Event<'a>,
     #[serde(default)]
     pub metadata: RequestMetadata,
 }
 
-impl TelemetryPayload {
+impl<'a> TelemetryPayload<'a> {
     /// Parses `message.data`. The error says where and what, never which value.
-    pub fn parse(data: &[u8]) -> Result<Self, EventError> {
+    pub fn parse(data: &'a [u8]) -> Result<Self, EventError> {
         if data.iter().all(u8::is_ascii_whitespace) {
             return Err(EventError::Empty);
         }
@@ -132,7 +135,7 @@ impl TelemetryPayload {
 
     /// The slow path: any nesting up to [`crate::limits::MAX_EVENT_DEPTH`], with the path of
     /// whatever is wrong.
-    fn parse_deep(data: &[u8]) -> Result<Self, EventError> {
+    fn parse_deep(data: &'a [u8]) -> Result<Self, EventError> {
         let mut de = serde_json::Deserializer::from_slice(data);
         de.disable_recursion_limit();
         let stacked = serde_stacker::Deserializer {
@@ -289,15 +292,15 @@ impl<'de> Deserialize<'de> for EventId {
 /// `telemetrygateway.v1.Event`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Event {
+pub struct Event<'a> {
     pub id: EventId,
     pub timestamp: DateTime<Utc>,
     pub feature: String,
     pub action: String,
     #[serde(default)]
     pub source: Option<Source>,
-    #[serde(default)]
-    pub parameters: Parameters,
+    #[serde(default, borrow)]
+    pub parameters: Parameters<'a>,
     #[serde(default)]
     pub user: Option<User>,
     #[serde(default, alias = "feature_flags")]
@@ -308,7 +311,7 @@ pub struct Event {
     pub interaction: Option<Interaction>,
 }
 
-impl Event {
+impl Event<'_> {
     /// The name of the transcript flag in `parameters.metadata` (and, prefixed with `event.`, the
     /// attribute the gateway derives from it).
     pub const TRANSCRIPT_FLAG: &'static str = "recordsPrivateMetadataTranscript";
@@ -349,7 +352,7 @@ pub struct ClientSource {
 /// `Event.parameters`. `Debug` does not print `privateMetadata`.
 #[derive(Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Parameters {
+pub struct Parameters<'a> {
     #[serde(default)]
     pub version: Option<i32>,
     #[serde(default, alias = "legacy_metadata")]
@@ -359,13 +362,13 @@ pub struct Parameters {
     /// `google.protobuf.Struct`: any JSON object, kept as its published JSON text. `None` when
     /// absent (or `null`), `Some({})` when set but empty; the gateway tells these apart too
     /// (`event.hasPrivateMetadata`).
-    #[serde(default, alias = "private_metadata")]
-    pub private_metadata: Option<PrivateMetadata>,
+    #[serde(default, borrow, alias = "private_metadata")]
+    pub private_metadata: Option<PrivateMetadata<'a>>,
     #[serde(default, alias = "billing_metadata")]
     pub billing_metadata: Option<BillingMetadata>,
 }
 
-impl fmt::Debug for Parameters {
+impl fmt::Debug for Parameters<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Parameters")
             .field("version", &self.version)
@@ -387,9 +390,9 @@ impl fmt::Debug for Parameters {
 /// JSON text it was published as: validated by the parser, never built into a tree. Redaction
 /// walks it once ([`crate::redact`]); `to-gcs` never looks inside. `Debug` shows its size only.
 #[derive(Clone)]
-pub struct PrivateMetadata(Box<RawValue>);
+pub struct PrivateMetadata<'a>(Cow<'a, RawValue>);
 
-impl PrivateMetadata {
+impl PrivateMetadata<'_> {
     /// The published JSON text (insignificant whitespace included).
     pub fn json(&self) -> &str {
         self.0.get()
@@ -405,9 +408,10 @@ impl PrivateMetadata {
     }
 
     /// From JSON text (tests and tools): must be an object.
-    pub fn from_json(text: &str) -> Result<Self, String> {
+    pub fn from_json(text: &str) -> Result<PrivateMetadata<'static>, String> {
         let raw = RawValue::from_string(text.to_owned()).map_err(|e| e.to_string())?;
-        Self::object(raw).map_err(|_| "privateMetadata must be a JSON object".to_owned())
+        PrivateMetadata::object(Cow::Owned(raw))
+            .map_err(|_| "privateMetadata must be a JSON object".to_owned())
     }
 
     /// The object as a tree (tests and tools; the services never build one).
@@ -417,26 +421,29 @@ impl PrivateMetadata {
         let stacked = serde_stacker::Deserializer::new(&mut de);
         Map::deserialize(stacked).map_err(|e| e.to_string())
     }
+}
 
-    fn object(raw: Box<RawValue>) -> Result<Self, Box<RawValue>> {
+impl<'a> PrivateMetadata<'a> {
+    fn object(raw: Cow<'a, RawValue>) -> Result<Self, ()> {
         if raw.get().trim_start().starts_with('{') {
             Ok(Self(raw))
         } else {
-            Err(raw)
+            Err(())
         }
     }
 }
 
-impl<'de> Deserialize<'de> for PrivateMetadata {
+impl<'de: 'a, 'a> Deserialize<'de> for PrivateMetadata<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = Box::<RawValue>::deserialize(d)?;
+        // Borrowed from the message's bytes: the parser checks the JSON, nothing is copied.
+        let raw = Cow::Borrowed(<&'de RawValue>::deserialize(d)?);
         // The value itself is never quoted in the error: it may be transcript text.
         Self::object(raw)
             .map_err(|_| de::Error::invalid_type(de::Unexpected::Other("a non-object"), &"a map"))
     }
 }
 
-impl fmt::Debug for PrivateMetadata {
+impl fmt::Debug for PrivateMetadata<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,

@@ -310,7 +310,7 @@ impl<'a> RequestMetadataCols<'a> {
 /// What the row mapper needs about one message.
 pub struct RowSource<'a> {
     pub message: &'a PushMessage,
-    pub payload: &'a TelemetryPayload,
+    pub payload: &'a TelemetryPayload<'a>,
     pub classification: &'a Classification,
     pub handler: &'static str,
 }
