@@ -103,7 +103,7 @@ impl<'a> TelemetryPayload<'a> {
         // (it costs about a third of the parse), and with any nesting the gateway can send, on a
         // stack that grows as needed.
         if let Ok(payload) = serde_json::from_slice::<Self>(data) {
-            return payload.within_depth();
+            return Ok(payload);
         }
         let depth = crate::limits::json_depth(data);
         if depth > crate::limits::MAX_EVENT_DEPTH {
@@ -111,26 +111,33 @@ impl<'a> TelemetryPayload<'a> {
         }
         // On a stack of its own: a payload that fails after a deep value was built drops that
         // value inside the parser, recursively, before any iterative `Drop` can take it apart.
-        stacker::grow(crate::limits::DEEP_PARSE_STACK, || Self::parse_deep(data))?.within_depth()
+        stacker::grow(crate::limits::DEEP_PARSE_STACK, || Self::parse_deep(data))
     }
 
     /// `privateMetadata` is kept as text, so the parser never walked its nesting: an event whose
-    /// `privateMetadata` is deeper than any the gateway accepts is refused here, like any other
-    /// too-deep event. (Text shorter than twice the limit cannot be that deep: not scanned.)
-    fn within_depth(self) -> Result<Self, EventError> {
+    /// `privateMetadata` is deeper than any the gateway accepts is refused, like any other
+    /// too-deep event, by this check (a scan; text shorter than twice the limit cannot be that
+    /// deep and is not scanned), or, on the row path, by the redaction's walk, which measures it
+    /// anyway ([`TelemetryPayload::check_private_depth`]).
+    pub fn check_depth(&self) -> Result<(), EventError> {
         let Some(pm) = &self.event.parameters.private_metadata else {
-            return Ok(self);
+            return Ok(());
         };
-        let max = crate::limits::MAX_EVENT_DEPTH;
-        if pm.json().len() <= 2 * max {
-            return Ok(self);
+        if pm.json().len() <= 2 * crate::limits::MAX_EVENT_DEPTH {
+            return Ok(());
         }
-        // `{"event":{"parameters":{"privateMetadata":…`: three levels above it.
-        let depth = 3 + crate::limits::json_depth(pm.json().as_bytes());
-        if depth > max {
-            return Err(EventError::TooDeep(depth));
+        Self::check_private_depth(crate::limits::json_depth(pm.json().as_bytes()))
+    }
+
+    /// Whether `privateMetadata` nested `depth` deep keeps the event within the gateway's limit
+    /// (`{"event":{"parameters":{"privateMetadata":…`: three levels above it).
+    pub fn check_private_depth(depth: usize) -> Result<(), EventError> {
+        let whole = 3 + depth;
+        if whole > crate::limits::MAX_EVENT_DEPTH {
+            Err(EventError::TooDeep(whole))
+        } else {
+            Ok(())
         }
-        Ok(self)
     }
 
     /// The slow path: any nesting up to [`crate::limits::MAX_EVENT_DEPTH`], with the path of

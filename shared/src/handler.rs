@@ -100,6 +100,7 @@ impl Handler {
         let classification = self.classify(message, &payload, summary);
         match &self.writer {
             Writer::Bucket { store, prefix } => {
+                payload.check_depth()?;
                 if let Some(reason) = classification.checks.skip_reason() {
                     return Ok(Outcome::Skipped { reason });
                 }
@@ -109,6 +110,7 @@ impl Handler {
             }
             Writer::Table { sink, owns } => {
                 if classification.route != *owns {
+                    payload.check_depth()?;
                     return Ok(Outcome::Skipped {
                         reason: NOT_FOR_THIS_SUBSCRIPTION.into(),
                     });
@@ -130,6 +132,8 @@ impl Handler {
         summary: &mut Summary,
     ) -> Result<PreparedRow, Failure> {
         let redacted = self.redact(&payload, summary);
+        // The walk measured how deep privateMetadata is: no scan of its own.
+        TelemetryPayload::check_private_depth(redacted.whole_depth())?;
         let row = self.row(message, &payload, classification, redacted);
         row.encode(insert_id(&payload.event.id))
             .map_err(|e| Failure::new(FailureKind::Rejected, e.code(), e.to_string()))

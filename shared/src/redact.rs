@@ -96,6 +96,7 @@ impl Redactor {
             literal: Some(walked.literal),
             removed: walked.removed,
             depth: walked.depth,
+            whole_depth: walked.whole_depth,
         }
     }
 
@@ -165,6 +166,8 @@ pub struct Redacted {
     literal: Option<String>,
     removed: Vec<String>,
     depth: usize,
+    /// The nesting of the original, removed members included.
+    whole_depth: usize,
 }
 
 impl Redacted {
@@ -187,6 +190,11 @@ impl Redacted {
     /// How deep the redacted object is nested (`{}` is 1).
     pub fn depth(&self) -> usize {
         self.depth
+    }
+
+    /// How deep the original object was nested, removed members included.
+    pub fn whole_depth(&self) -> usize {
+        self.whole_depth
     }
 
     pub fn into_parts(self) -> (Option<String>, Vec<String>, usize) {

@@ -28,6 +28,8 @@ pub struct Walked {
     pub removed: Vec<String>,
     /// The deepest nesting of what was kept (`{}` is 1).
     pub depth: usize,
+    /// The deepest nesting of the whole value, removed members included.
+    pub whole_depth: usize,
 }
 
 enum Frame {
@@ -60,6 +62,8 @@ pub fn walk(redactor: &Redactor, raw: &str) -> Walked {
     let mut stack: Vec<Frame> = Vec::new();
     let mut path: Vec<Segment<'_>> = Vec::new();
     let (mut depth, mut deepest) = (0usize, 0usize);
+    // The deepest nesting of the whole value, the removed members included.
+    let mut whole = 0usize;
     let mut i = 0;
     let mut state = State::Value;
     while i <= b.len() {
@@ -126,7 +130,9 @@ pub fn walk(redactor: &Redactor, raw: &str) -> Walked {
                             if removed.len() < MAX_REDACTED_PATHS {
                                 record(&mut removed, path_to(&path, &key));
                             }
-                            i = skip_value(b, i);
+                            let (end, nested) = skip_value(b, i);
+                            whole = whole.max(depth + nested);
+                            i = end;
                             continue;
                         }
                         if let Some(Frame::Object { wrote }) = stack.last_mut() {
@@ -184,6 +190,7 @@ pub fn walk(redactor: &Redactor, raw: &str) -> Walked {
         literal,
         removed,
         depth: deepest,
+        whole_depth: whole.max(deepest),
     }
 }
 
@@ -240,27 +247,29 @@ fn scalar_end(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// The index just past the value starting at `i` (after whitespace), without recursion.
-fn skip_value(b: &[u8], i: usize) -> usize {
+/// The index just past the value starting at `i` (after whitespace), without recursion, and how
+/// deep the value is nested (`{}` is 1, a scalar 0).
+fn skip_value(b: &[u8], i: usize) -> (usize, usize) {
     let mut i = skip_ws(b, i);
-    let mut open = 0usize;
+    let (mut open, mut deepest) = (0usize, 0usize);
     loop {
         match b.get(i) {
-            None => return i,
+            None => return (i, deepest),
             Some(b'"') => i = string_end(b, i),
             Some(b'{' | b'[') => {
                 open += 1;
+                deepest = deepest.max(open);
                 i += 1;
             }
             Some(b'}' | b']') => {
                 open = open.saturating_sub(1);
                 i += 1;
             }
-            Some(_) if open == 0 => return scalar_end(b, i),
+            Some(_) if open == 0 => return (scalar_end(b, i), 0),
             Some(_) => i += 1,
         }
         if open == 0 {
-            return i;
+            return (i, deepest);
         }
     }
 }
@@ -345,8 +354,16 @@ mod tests {
             "]".repeat(depth)
         );
         let w = walk(&Redactor::default(), &raw);
-        assert_eq!(w.depth, depth + 2);
+        assert_eq!((w.depth, w.whole_depth), (depth + 2, depth + 2));
         assert_eq!(w.removed.len(), 1);
         assert!(!w.literal.contains("promptText"));
+        // A deep removed member counts for the whole value's nesting, not for the column's.
+        let raw = format!(
+            r#"{{"k":1,"promptText":{}{}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        let w = walk(&Redactor::default(), &raw);
+        assert_eq!((w.depth, w.whole_depth), (1, depth + 1));
     }
 }
