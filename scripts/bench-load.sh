@@ -10,8 +10,8 @@
 #     an insertAll stand-in (bench/src/bin/insertall.rs), first instant, then 50 ms slow;
 #   - peak RSS (VmHWM) of the server, which is restarted for each scenario;
 #   - cold start of sub-v2 (exec to the first 200 on /healthz, median of 5) and its idle RSS;
-#   - the A/B of the insertAll client (BIGQUERY_INSERT_CLIENT): gcp-bigquery-client, the default,
-#     against the request written from the rows' text ("direct"), same scenarios, same run.
+#   - the A/B of the insertAll client (BIGQUERY_INSERT_CLIENT): the request written from the rows'
+#     text ("direct", the default) against gcp-bigquery-client, same scenarios, same run.
 #
 # Everything listens on 127.0.0.1 (free ports) and is stopped on exit. Installs wrk from Debian's
 # packages if missing (needs root), builds the release binaries. Takes about 90 s plus the
@@ -101,7 +101,7 @@ stop() {
 }
 
 # The insertAll client of the services started next (BIGQUERY_INSERT_CLIENT).
-INSERT_CLIENT=gcp-bigquery-client
+INSERT_CLIENT=direct
 
 # The environment of the services (README.md, Configuration), against the insertAll stand-in.
 service_env() {
@@ -275,12 +275,14 @@ main() {
     scenario "subv2-plain-$INSERT_CLIENT" sub-v2 plain "$CONNS" "$DURATION"
     scenario "tobq-transcript-$INSERT_CLIENT" to-bq transcript "$CONNS" "$DURATION"
   done
-  INSERT_CLIENT=gcp-bigquery-client
+  INSERT_CLIENT=direct
   scenario subv2-skip sub-v2 skip "$CONNS" "$DURATION"
   if [[ -n ${BEFORE:-} ]]; then
+    INSERT_CLIENT=gcp-bigquery-client # every earlier build has it (the default up to issue 17)
     scenario subv2-plain-before sub-v2@before plain "$CONNS" "$DURATION"
     scenario tobq-transcript-before to-bq@before transcript "$CONNS" "$DURATION"
     scenario subv2-skip-before sub-v2@before skip "$CONNS" "$DURATION"
+    INSERT_CLIENT=direct
   fi
 
   INSERTALL_LATENCY=$SLOW_LATENCY_MS
@@ -289,7 +291,7 @@ main() {
   for INSERT_CLIENT in gcp-bigquery-client direct; do
     scenario "subv2-plain-c$HIGH_CONNS-$INSERT_CLIENT" sub-v2 plain "$HIGH_CONNS" "$HIGH_DURATION"
   done
-  INSERT_CLIENT=gcp-bigquery-client
+  INSERT_CLIENT=direct
 
   coldstart
   stop insertall

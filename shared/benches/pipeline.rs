@@ -1,5 +1,7 @@
 //! decode → classify → redact → row, per message kind, through the real handler (its sink keeps
-//! nothing), next to `serde_json` parsing the same push body alone: the in-process floor.
+//! nothing), next to two floors: `serde_json` parsing the same push body alone (the event inside
+//! is one base64 string to it), and the least any handler must do with those bytes: parse the
+//! push, decode the base64 data and parse the event as a `serde_json::Value`.
 //! Run with `cargo bench -p transcript-pipeline --bench pipeline` (or `scripts/bench.sh`).
 
 #[path = "corpus.rs"]
@@ -39,6 +41,17 @@ fn pipeline(c: &mut Criterion) {
         }
         group.bench_function("serde_json_floor", |b| {
             b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&body)).map(drop))
+        });
+        group.bench_function("event_floor", |b| {
+            b.iter(|| {
+                let push: serde_json::Value =
+                    serde_json::from_slice(black_box(&body)).expect("a push");
+                let data = push["message"]["data"].as_str().expect("data");
+                let event = base64_simd::STANDARD
+                    .decode_to_vec(data.as_bytes())
+                    .expect("base64");
+                serde_json::from_slice::<serde_json::Value>(&event).map(drop)
+            })
         });
         group.bench_function("handler", |b| {
             b.iter(|| {

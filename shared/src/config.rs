@@ -353,7 +353,7 @@ impl SinkTarget {
     }
 }
 
-/// `BIGQUERY_INSERT_CLIENT`: `gcp-bigquery-client` (default) or `direct`.
+/// `BIGQUERY_INSERT_CLIENT`: `direct` (default) or `gcp-bigquery-client`.
 fn insert_client_from_env(env: &Env<'_>) -> Result<InsertClient, ConfigError> {
     let Some(v) = env.get("BIGQUERY_INSERT_CLIENT") else {
         return Ok(InsertClient::default());
@@ -647,7 +647,7 @@ mod tests {
                 },
                 emulator: Some("http://127.0.0.1:9050".into()),
                 batch: BatchSettings::default(),
-                insert: InsertClient::Crate,
+                insert: InsertClient::Direct,
             }
         );
     }

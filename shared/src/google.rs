@@ -3,8 +3,9 @@
 //! Maintained clients make the calls they cover:
 //! - Cloud Storage object writes and reads: Google's `google-cloud-storage` ([`crate::sink::gcs`],
 //!   [`storage::Bucket::read`]);
-//! - BigQuery `tables.get`, `jobs.query`/`jobs.getQueryResults` and `tabledata.insertAll`:
-//!   `gcp-bigquery-client` ([`bigquery`]);
+//! - BigQuery `tables.get` and `jobs.query`/`jobs.getQueryResults`: `gcp-bigquery-client`
+//!   ([`bigquery`]), which can also send `tabledata.insertAll` (by default the rows' request is
+//!   written from their JSON text and sent through [`Api`]: `crate::sink::bigquery` says why);
 //! - Pub/Sub publishing (dead letters): `google-cloud-pubsub`'s `Publisher`, over gRPC
 //!   ([`pubsub::Publisher`]).
 //!
@@ -138,7 +139,7 @@ pub mod calls {
     pub const TABLEDATA_INSERT_ALL: Call = Call {
         id: "bigquery.tabledata.insertAll",
         sent_by: "to-bq and sub-v2: the rows of concurrent pushes (group commit)",
-        client: BIGQUERY_CRATE,
+        client: "the JSON layer, written from the rows' text; or gcp-bigquery-client (`BIGQUERY_INSERT_CLIENT`)",
     };
     pub const JOBS_QUERY: Call = Call {
         id: "bigquery.jobs.query",

@@ -12,8 +12,10 @@
 //! `gcp-bigquery-client` (which parses each row's JSON text into a tree and serialises it again),
 //! or the JSON layer with the request written straight from the rows' text, encoded once when
 //! each row was built ([`PreparedRow`]). Both go through [`crate::google`]: the same credentials,
-//! error, classifier and retry rule. `BENCHMARKS.md` ("BigQuery client A/B") has the measurement
-//! that chose the default.
+//! error, classifier and retry rule. The default is the direct request: once rows were written in
+//! one pass as JSON text (issue 17), the crate, which parses every row again, ran below the 85 % of
+//! it that issue 16 set as the bar for `sub-v2` (`BENCHMARKS.md`, "BigQuery client A/B, again").
+//! `tables.get` and `jobs.query` go through the crate either way.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,13 +29,14 @@ use crate::google::{Api, BIGQUERY, Credentials, GoogleError, calls};
 
 pub use crate::google::bigquery::TableRef;
 
-/// Which client sends `insertAll`.
+/// Which client sends `insertAll`. The default is [`InsertClient::Direct`]: `gcp-bigquery-client`
+/// measured below 85 % of it for `sub-v2` (median of seven runs, `BENCHMARKS.md`, issue 17).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum InsertClient {
     /// `gcp-bigquery-client`.
-    #[default]
     Crate,
     /// The JSON layer, the request written from the rows' JSON text.
+    #[default]
     Direct,
 }
 
