@@ -22,7 +22,7 @@ pub async fn run(sub: &str, limit: usize, out: Option<&Path>) -> Result<ExitCode
     let text = serde_json::to_string_pretty(&messages)? + "\n";
     match out {
         Some(path) => {
-            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+            save_private(path, &text)?;
             eprintln!(
                 "replay: saved {} message(s) to {} (not acked)",
                 messages.len(),
@@ -32,4 +32,60 @@ pub async fn run(sub: &str, limit: usize, out: Option<&Path>) -> Result<ExitCode
         None => std::io::stdout().write_all(text.as_bytes())?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `text` to `path` readable and writable by its owner only (`0600`), whether the file is
+/// new or replaced: the letters hold raw transcripts, and the default mode (`0644` under the usual
+/// umask) would let every account on the machine read them.
+fn save_private(path: &Path, text: &str) -> Result<()> {
+    use std::fs::{OpenOptions, Permissions};
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+
+    let writing = || format!("writing {}", path.display());
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(writing)?;
+    // `mode` applies only when the file is created; an existing file keeps its mode unless set.
+    file.set_permissions(Permissions::from_mode(0o600))
+        .with_context(writing)?;
+    file.write_all(text.as_bytes()).with_context(writing)?;
+    file.sync_all().with_context(writing)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    #[test]
+    fn saved_letters_are_readable_by_their_owner_only() {
+        let dir = std::env::temp_dir().join(format!("replay-pull-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a scratch directory");
+        let new = dir.join("new.json");
+        let _ = std::fs::remove_file(&new);
+        save_private(&new, "[]\n").expect("saved");
+        assert_eq!(format!("{:o}", mode(&new)), "600");
+
+        // A file that was there before, world-readable, is narrowed too.
+        let old = dir.join("old.json");
+        std::fs::write(&old, "old").expect("written");
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        save_private(&old, "[]\n").expect("saved");
+        assert_eq!(format!("{:o}", mode(&old)), "600");
+        assert_eq!(std::fs::read_to_string(&old).expect("read"), "[]\n");
+        std::fs::remove_dir_all(&dir).expect("cleaned up");
+    }
 }
