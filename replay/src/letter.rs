@@ -24,14 +24,20 @@ const SOURCE_PUBLISH_TIME: &str = "CloudPubSubDeadLetterSourceTopicPublishTime";
 
 pub struct Letter {
     pub received: ReceivedMessage,
+    /// What the handler added (`dead_letter.*`), one by one or packed into one attribute.
+    added: BTreeMap<String, String>,
 }
 
 impl Letter {
     pub fn new(received: ReceivedMessage) -> Self {
-        Self { received }
+        let added = dl::added_attributes(&received.message.attributes);
+        Self { received, added }
     }
 
     fn attr(&self, k: &str) -> Option<&str> {
+        if dl::is_added(k) {
+            return self.added.get(k).map(String::as_str);
+        }
         self.received.message.attributes.get(k).map(String::as_str)
     }
 
@@ -109,9 +115,7 @@ impl Letter {
             .message
             .attributes
             .iter()
-            .filter(|(k, _)| {
-                !k.starts_with("dead_letter.") && !k.starts_with("CloudPubSubDeadLetterSource")
-            })
+            .filter(|(k, _)| !dl::is_added(k) && !k.starts_with("CloudPubSubDeadLetterSource"))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     }
@@ -217,5 +221,55 @@ mod tests {
             })
         );
         assert_eq!(letter.handler().as_deref(), Some("to-bq"));
+    }
+
+    /// A message with up to Pub/Sub's 100 attributes, each as large as allowed, is dead-lettered
+    /// within the limits and read back whole: reason, handler, and the original push.
+    #[test]
+    fn a_letter_of_a_message_with_maximal_attributes_reads_back_whole() {
+        use base64::Engine as _;
+        use pipeline::dead_letter::DeadLetter;
+        use pipeline::failure::{Failure, FailureKind};
+        use pipeline::limits;
+
+        for n in [95, limits::PUBSUB_MAX_ATTRIBUTES] {
+            let attributes: BTreeMap<String, String> = (0..n)
+                .map(|i| {
+                    let key = format!(
+                        "{i:03}{}",
+                        "k".repeat(limits::PUBSUB_MAX_ATTRIBUTE_KEY_BYTES - 3)
+                    );
+                    (key, "v".repeat(limits::PUBSUB_MAX_ATTRIBUTE_VALUE_BYTES))
+                })
+                .collect();
+            let body = PushEnvelope::new("orig-9", b"{\"event\":{}}")
+                .attributes(&attributes)
+                .subscription("projects/p/subscriptions/s-sub-v2")
+                .to_bytes();
+            let message = PushMessage::decode(&Default::default(), &body).expect("a push");
+            let failure = Failure::new(FailureKind::Malformed, "invalid_event", "no feature");
+            let dead = DeadLetter::new(Service::SubV2, Some(&message), &body, &failure)
+                .expect("a dead letter");
+            assert_eq!(limits::publishable(&dead.data, &dead.attributes), Ok(()));
+
+            let letter = Letter::new(ReceivedMessage {
+                ack_id: "ack".into(),
+                message: WireMessage {
+                    data: Some(base64::engine::general_purpose::STANDARD.encode(&dead.data)),
+                    attributes: dead.attributes,
+                    message_id: "dl-9".into(),
+                    publish_time: None,
+                },
+                delivery_attempt: None,
+            });
+            assert_eq!(letter.reason(), "invalid_event", "{n}");
+            assert_eq!(letter.detail().as_deref(), Some("no feature"), "{n}");
+            assert_eq!(letter.handler().as_deref(), Some("sub-v2"), "{n}");
+            assert_eq!(letter.original_message_id(), "orig-9", "{n}");
+            let replayed = letter.decoded().expect("the original push");
+            assert_eq!(replayed.attributes, attributes, "{n}");
+            assert_eq!(&replayed.data.bytes()[..], b"{\"event\":{}}", "{n}");
+            assert_eq!(replayed.message_id, "orig-9", "{n}");
+        }
     }
 }

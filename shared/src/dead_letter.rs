@@ -8,6 +8,13 @@
 //! `dead_letter.payload = push_body`. The detail comes from the pipeline's own error types, which
 //! never quote payload text.
 //!
+//! Pub/Sub takes at most 100 attributes a message ([`limits::PUBSUB_MAX_ATTRIBUTES`]). When the
+//! original attributes leave no room for the added ones, the added ones are packed into one
+//! attribute, [`PACKED`], a JSON object with the same names (`{"handler": "to-bq", "reason":
+//! …}`); when the original has all 100, the letter's data is the whole push body instead (its
+//! attributes inside), marked `dead_letter.payload = push_body`, as for an undecodable push.
+//! [`added_attributes`] reads either form back, so `replay` sees the same reason either way.
+//!
 //! If the publish fails the push is nacked (503), so nothing is acked before it is safe. Transient
 //! failures are never dead-lettered here: they are nacked, and Pub/Sub's own dead-letter policy
 //! moves them after the configured attempts (adding its `CloudPubSubDeadLetterSource*`
@@ -25,6 +32,7 @@ use crate::config::Service;
 use crate::decode::{MAX_MESSAGE_DATA_BYTES, PushMessage};
 use crate::google::pubsub::Publisher;
 use crate::handler::Failure;
+use crate::limits::{self, PUBSUB_MAX_ATTRIBUTE_VALUE_BYTES, PUBSUB_MAX_ATTRIBUTES};
 use crate::sink::SinkError;
 
 pub const HANDLER: &str = "dead_letter.handler";
@@ -35,11 +43,12 @@ pub const TIME: &str = "dead_letter.time";
 pub const MESSAGE_ID: &str = "dead_letter.message_id";
 pub const PUBLISH_TIME: &str = "dead_letter.publish_time";
 pub const PAYLOAD: &str = "dead_letter.payload";
+/// All the added attributes in one, when the original's leave no room for them one by one.
+pub const PACKED: &str = "dead_letter";
+/// The prefix of the added attributes' names.
+const PREFIX: &str = "dead_letter.";
 /// The header `replay` sets on re-delivered pushes.
 pub const REPLAY_HEADER: &str = "x-pipeline-replay";
-
-/// Pub/Sub's attribute value limit is 1024 bytes.
-const MAX_ATTRIBUTE_VALUE: usize = 1024;
 
 /// One message to dead-letter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,50 +58,121 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
-    /// The dead letter for `failure`; `None` when the body is too large to publish (then the push
-    /// is refused and Pub/Sub's own dead-letter policy takes over).
+    /// The dead letter for `failure`; `None` when it is too large to publish (then the push is
+    /// refused and Pub/Sub's own dead-letter policy takes over).
     pub fn new(
         service: Service,
         message: Option<&PushMessage>,
         body: &[u8],
         failure: &Failure,
     ) -> Option<Self> {
-        let (data, mut attributes, payload) = match message {
-            Some(m) => (
-                m.data.bytes().to_vec(),
-                m.attributes.clone(),
-                "message_data",
+        let mut added = vec![
+            (HANDLER, service.name().to_owned()),
+            (REASON, failure.code.to_owned()),
+            (DETAIL, failure.detail.clone()),
+            (
+                TIME,
+                Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
             ),
-            None if body.len() <= MAX_MESSAGE_DATA_BYTES => {
-                (body.to_vec(), BTreeMap::new(), "push_body")
+        ];
+        let Some(m) = message.filter(|m| m.attributes.len() < PUBSUB_MAX_ATTRIBUTES) else {
+            // Undecodable, or no attribute to spare: the whole push body is the data.
+            if body.len() > MAX_MESSAGE_DATA_BYTES {
+                return None;
             }
-            None => return None,
+            added.push((PAYLOAD, "push_body".to_owned()));
+            if let Some(m) = message {
+                added.push((MESSAGE_ID, m.message_id.clone()));
+            }
+            return Self {
+                data: body.to_vec(),
+                attributes: one_by_one(added),
+            }
+            .publishable();
         };
-        let mut put = |k: &str, v: &str| {
-            attributes.insert(k.to_owned(), clip(v, MAX_ATTRIBUTE_VALUE));
-        };
-        put(HANDLER, service.name());
-        put(REASON, failure.code);
-        put(DETAIL, &failure.detail);
-        put(
-            TIME,
-            &Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
-        );
-        put(PAYLOAD, payload);
-        if let Some(m) = message {
-            put(MESSAGE_ID, &m.message_id);
-            if let Some(s) = &m.subscription {
-                put(SUBSCRIPTION, s);
-            }
-            if let Some(t) = &m.publish_time {
-                put(
-                    PUBLISH_TIME,
-                    &t.to_rfc3339_opts(SecondsFormat::Millis, true),
-                );
-            }
+        added.push((PAYLOAD, "message_data".to_owned()));
+        added.push((MESSAGE_ID, m.message_id.clone()));
+        if let Some(s) = &m.subscription {
+            added.push((SUBSCRIPTION, s.clone()));
         }
-        Some(Self { data, attributes })
+        if let Some(t) = &m.publish_time {
+            added.push((PUBLISH_TIME, t.to_rfc3339_opts(SecondsFormat::Millis, true)));
+        }
+        let mut attributes = m.attributes.clone();
+        if attributes.len() + added.len() <= PUBSUB_MAX_ATTRIBUTES {
+            attributes.extend(one_by_one(added));
+        } else {
+            attributes.insert(PACKED.to_owned(), packed(added));
+        }
+        Self {
+            data: m.data.bytes().to_vec(),
+            attributes,
+        }
+        .publishable()
     }
+
+    /// `None` when Pub/Sub would refuse it (a message near 10 MB, with the added attributes).
+    fn publishable(self) -> Option<Self> {
+        limits::publishable(&self.data, &self.attributes)
+            .is_ok()
+            .then_some(self)
+    }
+}
+
+/// The added attributes, one each, every value within Pub/Sub's limit.
+fn one_by_one(added: Vec<(&str, String)>) -> BTreeMap<String, String> {
+    added
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), clip(&v, PUBSUB_MAX_ATTRIBUTE_VALUE_BYTES)))
+        .collect()
+}
+
+/// The added attributes as one JSON object within Pub/Sub's value limit: the detail (the only
+/// long one) keeps the longest prefix that fits once written as JSON.
+fn packed(added: Vec<(&str, String)>) -> String {
+    let detail_key = DETAIL.trim_start_matches(PREFIX);
+    let mut fields: BTreeMap<&str, String> = added
+        .into_iter()
+        .map(|(k, v)| (k.trim_start_matches(PREFIX), v))
+        .collect();
+    let detail = fields.remove(detail_key).unwrap_or_default();
+    let with = |fields: &mut BTreeMap<&str, String>, d: &str| {
+        fields.insert(detail_key, d.to_owned());
+        serde_json::to_string(&*fields).unwrap_or_default()
+    };
+    // Binary search over the detail's length (bytes; cut at a character boundary).
+    let (mut fits, mut over) = (0, detail.len() + 1);
+    while fits + 1 < over {
+        let mid = (fits + over) / 2;
+        if with(&mut fields, &clip(&detail, mid)).len() <= PUBSUB_MAX_ATTRIBUTE_VALUE_BYTES {
+            fits = mid;
+        } else {
+            over = mid;
+        }
+    }
+    with(&mut fields, &clip(&detail, fits))
+}
+
+/// The attributes dead-lettering added (`dead_letter.*`, by their full names), from either form:
+/// one by one, or packed into [`PACKED`].
+pub fn added_attributes(attributes: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut added: BTreeMap<String, String> = attributes
+        .iter()
+        .filter(|(k, _)| k.starts_with(PREFIX))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let packed = attributes
+        .get(PACKED)
+        .and_then(|p| serde_json::from_str::<BTreeMap<String, String>>(p).ok());
+    for (k, v) in packed.into_iter().flatten() {
+        added.insert(format!("{PREFIX}{k}"), v);
+    }
+    added
+}
+
+/// Whether an attribute was added by dead-lettering (not the message's own).
+pub fn is_added(key: &str) -> bool {
+    key == PACKED || key.starts_with(PREFIX)
 }
 
 fn clip(s: &str, max: usize) -> String {
@@ -188,5 +268,82 @@ mod tests {
             )
             .is_none()
         );
+    }
+
+    /// A message with `n` attributes as large as Pub/Sub allows (256-byte keys, 1024-byte values).
+    fn with_maximal_attributes(n: usize) -> PushMessage {
+        let attributes = (0..n)
+            .map(|i| {
+                let key = format!(
+                    "{i:03}{}",
+                    "k".repeat(limits::PUBSUB_MAX_ATTRIBUTE_KEY_BYTES - 3)
+                );
+                (key, "v".repeat(PUBSUB_MAX_ATTRIBUTE_VALUE_BYTES))
+            })
+            .collect();
+        PushMessage {
+            message_id: "88".into(),
+            publish_time: Some(Utc::now()),
+            subscription: Some("projects/p/subscriptions/s".into()),
+            delivery_attempt: None,
+            attributes,
+            data: RawData::new(b"{}".to_vec()),
+            format: PushFormat::Wrapped,
+        }
+    }
+
+    fn failure() -> Failure {
+        Failure {
+            kind: FailureKind::Malformed,
+            code: "invalid_event",
+            // Quotes and backslashes grow when written as JSON.
+            detail: "\"\\".repeat(2000),
+        }
+    }
+
+    #[test]
+    fn a_message_with_many_attributes_is_dead_lettered_within_pubsubs_limits() {
+        let f = failure();
+        for n in [0, 1, 92, 93, 95, 99, 100] {
+            let m = with_maximal_attributes(n);
+            let body = format!("{{\"message\":{{\"messageId\":\"88\",\"n\":{n}}}}}");
+            let d = DeadLetter::new(Service::SubV2, Some(&m), body.as_bytes(), &f)
+                .unwrap_or_else(|| panic!("{n} attributes: no dead letter"));
+            assert_eq!(limits::publishable(&d.data, &d.attributes), Ok(()), "{n}");
+            let added = added_attributes(&d.attributes);
+            assert_eq!(added[REASON], "invalid_event", "{n}");
+            assert_eq!(added[HANDLER], "sub-v2", "{n}");
+            assert_eq!(added[MESSAGE_ID], "88", "{n}");
+            assert!(!added[DETAIL].is_empty(), "{n}");
+            let originals: BTreeMap<_, _> = d
+                .attributes
+                .iter()
+                .filter(|(k, _)| !is_added(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if n < PUBSUB_MAX_ATTRIBUTES {
+                // The original data and attributes, unchanged.
+                assert_eq!(d.data, b"{}", "{n}");
+                assert_eq!(originals, m.attributes, "{n}");
+                assert_eq!(added[PAYLOAD], "message_data", "{n}");
+                assert_eq!(
+                    d.attributes.contains_key(PACKED),
+                    n + 8 > PUBSUB_MAX_ATTRIBUTES,
+                    "{n}: packed only when needed"
+                );
+            } else {
+                // No room for even one: the push body (attributes inside) is the data.
+                assert_eq!(d.data, body.as_bytes(), "{n}");
+                assert!(originals.is_empty(), "{n}");
+                assert_eq!(added[PAYLOAD], "push_body", "{n}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_letter_pubsub_would_refuse_is_not_made() {
+        let mut m = with_maximal_attributes(50);
+        m.data = RawData::new(vec![b'x'; MAX_MESSAGE_DATA_BYTES - 50 * 1280]);
+        assert!(DeadLetter::new(Service::ToBq, Some(&m), b"", &failure()).is_none());
     }
 }

@@ -3,6 +3,8 @@
 //! Each says where it comes from; `docs/design.md` ("At the limits of the real services") says
 //! what the pipeline does at each.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Duration, Utc};
 
 /// BigQuery `insertAll`: an `insertId` longer than this is refused (quotas page; recalled, not
@@ -54,9 +56,54 @@ pub const DEEP_PARSE_STACK: usize = 256 * 1024 * 1024;
 pub const MAX_REDACTED_PATHS: usize = 100;
 pub const MAX_REDACTED_PATH_CHARS: usize = 1_000;
 
-/// Pub/Sub: at most 100 attributes per message (quotas page). An unwrapped push carries each as
-/// an HTTP header, next to the request's own headers.
+/// Pub/Sub: at most 100 attributes per message (quotas page, "Resource limits"; a publish with
+/// more is refused with 400). An unwrapped push carries each as an HTTP header, next to the
+/// request's own headers.
 pub const PUBSUB_MAX_ATTRIBUTES: usize = 100;
+
+/// Pub/Sub: an attribute value is at most 1024 bytes (quotas page, "Resource limits"); the
+/// emulator accepts more.
+pub const PUBSUB_MAX_ATTRIBUTE_VALUE_BYTES: usize = 1024;
+
+/// Pub/Sub: an attribute key is at most 256 bytes (quotas page, "Resource limits").
+pub const PUBSUB_MAX_ATTRIBUTE_KEY_BYTES: usize = 256;
+
+/// Pub/Sub: a message (data and attributes) is at most 10 MB (quotas page, "Resource limits").
+pub const PUBSUB_MAX_MESSAGE_BYTES: usize = 10_000_000;
+
+/// Whether Pub/Sub takes a message of `data` and `attributes` (the limits above, which the
+/// emulator does not hold); `Err` says which limit it breaks, never a value.
+pub fn publishable(data: &[u8], attributes: &BTreeMap<String, String>) -> Result<(), String> {
+    if attributes.len() > PUBSUB_MAX_ATTRIBUTES {
+        return Err(format!(
+            "{} attributes; Pub/Sub takes at most {PUBSUB_MAX_ATTRIBUTES}",
+            attributes.len()
+        ));
+    }
+    let mut size = data.len();
+    for (k, v) in attributes {
+        if k.len() > PUBSUB_MAX_ATTRIBUTE_KEY_BYTES {
+            return Err(format!(
+                "an attribute key of {} bytes; Pub/Sub takes at most {PUBSUB_MAX_ATTRIBUTE_KEY_BYTES}",
+                k.len()
+            ));
+        }
+        if v.len() > PUBSUB_MAX_ATTRIBUTE_VALUE_BYTES {
+            return Err(format!(
+                "attribute `{}` has {} bytes; Pub/Sub takes at most {PUBSUB_MAX_ATTRIBUTE_VALUE_BYTES}",
+                k.chars().take(64).collect::<String>(),
+                v.len()
+            ));
+        }
+        size += k.len() + v.len();
+    }
+    if size > PUBSUB_MAX_MESSAGE_BYTES {
+        return Err(format!(
+            "a message of {size} bytes; Pub/Sub takes at most {PUBSUB_MAX_MESSAGE_BYTES}"
+        ));
+    }
+    Ok(())
+}
 
 /// The most request headers the server parses: every attribute of an unwrapped push plus room
 /// for the request's own (host, authorization, content type and length, trace, forwarding, …).
@@ -106,6 +153,26 @@ pub fn string_end(text: &[u8], i: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn publishable_holds_pubsubs_documented_limits() {
+        let attrs = |n: usize, key: usize, value: usize| -> BTreeMap<String, String> {
+            (0..n)
+                .map(|i| (format!("{i:03}{}", "k".repeat(key - 3)), "v".repeat(value)))
+                .collect()
+        };
+        let max = attrs(100, 256, 1024);
+        assert_eq!(publishable(b"{}", &max), Ok(()));
+        assert!(publishable(b"{}", &attrs(101, 8, 1)).is_err());
+        assert!(publishable(b"{}", &attrs(1, 257, 1)).is_err());
+        assert!(publishable(b"{}", &attrs(1, 8, 1025)).is_err());
+        assert_eq!(
+            publishable(&vec![0; PUBSUB_MAX_MESSAGE_BYTES], &BTreeMap::new()),
+            Ok(())
+        );
+        assert!(publishable(&vec![0; PUBSUB_MAX_MESSAGE_BYTES - 10], &attrs(1, 8, 8)).is_err());
+    }
     use super::*;
 
     #[test]

@@ -339,8 +339,8 @@ async fn oversized_requests_are_refused_and_never_dead_lettered() {
 #[tokio::test]
 async fn shutdown_waits_for_the_batched_row_of_an_in_flight_push() {
     use pipeline::sink::batch::{BatchSettings, GroupCommit};
-    // Each insertAll takes 300 ms: SIGTERM arrives while the push's row is in its call.
-    let table = Arc::new(SlowTable::default());
+    // The insertAll call is held open until the test lets it go: no timing to race.
+    let table = Arc::new(HeldTable::default());
     let batched = GroupCommit::new(table.clone(), BatchSettings::default());
     let app = spawn(Service::ToBq, Destination::Rows(Arc::new(batched))).await;
     let url = app.url.clone();
@@ -348,14 +348,16 @@ async fn shutdown_waits_for_the_batched_row_of_an_in_flight_push() {
         tokio::spawn(
             async move { post(&url, envelope(&transcript_data("e-9")).to_string()).await },
         );
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    assert!(table.rows.is_empty(), "the row's call is still under way");
-    let started = std::time::Instant::now();
-    app.stop().await.expect("graceful stop");
-    assert!(
-        started.elapsed() >= std::time::Duration::from_millis(100),
-        "stop returned before the row's call was answered"
-    );
+    while !table.called.load(std::sync::atomic::Ordering::SeqCst) {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let mut stop = tokio::spawn(app.stop());
+    tokio::select! {
+        _ = &mut stop => panic!("stop returned before the row's call was answered"),
+        _ = tokio::time::sleep(std::time::Duration::from_millis(300)) => {}
+    }
+    table.release.notify_one();
+    stop.await.unwrap().expect("graceful stop");
     let (status, v) = push.await.unwrap();
     assert_eq!(
         (status, v["outcome"].as_str()),
@@ -363,6 +365,26 @@ async fn shutdown_waits_for_the_batched_row_of_an_in_flight_push() {
         "{v}"
     );
     assert_eq!(table.rows.len(), 1);
+}
+
+/// A table whose first `insertAll` waits until the test releases it.
+#[derive(Default)]
+struct HeldTable {
+    rows: MemoryRows,
+    called: std::sync::atomic::AtomicBool,
+    release: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl RowSink for HeldTable {
+    async fn insert(
+        &self,
+        rows: Vec<pipeline::sink::PreparedRow>,
+    ) -> Result<Vec<Result<(), pipeline::sink::RowError>>, pipeline::sink::SinkError> {
+        self.called.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.release.notified().await;
+        self.rows.insert(rows).await
+    }
 }
 
 /// A table that takes its time and records how many inserts ran at once.

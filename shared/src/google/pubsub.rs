@@ -15,6 +15,7 @@ use google_cloud_pubsub::error::PublishError;
 use serde::{Deserialize, Serialize};
 
 use super::{Api, Call, Credentials, GoogleError, PUBSUB, calls};
+use crate::limits;
 
 /// The one scope Pub/Sub has.
 pub const SCOPE: &str = "https://www.googleapis.com/auth/pubsub";
@@ -51,6 +52,15 @@ impl Publisher {
         attributes: &BTreeMap<String, String>,
     ) -> Result<String, GoogleError> {
         let call = calls::TOPICS_PUBLISH;
+        if let Err(problem) = limits::publishable(data, attributes) {
+            // Pub/Sub would answer 400; the emulator would take it. Refused here alike.
+            return Err(GoogleError {
+                call,
+                status: Some(400),
+                reason: Some("invalidArgument".into()),
+                detail: problem,
+            });
+        }
         let message = google_cloud_pubsub::model::Message::new()
             .set_data(bytes::Bytes::copy_from_slice(data))
             .set_attributes(attributes.clone());
