@@ -258,6 +258,9 @@ impl Rules {
     }
 }
 
+/// `SINK_TIMEOUT_SECONDS` when unset.
+pub const DEFAULT_SINK_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Where a service writes, and how long one write may take (`SINK_TIMEOUT_SECONDS`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SinkConfig {
@@ -288,7 +291,7 @@ pub enum SinkTarget {
 impl SinkConfig {
     pub fn from_env(service: Service, env: &Env<'_>, project: &str) -> Result<Self, ConfigError> {
         let timeout = match env.get("SINK_TIMEOUT_SECONDS") {
-            None => Duration::from_secs(30),
+            None => DEFAULT_SINK_TIMEOUT,
             Some(v) => match v.parse::<u64>() {
                 Ok(s) if (1..=540).contains(&s) => Duration::from_secs(s),
                 _ => {
@@ -299,10 +302,14 @@ impl SinkConfig {
                 }
             },
         };
-        let target = match service {
+        let mut target = match service {
             Service::ToGcs => SinkTarget::gcs_from_env(env)?,
             Service::ToBq | Service::SubV2 => SinkTarget::bigquery_from_env(env, project)?,
         };
+        if let SinkTarget::BigQuery { batch, .. } = &mut target {
+            // A push waits for its row's verdict no longer than one write may take.
+            batch.timeout = timeout;
+        }
         Ok(Self { target, timeout })
     }
 }
@@ -650,6 +657,26 @@ mod tests {
                 insert: InsertClient::Direct,
             }
         );
+    }
+
+    #[test]
+    fn a_push_waits_for_its_row_no_longer_than_the_sink_timeout() {
+        let c = Config::from_lookup(Service::SubV2, |k| {
+            match k {
+                "GOOGLE_CLOUD_PROJECT" => Some("p"),
+                "BIGQUERY_DATASET" => Some("d"),
+                "PUSH_AUTH" => Some("off"),
+                "SINK_TIMEOUT_SECONDS" => Some("7"),
+                _ => None,
+            }
+            .map(str::to_owned)
+        })
+        .unwrap();
+        assert_eq!(c.sink.timeout, Duration::from_secs(7));
+        let SinkTarget::BigQuery { batch, .. } = c.sink.target else {
+            panic!("a BigQuery sink")
+        };
+        assert_eq!(batch.timeout, Duration::from_secs(7));
     }
 
     #[test]

@@ -10,13 +10,19 @@
 //! whole fails exactly the pushes in it. A push is answered only after its row's verdict, so
 //! nothing is acked before it is durable; on SIGTERM the server waits for in-flight pushes, and
 //! so for the flush of their rows.
+//!
+//! Every push waits at most `timeout` (`SINK_TIMEOUT_SECONDS`) for its verdict, whatever holds
+//! it: the queue (bounded), calls in flight, the access token, the call (each call is bounded by
+//! the same timeout, so a hung one frees its slot). A push that gave up is answered 503 and
+//! redelivered; its row, if still queued, is not sent (the redelivery brings it again). A send
+//! task that panics fails only its own pushes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::{PreparedRow, RowError, RowSink, SinkError};
@@ -34,6 +40,10 @@ pub struct BatchSettings {
     pub linger: Duration,
     /// How many `insertAll` calls may be in flight at once.
     pub max_in_flight: usize,
+    /// The most a push waits for its row's verdict, whatever holds it (a full queue, calls in
+    /// flight, the access token, the call itself): `SINK_TIMEOUT_SECONDS`. One call is bounded
+    /// by it as well.
+    pub timeout: Duration,
 }
 
 impl Default for BatchSettings {
@@ -43,6 +53,7 @@ impl Default for BatchSettings {
             max_bytes: 5 * 1024 * 1024,
             linger: Duration::from_millis(25),
             max_in_flight: 8,
+            timeout: crate::config::DEFAULT_SINK_TIMEOUT,
         }
     }
 }
@@ -57,42 +68,60 @@ struct Pending {
 
 /// Coalesces the rows of concurrent pushes into shared `insertAll` calls.
 pub struct GroupCommit {
-    queue: mpsc::UnboundedSender<Pending>,
+    queue: mpsc::Sender<Pending>,
+    timeout: Duration,
 }
 
 impl GroupCommit {
     /// Starts the batching task (on the current Tokio runtime) in front of `inner`.
     pub fn new(inner: Arc<dyn RowSink>, settings: BatchSettings) -> Self {
-        let (queue, rows) = mpsc::unbounded_channel();
+        // Room for a full batch behind every call in flight; beyond that a push waits (within
+        // its timeout) instead of the queue growing.
+        let capacity = settings.max_rows.max(1) * (settings.max_in_flight.max(1) + 1);
+        let (queue, rows) = mpsc::channel(capacity);
         tokio::spawn(collect(rows, inner, settings));
-        Self { queue }
+        Self {
+            queue,
+            timeout: settings.timeout,
+        }
     }
-}
 
-#[async_trait]
-impl RowSink for GroupCommit {
-    async fn insert(&self, rows: Vec<PreparedRow>) -> Result<Vec<Result<(), RowError>>, SinkError> {
+    async fn verdicts(&self, rows: Vec<PreparedRow>) -> Result<Vec<Verdict>, SinkError> {
         let stopped = || SinkError::Transient("the BigQuery batcher has stopped".into());
         let mut waiting = Vec::with_capacity(rows.len());
         for row in rows {
             let (reply, verdict) = oneshot::channel();
             self.queue
                 .send(Pending { row, reply })
+                .await
                 .map_err(|_| stopped())?;
             waiting.push(verdict);
         }
         let mut results = Vec::with_capacity(waiting.len());
         for verdict in waiting {
-            results.push(verdict.await.map_err(|_| stopped())??);
+            results.push(verdict.await.map_err(|_| stopped())?);
         }
         Ok(results)
+    }
+}
+
+#[async_trait]
+impl RowSink for GroupCommit {
+    async fn insert(&self, rows: Vec<PreparedRow>) -> Result<Vec<Result<(), RowError>>, SinkError> {
+        match tokio::time::timeout(self.timeout, self.verdicts(rows)).await {
+            Ok(verdicts) => verdicts?.into_iter().collect(),
+            Err(_) => Err(SinkError::Transient(format!(
+                "no verdict from BigQuery within {:?} (SINK_TIMEOUT_SECONDS)",
+                self.timeout
+            ))),
+        }
     }
 }
 
 /// The batching loop: runs until every [`GroupCommit`] handle is gone and the queue is empty,
 /// then waits for the calls still in flight.
 async fn collect(
-    mut queue: mpsc::UnboundedReceiver<Pending>,
+    mut queue: mpsc::Receiver<Pending>,
     inner: Arc<dyn RowSink>,
     settings: BatchSettings,
 ) {
@@ -112,14 +141,11 @@ async fn collect(
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             break;
         };
-        let (inner, idle) = (inner.clone(), idle.clone());
-        idle.calls.fetch_add(1, Ordering::SeqCst);
+        let inner = inner.clone();
+        let call = Call::start(idle.clone(), permit);
         tokio::spawn(async move {
-            send(inner.as_ref(), batch).await;
-            drop(permit);
-            if idle.calls.fetch_sub(1, Ordering::SeqCst) == 1 {
-                idle.now.notify_one();
-            }
+            send(inner.as_ref(), batch, settings.timeout).await;
+            drop(call);
         });
     }
     // Let the last calls finish before the task (and the runtime with it) may end.
@@ -135,12 +161,34 @@ struct Idle {
     now: Notify,
 }
 
+/// One call under way: counted in [`Idle`] and holding its in-flight slot until dropped, which
+/// happens however its task ends (a panic included).
+struct Call {
+    idle: Arc<Idle>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Call {
+    fn start(idle: Arc<Idle>, slot: OwnedSemaphorePermit) -> Self {
+        idle.calls.fetch_add(1, Ordering::SeqCst);
+        Self { idle, _slot: slot }
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        if self.idle.calls.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.now.notify_one();
+        }
+    }
+}
+
 /// A batch starting with `first`, filled until a bound is reached, the linger is over, or no
 /// call is in flight with nothing queued; a row that would overflow the byte bound is handed
 /// back for the next batch.
 async fn fill(
     first: Pending,
-    queue: &mut mpsc::UnboundedReceiver<Pending>,
+    queue: &mut mpsc::Receiver<Pending>,
     settings: &BatchSettings,
     idle: &Idle,
 ) -> (Vec<Pending>, Option<Pending>) {
@@ -171,11 +219,25 @@ async fn fill(
 }
 
 /// One call for the batch; each row's verdict to its push, or the call's failure to all of them.
-async fn send(inner: &dyn RowSink, batch: Vec<Pending>) {
-    let (rows, replies): (Vec<PreparedRow>, Vec<oneshot::Sender<Verdict>>) =
-        batch.into_iter().map(|p| (p.row, p.reply)).unzip();
+/// Rows whose push has already gone are left out; the call is bounded by `timeout`.
+async fn send(inner: &dyn RowSink, batch: Vec<Pending>, timeout: Duration) {
+    let (rows, replies): (Vec<PreparedRow>, Vec<oneshot::Sender<Verdict>>) = batch
+        .into_iter()
+        .filter(|p| !p.reply.is_closed())
+        .map(|p| (p.row, p.reply))
+        .unzip();
     let n = rows.len();
-    match inner.insert(rows).await {
+    if n == 0 {
+        return;
+    }
+    let answer = tokio::time::timeout(timeout, inner.insert(rows))
+        .await
+        .unwrap_or_else(|_| {
+            Err(SinkError::Transient(format!(
+                "BigQuery did not answer within {timeout:?} (SINK_TIMEOUT_SECONDS)"
+            )))
+        });
+    match answer {
         Ok(verdicts) if verdicts.len() == n => {
             for (reply, verdict) in replies.into_iter().zip(verdicts) {
                 // A push that gave up (its client went away) no longer listens; nothing to do.
@@ -218,11 +280,12 @@ mod tests {
             &self,
             rows: Vec<PreparedRow>,
         ) -> Result<Vec<Result<(), RowError>>, SinkError> {
+            let ids: Vec<String> = rows.iter().map(|r| r.insert_id.clone()).collect();
+            assert!(!ids.iter().any(|i| i == "panic"), "a bug in a send task");
             if let Some(gate) = &self.gate {
                 let _ = gate.acquire().await;
             }
             tokio::time::sleep(self.delay).await;
-            let ids: Vec<String> = rows.iter().map(|r| r.insert_id.clone()).collect();
             self.calls.lock().unwrap().push(ids.clone());
             if ids.iter().any(|i| i == "poison") {
                 return Err(SinkError::Transient("HTTP 503".into()));
@@ -254,6 +317,7 @@ mod tests {
             max_bytes,
             linger: Duration::from_millis(linger_ms),
             max_in_flight: 4,
+            timeout: Duration::from_secs(30),
         }
     }
 
@@ -386,5 +450,82 @@ mod tests {
         // A row larger than the byte bound still goes, alone.
         assert!(sink.insert(vec![row("big", one * 10)]).await.is_ok());
         assert_eq!(table.calls.lock().unwrap().last().unwrap(), &["big"]);
+    }
+
+    /// A call that never answers (a hung connection, a metadata server that hangs on the token):
+    /// the push is answered, as a transient failure, within the timeout.
+    #[tokio::test]
+    async fn a_hung_call_answers_its_push_within_the_timeout() {
+        let table = Arc::new(Table {
+            gate: Some(tokio::sync::Semaphore::new(0)),
+            ..Table::default()
+        });
+        let settings = BatchSettings {
+            timeout: Duration::from_millis(300),
+            ..settings(500, 1 << 20, 0)
+        };
+        let sink = GroupCommit::new(table.clone(), settings);
+        let answer = tokio::time::timeout(Duration::from_secs(10), push(&sink, "ok-1")).await;
+        let answer = answer.expect("the push hung past its timeout");
+        assert!(
+            matches!(&answer, Err(SinkError::Transient(m)) if m.contains("within")),
+            "{answer:?}"
+        );
+        // Calls held past the timeout are given up: a later push is not stuck behind them.
+        table.gate.as_ref().unwrap().add_permits(1_000);
+        assert_eq!(push(&sink, "ok-2").await, Ok(Ok(())));
+    }
+
+    /// A send task that panics fails its own pushes and leaves the batcher as it was: a later
+    /// lone row still goes at once instead of waiting out the linger.
+    #[tokio::test]
+    async fn a_panicking_call_does_not_leave_the_batcher_lingering() {
+        let table = Arc::new(Table::default());
+        let sink = GroupCommit::new(table.clone(), settings(500, 1 << 20, 5_000));
+        assert!(push(&sink, "panic").await.is_err());
+        let started = std::time::Instant::now();
+        assert_eq!(push(&sink, "alone").await, Ok(Ok(())));
+        assert!(
+            started.elapsed() < Duration::from_millis(2_500),
+            "a lone row waited {:?} for a call that had panicked",
+            started.elapsed()
+        );
+    }
+
+    /// The row of a push that gave up (its request timed out or its client went away) is not
+    /// sent: it will be delivered again, and the queue does not carry it.
+    #[tokio::test]
+    async fn rows_of_pushes_that_gave_up_are_not_sent() {
+        let table = Arc::new(Table {
+            gate: Some(tokio::sync::Semaphore::new(0)),
+            ..Table::default()
+        });
+        let settings = BatchSettings {
+            max_in_flight: 1,
+            ..settings(500, 1 << 20, 0)
+        };
+        let sink = Arc::new(GroupCommit::new(table.clone(), settings));
+        // One call under way (held), so the next rows queue behind it.
+        let first = tokio::spawn({
+            let sink = sink.clone();
+            async move { push(&sink, "first").await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let gone = tokio::time::timeout(Duration::from_millis(50), push(&sink, "gone")).await;
+        assert!(gone.is_err(), "the push gave up");
+        let last = tokio::spawn({
+            let sink = sink.clone();
+            async move { push(&sink, "last").await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        table.gate.as_ref().unwrap().add_permits(1_000);
+        assert_eq!(first.await.unwrap(), Ok(Ok(())));
+        assert_eq!(last.await.unwrap(), Ok(Ok(())));
+        let sent: Vec<String> = table.calls.lock().unwrap().concat();
+        assert_eq!(
+            sent,
+            ["first", "last"],
+            "the row of the push that gave up was sent"
+        );
     }
 }
