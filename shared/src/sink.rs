@@ -19,6 +19,7 @@ pub mod gcs;
 pub mod memory;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -66,15 +67,16 @@ pub trait ObjectStore: Send + Sync {
 pub struct PreparedRow {
     /// BigQuery's best-effort deduplication key: the event id.
     pub insert_id: String,
-    /// The row object as JSON text.
-    pub json: Box<RawValue>,
+    /// The row object as JSON text; shared, so that a batch BigQuery refuses as a whole can be
+    /// sent again in halves without copying its rows ([`batch`]).
+    pub json: Arc<RawValue>,
 }
 
 impl PreparedRow {
     pub fn new(insert_id: String, row: &impl Serialize) -> Result<Self, serde_json::Error> {
         Ok(Self {
             insert_id,
-            json: serde_json::value::to_raw_value(row)?,
+            json: Arc::from(serde_json::value::to_raw_value(row)?),
         })
     }
 

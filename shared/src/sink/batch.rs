@@ -2,14 +2,15 @@
 //!
 //! [`GroupCommit`] is a [`RowSink`] in front of the real one. Each push hands over its row and
 //! waits; a background task collects rows until a bound is reached ([`BatchSettings`]: rows,
-//! encoded bytes, or the linger since the first row of the batch) and sends them as one call,
-//! with up to `max_in_flight` calls at once. When no call is in flight there is nothing to wait
-//! for, so whatever is queued goes at once: light traffic pays no linger, and under load rows
-//! gather while earlier calls are under way (the classic group commit). Each row's verdict goes back to the push that sent
-//! it, so one bad row never fails its neighbours (`skipInvalidRows`), and a call that fails as a
-//! whole fails exactly the pushes in it. A push is answered only after its row's verdict, so
-//! nothing is acked before it is durable; on SIGTERM the server waits for in-flight pushes, and
-//! so for the flush of their rows.
+//! encoded bytes, or the linger since the first row of the batch) and sends them as one call, with
+//! up to `max_in_flight` calls at once. When no call is in flight there is nothing to wait for, so
+//! whatever is queued goes at once: light traffic pays no linger, and under load rows gather while
+//! earlier calls are under way (the classic group commit). Each row's verdict goes back to the push
+//! that sent it, so one bad row never fails its neighbours (`skipInvalidRows`; and when BigQuery
+//! refuses a request as a whole as permanent, the batch is sent again in halves until the row it
+//! refuses is alone), and a call that fails transiently fails exactly the pushes in it. A push is
+//! answered only after its row's verdict, so nothing is acked before it is durable; on SIGTERM the
+//! server waits for in-flight pushes, and so for the flush of their rows.
 //!
 //! Every push waits at most `timeout` (`SINK_TIMEOUT_SECONDS`) for its verdict, whatever holds
 //! it: the queue (bounded), calls in flight, the access token, the call (each call is bounded by
@@ -17,6 +18,8 @@
 //! redelivered; its row, if still queued, is not sent (the redelivery brings it again). A send
 //! task that panics fails only its own pushes.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -218,45 +221,66 @@ async fn fill(
     (batch, None)
 }
 
-/// One call for the batch; each row's verdict to its push, or the call's failure to all of them.
-/// Rows whose push has already gone are left out; the call is bounded by `timeout`.
+/// One call for the batch; each row's verdict to its push. Rows whose push has already gone are
+/// left out.
 async fn send(inner: &dyn RowSink, batch: Vec<Pending>, timeout: Duration) {
     let (rows, replies): (Vec<PreparedRow>, Vec<oneshot::Sender<Verdict>>) = batch
         .into_iter()
         .filter(|p| !p.reply.is_closed())
         .map(|p| (p.row, p.reply))
         .unzip();
-    let n = rows.len();
-    if n == 0 {
+    if rows.is_empty() {
         return;
     }
-    let answer = tokio::time::timeout(timeout, inner.insert(rows))
-        .await
-        .unwrap_or_else(|_| {
-            Err(SinkError::Transient(format!(
-                "BigQuery did not answer within {timeout:?} (SINK_TIMEOUT_SECONDS)"
-            )))
-        });
-    match answer {
-        Ok(verdicts) if verdicts.len() == n => {
-            for (reply, verdict) in replies.into_iter().zip(verdicts) {
-                // A push that gave up (its client went away) no longer listens; nothing to do.
-                let _ = reply.send(Ok(verdict));
-            }
-        }
-        Ok(verdicts) => {
-            let e = SinkError::Transient(format!(
-                "BigQuery answered {} verdicts for {n} rows",
-                verdicts.len()
-            ));
-            replies.into_iter().for_each(|r| {
-                let _ = r.send(Err(e.clone()));
-            });
-        }
-        Err(e) => replies.into_iter().for_each(|r| {
-            let _ = r.send(Err(e.clone()));
-        }),
+    for (reply, verdict) in replies
+        .into_iter()
+        .zip(verdicts(inner, rows, timeout).await)
+    {
+        // A push that gave up (its client went away) no longer listens; nothing to do.
+        let _ = reply.send(verdict);
     }
+}
+
+/// The verdict of each row: one call (bounded by `timeout`), whose failure is every row's; but
+/// when BigQuery refuses the request as a whole as permanent (a 400 `invalid` that one row
+/// caused), the two halves are sent again, until the rows it refuses are alone, so that a bad
+/// row never dead-letters its neighbours.
+fn verdicts<'a>(
+    inner: &'a dyn RowSink,
+    mut rows: Vec<PreparedRow>,
+    timeout: Duration,
+) -> Pin<Box<dyn Future<Output = Vec<Verdict>> + Send + 'a>> {
+    Box::pin(async move {
+        let n = rows.len();
+        // The rows are shared text (`Arc`): keeping them for a split costs no copy.
+        let answer = tokio::time::timeout(timeout, inner.insert(rows.clone()))
+            .await
+            .unwrap_or_else(|_| {
+                Err(SinkError::Transient(format!(
+                    "BigQuery did not answer within {timeout:?} (SINK_TIMEOUT_SECONDS)"
+                )))
+            });
+        match answer {
+            Ok(verdicts) if verdicts.len() == n => verdicts.into_iter().map(Ok).collect(),
+            Ok(verdicts) => {
+                let e = SinkError::Transient(format!(
+                    "BigQuery answered {} verdicts for {n} rows",
+                    verdicts.len()
+                ));
+                vec![Err(e); n]
+            }
+            Err(SinkError::Permanent(_)) if n > 1 => {
+                let second = rows.split_off(n / 2);
+                let (mut a, b) = tokio::join!(
+                    verdicts(inner, rows, timeout),
+                    verdicts(inner, second, timeout)
+                );
+                a.extend(b);
+                a
+            }
+            Err(e) => vec![Err(e); n],
+        }
+    })
 }
 
 #[cfg(test)]
@@ -289,6 +313,10 @@ mod tests {
             self.calls.lock().unwrap().push(ids.clone());
             if ids.iter().any(|i| i == "poison") {
                 return Err(SinkError::Transient("HTTP 503".into()));
+            }
+            if ids.iter().any(|i| i == "refused") {
+                // A request-level 400 `invalid`: one row spoils the whole request.
+                return Err(SinkError::Permanent("HTTP 400 invalid".into()));
             }
             Ok(ids
                 .iter()
@@ -527,5 +555,43 @@ mod tests {
             ["first", "last"],
             "the row of the push that gave up was sent"
         );
+    }
+
+    /// BigQuery refuses a request as a whole (400 `invalid`) for one row in it: the batch is sent
+    /// again in halves until the row it refuses is alone, so only that push fails permanently
+    /// (and is dead-lettered); its neighbours are written.
+    #[tokio::test]
+    async fn a_request_refused_for_one_row_fails_only_that_row() {
+        let table = Arc::new(Table {
+            delay: Duration::from_millis(300),
+            ..Table::default()
+        });
+        let sink = Arc::new(GroupCommit::new(table.clone(), settings(500, 1 << 20, 100)));
+        // A call under way, so that the next rows gather into one batch behind it.
+        let first = tokio::spawn({
+            let sink = sink.clone();
+            async move { push(&sink, "first").await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let ids = ["a", "b", "refused", "c"];
+        let together = ids.map(|id| {
+            let sink = sink.clone();
+            tokio::spawn(async move { push(&sink, id).await })
+        });
+        for (id, t) in ids.into_iter().zip(together) {
+            let verdict = t.await.unwrap();
+            if id == "refused" {
+                assert!(
+                    matches!(verdict, Err(SinkError::Permanent(_))),
+                    "{verdict:?}"
+                );
+            } else {
+                assert_eq!(verdict, Ok(Ok(())), "{id} failed with its neighbour");
+            }
+        }
+        assert_eq!(first.await.unwrap(), Ok(Ok(())));
+        let calls = table.calls.lock().unwrap().clone();
+        assert_eq!(calls[1], ["a", "b", "refused", "c"], "{calls:?}");
+        assert!(calls.len() <= 6, "{calls:?}");
     }
 }

@@ -176,7 +176,7 @@ mod tests {
     fn row(id: &str, json: &str) -> PreparedRow {
         PreparedRow {
             insert_id: id.into(),
-            json: serde_json::value::RawValue::from_string(json.into()).unwrap(),
+            json: Arc::from(serde_json::value::RawValue::from_string(json.into()).unwrap()),
         }
     }
 
