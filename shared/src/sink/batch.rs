@@ -385,23 +385,33 @@ mod tests {
         assert_eq!(calls.iter().map(Vec::len).sum::<usize>(), 60);
     }
 
-    #[tokio::test]
-    async fn a_failed_call_fails_exactly_the_pushes_in_it() {
+    type Answer = tokio::task::JoinHandle<Result<Result<(), RowError>, SinkError>>;
+
+    /// A table whose calls take 300 ms, one push (`first`) under way on it, and then `ids`
+    /// pushed at once, so that their rows gather into one batch behind that call.
+    async fn one_batch_behind_a_call<const N: usize>(
+        ids: [&'static str; N],
+    ) -> (Arc<Table>, Arc<GroupCommit>, Answer, [Answer; N]) {
         let table = Arc::new(Table {
             delay: Duration::from_millis(300),
             ..Table::default()
         });
         let sink = Arc::new(GroupCommit::new(table.clone(), settings(500, 1 << 20, 100)));
-        // A call under way, so that the next rows gather into one batch behind it.
         let first = tokio::spawn({
             let sink = sink.clone();
             async move { push(&sink, "first").await }
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let together = ["a", "b", "poison"].map(|id| {
+        let together = ids.map(|id| {
             let sink = sink.clone();
             tokio::spawn(async move { push(&sink, id).await })
         });
+        (table, sink, first, together)
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_fails_exactly_the_pushes_in_it() {
+        let (table, sink, first, together) = one_batch_behind_a_call(["a", "b", "poison"]).await;
         for t in together {
             assert!(
                 t.await.unwrap().is_err(),
@@ -562,22 +572,8 @@ mod tests {
     /// (and is dead-lettered); its neighbours are written.
     #[tokio::test]
     async fn a_request_refused_for_one_row_fails_only_that_row() {
-        let table = Arc::new(Table {
-            delay: Duration::from_millis(300),
-            ..Table::default()
-        });
-        let sink = Arc::new(GroupCommit::new(table.clone(), settings(500, 1 << 20, 100)));
-        // A call under way, so that the next rows gather into one batch behind it.
-        let first = tokio::spawn({
-            let sink = sink.clone();
-            async move { push(&sink, "first").await }
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await;
         let ids = ["a", "b", "refused", "c"];
-        let together = ids.map(|id| {
-            let sink = sink.clone();
-            tokio::spawn(async move { push(&sink, id).await })
-        });
+        let (table, _sink, first, together) = one_batch_behind_a_call(ids).await;
         for (id, t) in ids.into_iter().zip(together) {
             let verdict = t.await.unwrap();
             if id == "refused" {
