@@ -126,12 +126,23 @@ impl<'a> Replay<'a> {
         let letter = Letter::new(m.clone());
         let name = name(&letter);
         let service = &self.target.service;
-        if let Some(handler) = letter.handler().filter(|h| h != service) {
-            self.tally.not_this_handler += 1;
-            self.bar.println(format!(
-                "left alone: {name} failed in {handler}, not {service}"
-            ));
-            return Ok(false);
+        match whose(letter.handler(), service) {
+            Whose::This => {}
+            Whose::Other(handler) => {
+                self.tally.not_this_handler += 1;
+                self.bar.println(format!(
+                    "left alone: {name} failed in {handler}, not {service}"
+                ));
+                return Ok(false);
+            }
+            Whose::Unknown => {
+                self.tally.handler_unknown += 1;
+                self.bar.println(format!(
+                    "left alone: {name}: which handler failed it is unknown (no dead_letter.handler, \
+                     and its subscription names none); look at it with `replay inspect`"
+                ));
+                return Ok(false);
+            }
         }
         if self.options.dry_run {
             self.tally.would_send += 1;
@@ -187,6 +198,24 @@ impl<'a> Replay<'a> {
     }
 }
 
+/// Whose letter it is, for the handler at `--to`.
+#[derive(Debug, PartialEq, Eq)]
+enum Whose {
+    This,
+    Other(String),
+    /// Neither our attribute nor the subscription's name says: never pushed anywhere, since the
+    /// wrong handler could write what the right one would skip.
+    Unknown,
+}
+
+fn whose(handler: Option<String>, target: &str) -> Whose {
+    match handler {
+        Some(h) if h == target => Whose::This,
+        Some(h) => Whose::Other(h),
+        None => Whose::Unknown,
+    }
+}
+
 /// How a letter is named in the progress lines.
 fn name(letter: &Letter) -> String {
     format!(
@@ -214,6 +243,7 @@ struct Tally {
     /// By what the handler answered.
     failing: BTreeMap<String, usize>,
     not_this_handler: usize,
+    handler_unknown: usize,
     would_send: usize,
 }
 
@@ -251,13 +281,14 @@ impl Tally {
     /// The closing line of a real run (not a dry run).
     fn line(&self, stopped: bool) -> String {
         format!(
-            "replayed {} ({} written, {} already stored), skipped {}, still failing {}, left for another handler {}{}",
+            "replayed {} ({} written, {} already stored), skipped {}, still failing {}, left for another handler {}, handler unknown {}{}",
             self.replayed(),
             self.written,
             self.already_stored,
             self.skipped.values().sum::<usize>(),
             self.failing(),
             self.not_this_handler,
+            self.handler_unknown,
             if stopped {
                 " (stopped at the first failure; --continue-on-error to go on)"
             } else {
@@ -273,8 +304,23 @@ impl Tally {
             "replayed": self.replayed(),
             "written": self.written, "alreadyStored": self.already_stored,
             "skipped": self.skipped, "stillFailing": self.failing,
-            "notForThisHandler": self.not_this_handler,
+            "notForThisHandler": self.not_this_handler, "handlerUnknown": self.handler_unknown,
             "wouldPush": self.would_send,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_letter_whose_handler_is_unknown_is_pushed_nowhere() {
+        assert_eq!(whose(Some("to-bq".into()), "to-bq"), Whose::This);
+        assert_eq!(
+            whose(Some("sub-v2".into()), "to-bq"),
+            Whose::Other("sub-v2".into())
+        );
+        assert_eq!(whose(None, "to-bq"), Whose::Unknown);
     }
 }
