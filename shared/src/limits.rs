@@ -110,6 +110,19 @@ pub fn publishable(data: &[u8], attributes: &BTreeMap<String, String>) -> Result
 /// hyper's default of 100 would refuse an unwrapped push with about 85 attributes.
 pub const MAX_REQUEST_HEADERS: usize = PUBSUB_MAX_ATTRIBUTES + 60;
 
+/// Cloud Run sends SIGTERM this long before SIGKILL ("Container runtime contract": 10 seconds).
+pub const CLOUD_RUN_SIGTERM_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// On SIGTERM the server waits this long for in-flight requests, then exits: within Cloud Run's
+/// grace, with a second left to flush the logs. What is not answered by then is redelivered.
+pub const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(9);
+
+/// A connection must send a whole request head within this long of opening or of its previous
+/// response (hyper's header-read timeout, which also ends idle keep-alive connections): a client
+/// that stalls mid-header (or never sends) does not hold a connection and its task for ever.
+/// Pub/Sub's push and Cloud Run's front end send a head at once.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The deepest nesting of arrays and objects in a JSON text (0 for a scalar). A byte scan that
 /// jumps through strings (`memchr` to the next quote or backslash: a transcript is mostly string);
 /// it does not validate.

@@ -2,15 +2,18 @@
 //!
 //! In place of `axum::serve` for one reason: hyper refuses a request with more than 100 headers
 //! (431) before any handler runs, and an unwrapped push carries each of up to 100 attributes as a
-//! header. Here the limit is [`limits::MAX_REQUEST_HEADERS`]. On shutdown the listener closes,
-//! every connection finishes the request it is serving and closes, and only then does this
-//! return (Pub/Sub redelivers whatever is not answered).
+//! header. Here the limit is [`limits::MAX_REQUEST_HEADERS`]. A connection that does not send a
+//! whole request head within [`limits::HEADER_READ_TIMEOUT`] (of opening, or of its previous
+//! response: idle keep-alive) is closed. On shutdown the listener closes, every connection
+//! finishes the request it is serving and closes, and this returns then, or after
+//! [`limits::SHUTDOWN_DRAIN`] at the latest, within Cloud Run's grace (Pub/Sub redelivers
+//! whatever is not answered).
 
 use std::time::Duration;
 
 use axum::Router;
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -25,7 +28,10 @@ pub async fn serve(
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
     let mut http = http1::Builder::new();
-    http.max_headers(limits::MAX_REQUEST_HEADERS);
+    http.max_headers(limits::MAX_REQUEST_HEADERS)
+        // Without a timer hyper applies no header-read timeout at all.
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits::HEADER_READ_TIMEOUT);
     let graceful = GracefulShutdown::new();
     let stop = shutdown.wait();
     tokio::pin!(stop);
@@ -51,6 +57,14 @@ pub async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(limits::SHUTDOWN_DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "in-flight requests still open after {:?}: stopping anyway (Pub/Sub redelivers them)",
+            limits::SHUTDOWN_DRAIN
+        );
+    }
     Ok(())
 }

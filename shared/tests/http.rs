@@ -338,19 +338,8 @@ async fn oversized_requests_are_refused_and_never_dead_lettered() {
 /// row's verdict, and the service stops only then.
 #[tokio::test]
 async fn shutdown_waits_for_the_batched_row_of_an_in_flight_push() {
-    use pipeline::sink::batch::{BatchSettings, GroupCommit};
     // The insertAll call is held open until the test lets it go: no timing to race.
-    let table = Arc::new(HeldTable::default());
-    let batched = GroupCommit::new(table.clone(), BatchSettings::default());
-    let app = spawn(Service::ToBq, Destination::Rows(Arc::new(batched))).await;
-    let url = app.url.clone();
-    let push =
-        tokio::spawn(
-            async move { post(&url, envelope(&transcript_data("e-9")).to_string()).await },
-        );
-    while !table.called.load(std::sync::atomic::Ordering::SeqCst) {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    let (app, table, push) = push_held_in_its_call("e-9").await;
     let mut stop = tokio::spawn(app.stop());
     tokio::select! {
         _ = &mut stop => panic!("stop returned before the row's call was answered"),
@@ -365,6 +354,75 @@ async fn shutdown_waits_for_the_batched_row_of_an_in_flight_push() {
         "{v}"
     );
     assert_eq!(table.rows.len(), 1);
+}
+
+/// A client that opens a connection and stalls in the middle of a request head is cut off
+/// (hyper's header-read timeout, which needs a timer to apply at all).
+#[tokio::test]
+async fn a_connection_that_stalls_mid_header_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn(
+        Service::SubV2,
+        Destination::Rows(Arc::new(MemoryRows::default())),
+    )
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        pipeline::limits::HEADER_READ_TIMEOUT + std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(
+        read.is_ok(),
+        "the connection was still open {:?} after the head stalled",
+        started.elapsed()
+    );
+    app.stop().await.expect("graceful stop");
+}
+
+/// SIGTERM while a push can never finish (its `insertAll` hangs): the server still exits
+/// within Cloud Run's grace period instead of waiting for ever.
+#[tokio::test]
+async fn shutdown_waits_for_in_flight_pushes_within_cloud_runs_grace() {
+    let (app, _table, _push) = push_held_in_its_call("e-10").await;
+    let started = std::time::Instant::now();
+    app.stop().await.expect("stopped within the grace period");
+    let took = started.elapsed();
+    assert!(
+        took >= pipeline::limits::SHUTDOWN_DRAIN - std::time::Duration::from_millis(500)
+            && took < pipeline::limits::CLOUD_RUN_SIGTERM_GRACE,
+        "stopped after {took:?}"
+    );
+}
+
+/// to-bq under group commit on a [`HeldTable`], with one push (event `id`) whose `insertAll`
+/// call is under way and held.
+async fn push_held_in_its_call(
+    id: &'static str,
+) -> (
+    RunningApp,
+    Arc<HeldTable>,
+    tokio::task::JoinHandle<(u16, Value)>,
+) {
+    use pipeline::sink::batch::{BatchSettings, GroupCommit};
+    let table = Arc::new(HeldTable::default());
+    let batched = GroupCommit::new(table.clone(), BatchSettings::default());
+    let app = spawn(Service::ToBq, Destination::Rows(Arc::new(batched))).await;
+    let url = app.url.clone();
+    let push =
+        tokio::spawn(async move { post(&url, envelope(&transcript_data(id)).to_string()).await });
+    while !table.called.load(std::sync::atomic::Ordering::SeqCst) {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    (app, table, push)
 }
 
 /// A table whose first `insertAll` waits until the test releases it.
