@@ -137,9 +137,29 @@ async fn admit(State(state): State<Shared>, request: Request, next: Next) -> Res
                 "over_budget",
                 "too many push bytes in flight on this instance; retry later",
             );
-            finish(&state, request.headers(), Report::failed(failure), started)
+            let (parts, body) = request.into_parts();
+            discard(body).await;
+            finish(&state, &parts.headers, Report::failed(failure), started)
         }
     }
+}
+
+/// Reads a refused push's body to its end and drops it frame by frame (never holding it), up to
+/// the push limit and [`BODY_READ_TIMEOUT`]. Answering before the body is read would close the
+/// connection under a client that sends the whole body before it reads the answer (as curl
+/// does): it gets a broken pipe, a transport error, and never sees the 429.
+async fn discard(mut body: Body) {
+    use http_body_util::BodyExt as _;
+    let drain = async {
+        let mut read = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, Bytes::len);
+            if read > MAX_PUSH_BODY_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(BODY_READ_TIMEOUT, drain).await;
 }
 
 /// The push endpoint: read → decode → handle (classify, redact, write) → dead-letter a permanent

@@ -425,6 +425,70 @@ async fn push_held_in_its_call(
     (app, table, push)
 }
 
+/// Pushes refused for the byte budget are answered 429 in a way every client reads: one that
+/// sends the whole body before it reads the answer (as curl does) must not find the connection
+/// closed under it mid-send (a broken pipe is a transport error to it, not back-pressure).
+#[tokio::test]
+async fn a_push_refused_for_the_budget_reads_its_429_after_sending_it_all() {
+    let table = Arc::new(HeldTable::default());
+    let vars = [
+        ("BIGQUERY_DATASET", "d"),
+        ("MAX_BODY_BYTES_IN_FLIGHT", "12582912"),
+    ];
+    let app = support::spawn_local(
+        Service::SubV2,
+        &vars,
+        Destination::Rows(table.clone()),
+        None,
+    )
+    .await;
+    // One push near the largest takes most of the budget and stays in its insertAll call.
+    let first = tokio::spawn({
+        let url = app.url.clone();
+        async move { post(&url, big_push(0)).await }
+    });
+    while !table.called.load(std::sync::atomic::Ordering::SeqCst) {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let answers: Vec<_> = (1..=4)
+        .map(|i| tokio::spawn(send_all_then_read(app.port, big_push(i))))
+        .collect();
+    for answer in answers {
+        let status_line = answer.await.unwrap().expect("the client read an answer");
+        assert!(status_line.starts_with("HTTP/1.1 429"), "{status_line}");
+    }
+    table.release.notify_one();
+    assert_eq!(first.await.unwrap().0, 200);
+    app.stop().await.expect("graceful stop");
+}
+
+/// A push of about 9.3 MB (7 MB of data): near the largest Pub/Sub sends.
+fn big_push(i: usize) -> Vec<u8> {
+    let data = json!({"event": {"id": format!("big-{i}"), "timestamp": "2024-05-14T21:12:07.903Z",
+        "feature": "search.results", "action": "viewed",
+        "parameters": {"privateMetadata": {"query": "q".repeat(7 * 1000 * 1000)}}}});
+    support::push(&format!("m-{i}"), data.to_string().as_bytes()).to_bytes()
+}
+
+/// A client that writes the whole request before reading the answer; the answer's status line.
+async fn send_all_then_read(port: u16, body: Vec<u8>) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let head = format!(
+        "POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(&body).await?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await?;
+    Ok(String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned())
+}
+
 /// A table whose first `insertAll` waits until the test releases it.
 #[derive(Default)]
 struct HeldTable {
@@ -485,12 +549,7 @@ async fn large_pushes_beyond_the_byte_budget_are_answered_429_and_land_on_retry(
         None,
     )
     .await;
-    let body = |i: usize| {
-        let data = json!({"event": {"id": format!("big-{i}"), "timestamp": "2024-05-14T21:12:07.903Z",
-            "feature": "search.results", "action": "viewed",
-            "parameters": {"privateMetadata": {"query": "q".repeat(7 * 1000 * 1000)}}}});
-        support::push(&format!("m-{i}"), data.to_string().as_bytes()).to_bytes()
-    };
+    let body = big_push;
     assert!(
         body(0).len() > budget / 2,
         "two bodies do not fit the budget"
