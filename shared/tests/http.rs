@@ -431,17 +431,7 @@ async fn push_held_in_its_call(
 #[tokio::test]
 async fn a_push_refused_for_the_budget_reads_its_429_after_sending_it_all() {
     let table = Arc::new(HeldTable::default());
-    let vars = [
-        ("BIGQUERY_DATASET", "d"),
-        ("MAX_BODY_BYTES_IN_FLIGHT", "12582912"),
-    ];
-    let app = support::spawn_local(
-        Service::SubV2,
-        &vars,
-        Destination::Rows(table.clone()),
-        None,
-    )
-    .await;
+    let app = spawn_with_budget(table.clone(), BUDGET).await;
     // One push near the largest takes most of the budget and stays in its insertAll call.
     let first = tokio::spawn({
         let url = app.url.clone();
@@ -460,6 +450,19 @@ async fn a_push_refused_for_the_budget_reads_its_429_after_sending_it_all() {
     table.release.notify_one();
     assert_eq!(first.await.unwrap().0, 200);
     app.stop().await.expect("graceful stop");
+}
+
+/// The byte budget of the admission tests: one near-largest push fits, two do not.
+const BUDGET: usize = 12 * 1024 * 1024;
+
+/// sub-v2 writing to `table` with a budget of `budget` push-body bytes in flight.
+async fn spawn_with_budget(table: Arc<dyn RowSink>, budget: usize) -> RunningApp {
+    let budget = budget.to_string();
+    let vars = [
+        ("BIGQUERY_DATASET", "d"),
+        ("MAX_BODY_BYTES_IN_FLIGHT", budget.as_str()),
+    ];
+    support::spawn_local(Service::SubV2, &vars, Destination::Rows(table), None).await
 }
 
 /// A push of about 9.3 MB (7 MB of data): near the largest Pub/Sub sends.
@@ -537,18 +540,8 @@ impl RowSink for SlowTable {
 #[tokio::test]
 async fn large_pushes_beyond_the_byte_budget_are_answered_429_and_land_on_retry() {
     let table = Arc::new(SlowTable::default());
-    let budget = 12 * 1024 * 1024;
-    let vars = [
-        ("BIGQUERY_DATASET", "d"),
-        ("MAX_BODY_BYTES_IN_FLIGHT", "12582912"),
-    ];
-    let app = support::spawn_local(
-        Service::SubV2,
-        &vars,
-        Destination::Rows(table.clone()),
-        None,
-    )
-    .await;
+    let budget = BUDGET;
+    let app = spawn_with_budget(table.clone(), budget).await;
     let body = big_push;
     assert!(
         body(0).len() > budget / 2,
