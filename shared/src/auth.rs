@@ -12,9 +12,12 @@
 //!
 //! The JWKS (`PUSH_AUTH_JWKS_URL`, default Google's) is cached for as long as its `Cache-Control:
 //! max-age` says (an hour when absent, at most a day), and fetched again when a token names an
-//! unknown `kid` (Google rotates keys), at most once every 30 s so that forged `kid`s cannot make
-//! the service hammer Google. A rejected push gets 401 and is never processed; the reason is
-//! logged, the token never is.
+//! unknown `kid` (Google rotates keys), at most once every 30 s, failed or not, so that forged
+//! `kid`s or an outage cannot make the service hammer Google. One fetch runs at a time, outside
+//! the cache's lock: pushes whose key is cached are never held up by it. A rejected push gets 401
+//! and is never processed; the reason is logged, the token never is. While no key can be had
+//! (the endpoint down before the first fetch succeeded) a push gets 503 instead: Pub/Sub retries
+//! it, as the token may well be valid.
 //!
 //! `PUSH_AUTH=off` disables this for the emulators and the local demo (the Pub/Sub emulator sends
 //! no token); the service logs a warning at start-up when it is off.
@@ -24,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
-use tokio::sync::RwLock;
+use tokio::sync::{Mutex, RwLock};
 
 pub const GOOGLE_JWKS_URL: &str = "https://www.googleapis.com/oauth2/v3/certs";
 pub const ISSUERS: [&str; 2] = ["accounts.google.com", "https://accounts.google.com"];
@@ -32,6 +35,7 @@ const LEEWAY_SECONDS: u64 = 60;
 const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3600);
 const MAX_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+const JWKS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a verified token says about the pusher.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,7 +125,6 @@ struct Jwk {
 struct KeySet {
     keys: HashMap<String, DecodingKey>,
     expires: Instant,
-    fetched: Instant,
 }
 
 /// Verifies push tokens against a cached JWKS.
@@ -129,19 +132,33 @@ pub struct Verifier {
     config: AuthConfig,
     http: reqwest::Client,
     cache: RwLock<Option<KeySet>>,
+    /// Held while the JWKS is fetched (one fetch at a time); when the last fetch was tried.
+    fetching: Mutex<Option<Instant>>,
+    /// The least time between two fetches of the JWKS.
+    refresh_interval: Duration,
 }
 
 impl Verifier {
-    pub fn new(config: AuthConfig) -> Self {
+    /// A verifier whose JWKS client times out after 10 s; `Err` when that client cannot be built
+    /// (the service then stops at start-up rather than run without the timeout).
+    pub fn new(config: AuthConfig) -> Result<Self, String> {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
+            .timeout(JWKS_TIMEOUT)
             .build()
-            .unwrap_or_default();
-        Self {
+            .map_err(|e| format!("cannot build the JWKS client: {e}"))?;
+        Ok(Self {
             config,
             http,
             cache: RwLock::new(None),
-        }
+            fetching: Mutex::new(None),
+            refresh_interval: MIN_REFRESH_INTERVAL,
+        })
+    }
+
+    /// Sets the least time between two fetches (30 s by default).
+    pub fn with_refresh_interval(mut self, interval: Duration) -> Self {
+        self.refresh_interval = interval;
+        self
     }
 
     /// Verifies the value of an `Authorization` header.
@@ -214,44 +231,46 @@ impl Verifier {
     }
 
     /// The key for `kid`, from the cache, or from a fresh JWKS when the cache has expired or does
-    /// not know the `kid` (throttled).
+    /// not know the `kid`. One fetch at a time, at most one per refresh interval (success or
+    /// not), never under the cache's lock: while one is under way, pushes whose key is cached go
+    /// on with it.
     async fn key(&self, kid: &str) -> Result<DecodingKey, AuthError> {
-        {
+        let stale = {
             let cache = self.cache.read().await;
-            if let Some(set) = cache.as_ref() {
-                let fresh = Instant::now() < set.expires;
-                if let Some(k) = set.keys.get(kid)
-                    && fresh
-                {
-                    return Ok(k.clone());
-                }
-                if fresh && set.fetched.elapsed() < MIN_REFRESH_INTERVAL {
-                    return Err(AuthError::UnknownKey);
-                }
+            match cache
+                .as_ref()
+                .and_then(|set| Some((set.keys.get(kid)?, set.expires)))
+            {
+                Some((k, expires)) if Instant::now() < expires => return Ok(k.clone()),
+                found => found.map(|(k, _)| k.clone()),
             }
+        };
+        let mut last_attempt = match (self.fetching.try_lock(), &stale) {
+            (Ok(guard), _) => guard,
+            // A fetch is under way: a key we had still serves.
+            (Err(_), Some(k)) => return Ok(k.clone()),
+            (Err(_), None) => self.fetching.lock().await,
+        };
+        if last_attempt.is_some_and(|t| t.elapsed() < self.refresh_interval) {
+            // Tried lately (perhaps by the push this one queued behind): answer from the cache.
+            return match self.cache.read().await.as_ref() {
+                Some(set) => set.keys.get(kid).cloned().ok_or(AuthError::UnknownKey),
+                None => Err(AuthError::Jwks(format!(
+                    "no keys yet; the last fetch failed, next try within {:?}",
+                    self.refresh_interval
+                ))),
+            };
         }
-        let mut cache = self.cache.write().await;
-        // Another request may have refreshed (or tried to) meanwhile.
-        if let Some(set) = cache.as_ref()
-            && set.fetched.elapsed() < MIN_REFRESH_INTERVAL
-        {
-            return set.keys.get(kid).cloned().ok_or(AuthError::UnknownKey);
-        }
+        *last_attempt = Some(Instant::now());
         match self.fetch().await {
             Ok(set) => {
                 let key = set.keys.get(kid).cloned();
-                *cache = Some(set);
+                *self.cache.write().await = Some(set);
                 key.ok_or(AuthError::UnknownKey)
             }
             // JWKS unreachable: keep serving the keys we had (a rotation is rare, an outage of
-            // Google's endpoint should not stop every push), and wait before trying again.
-            Err(e) => match cache.as_mut() {
-                Some(set) => {
-                    set.fetched = Instant::now();
-                    set.keys.get(kid).cloned().ok_or(e)
-                }
-                None => Err(e),
-            },
+            // Google's endpoint should not stop every push); without one, 503 until it is back.
+            Err(e) => stale.ok_or(e),
         }
     }
 
@@ -286,11 +305,9 @@ impl Verifier {
                 keys.insert(kid, key);
             }
         }
-        let now = Instant::now();
         Ok(KeySet {
             keys,
-            expires: now + max_age,
-            fetched: now,
+            expires: Instant::now() + max_age,
         })
     }
 }
@@ -333,7 +350,8 @@ mod tests {
             audience: "a".into(),
             service_accounts: vec!["p@x".into()],
             jwks_url: "http://127.0.0.1:9/certs".into(),
-        });
+        })
+        .expect("a verifier");
         assert_eq!(v.verify_header(None).await, Err(AuthError::Missing));
         assert_eq!(
             v.verify_header(Some("Basic abc")).await,

@@ -120,7 +120,12 @@ impl From<SinkError> for Failure {
 
 impl From<AuthError> for Failure {
     fn from(e: AuthError) -> Self {
-        Self::new(FailureKind::Unauthorized, e.code(), e)
+        let kind = match e {
+            // The keys cannot be had: the token may be fine, so Pub/Sub should retry (503).
+            AuthError::Jwks(_) => FailureKind::Transient,
+            _ => FailureKind::Unauthorized,
+        };
+        Self::new(kind, e.code(), e)
     }
 }
 

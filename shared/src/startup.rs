@@ -60,7 +60,12 @@ impl Application {
                 handler: Arc::new(handler),
                 project: config.project.as_str().into(),
                 dead_letters,
-                verifier: config.auth.clone().map(|a| Arc::new(Verifier::new(a))),
+                verifier: config
+                    .auth
+                    .clone()
+                    .map(Verifier::new)
+                    .transpose()?
+                    .map(Arc::new),
                 admission: Admission::new(config.server.body_budget),
             },
         })

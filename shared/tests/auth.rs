@@ -8,7 +8,7 @@ use pipeline::sink::memory::MemoryStore;
 
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -89,24 +89,34 @@ fn sign(key: &Key, kid: &str, claims: &Value) -> String {
     .unwrap()
 }
 
-/// A JWKS server on a random port that counts its requests; `keys` can be swapped (rotation).
+/// A JWKS server on a random port that counts its requests; `keys` can be swapped (rotation),
+/// `down` makes it answer 500, `delay_ms` makes it slow.
 struct Jwks {
     url: String,
     hits: Arc<AtomicUsize>,
     keys: Arc<std::sync::Mutex<Value>>,
+    down: Arc<AtomicBool>,
+    delay_ms: Arc<AtomicU64>,
 }
 
 async fn jwks_server(keys: &[&Key], cache_control: &'static str) -> Jwks {
     let doc = |keys: &[&Key]| json!({"keys": keys.iter().map(|k| json!({"kid": k.kid, "kty": "RSA", "alg": "RS256", "use": "sig", "n": k.n, "e": "AQAB"})).collect::<Vec<_>>()});
     let hits = Arc::new(AtomicUsize::new(0));
     let keys = Arc::new(std::sync::Mutex::new(doc(keys)));
-    let (h, k) = (hits.clone(), keys.clone());
+    let down = Arc::new(AtomicBool::new(false));
+    let delay_ms = Arc::new(AtomicU64::new(0));
+    let (h, k, d, w) = (hits.clone(), keys.clone(), down.clone(), delay_ms.clone());
     let app = Router::new().route(
         "/certs",
         get(move || {
-            let (h, k) = (h.clone(), k.clone());
+            let (h, k, d, w) = (h.clone(), k.clone(), d.clone(), w.clone());
             async move {
                 h.fetch_add(1, Ordering::SeqCst);
+                let wait = w.load(Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                if d.load(Ordering::SeqCst) {
+                    return axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                }
                 let body = k.lock().unwrap().to_string();
                 (
                     [
@@ -122,7 +132,13 @@ async fn jwks_server(keys: &[&Key], cache_control: &'static str) -> Jwks {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/certs", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    Jwks { url, hits, keys }
+    Jwks {
+        url,
+        hits,
+        keys,
+        down,
+        delay_ms,
+    }
 }
 
 fn verifier(jwks: &Jwks) -> Verifier {
@@ -131,6 +147,58 @@ fn verifier(jwks: &Jwks) -> Verifier {
         service_accounts: vec![PUSHER.into()],
         jwks_url: jwks.url.clone(),
     })
+    .expect("a verifier")
+}
+
+/// Google's JWKS down and no keys fetched yet: every push is answered 503 (Pub/Sub retries; the
+/// token may be fine), not 401, and the endpoint is asked once per refresh interval, not once
+/// per push.
+#[tokio::test]
+async fn a_jwks_outage_before_any_key_is_503_and_asked_once_per_interval() {
+    let key = new_key("k1");
+    let jwks = jwks_server(&[&key], "max-age=600").await;
+    jwks.down.store(true, Ordering::SeqCst);
+    let v = verifier(&jwks);
+    for _ in 0..5 {
+        let e = v.verify(&sign(&key, "k1", &claims())).await.unwrap_err();
+        assert!(matches!(e, AuthError::Jwks(_)), "{e:?}");
+        let failure = pipeline::failure::Failure::from(e);
+        assert_eq!(failure.kind.status().as_u16(), 503, "{failure:?}");
+    }
+    assert_eq!(
+        jwks.hits.load(Ordering::SeqCst),
+        1,
+        "one fetch per interval"
+    );
+}
+
+/// A refresh under way (a new `kid`, a slow endpoint) does not hold up pushes whose key is
+/// cached.
+#[tokio::test]
+async fn a_slow_refresh_does_not_stall_pushes_with_cached_keys() {
+    let (k1, k2) = (new_key("k1"), new_key("k2"));
+    let jwks = jwks_server(&[&k1, &k2], "max-age=600").await;
+    *jwks.keys.lock().unwrap() = json!({"keys": [
+        {"kid": "k1", "kty": "RSA", "alg": "RS256", "n": k1.n, "e": "AQAB"}]});
+    let v = Arc::new(verifier(&jwks).with_refresh_interval(std::time::Duration::from_millis(100)));
+    assert!(v.verify(&sign(&k1, "k1", &claims())).await.is_ok());
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    jwks.delay_ms.store(3_000, Ordering::SeqCst);
+    let rotated = tokio::spawn({
+        let (v, token) = (v.clone(), sign(&k2, "k2", &claims()));
+        async move { v.verify(&token).await }
+    });
+    while jwks.hits.load(Ordering::SeqCst) < 2 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let started = std::time::Instant::now();
+    assert!(v.verify(&sign(&k1, "k1", &claims())).await.is_ok());
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(1_000),
+        "a cached key waited {:?} for a refresh",
+        started.elapsed()
+    );
+    let _ = rotated.await;
 }
 
 #[tokio::test]
