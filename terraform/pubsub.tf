@@ -79,8 +79,9 @@ resource "google_pubsub_subscription" "push" {
       error_message = "The ${each.key} filter in routing.json is longer than Pub/Sub's 256-byte limit."
     }
     precondition {
-      condition     = var.ack_deadline_seconds >= var.sink_timeout_seconds + 30
-      error_message = "ack_deadline_seconds must be at least sink_timeout_seconds + 30 (a dead-letter publish of ~10 s plus margin): a push that outlives the deadline is delivered again while it still runs."
+      # A push's worst case, shared/src/limits.rs push_worst_case (a test holds this to it).
+      condition     = var.ack_deadline_seconds >= 2 * var.sink_timeout_seconds + 52
+      error_message = "ack_deadline_seconds must be at least 2 * sink_timeout_seconds + 52 (a push's worst case: admission wait 2 s, JWKS fetch 10 s, body read 30 s, the write and a 403's listing, a dead-letter publish 10 s): a push that outlives the deadline is cut off and delivered again while it may still write."
     }
     precondition {
       condition     = tonumber(trimsuffix(var.retry_minimum_backoff, "s")) <= tonumber(trimsuffix(var.retry_maximum_backoff, "s"))

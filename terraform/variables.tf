@@ -97,7 +97,7 @@ variable "pubsub_kms_key_name" {
 }
 
 variable "ack_deadline_seconds" {
-  description = "Ack deadline of the push subscriptions, which is also Pub/Sub's timeout for each push request and the Cloud Run request timeout. Must exceed a request's worst case: the admission wait (2 s), the batch linger (25 ms), SINK_TIMEOUT_SECONDS and a dead-letter publish (~10 s), about 45 s with the defaults, plus margin."
+  description = "Ack deadline of the push subscriptions, also Pub/Sub's timeout for each push and the Cloud Run request timeout; at least a push's worst case, 2 * sink_timeout_seconds + 52 (112 s with the defaults)."
   type        = number
   default     = 120
 

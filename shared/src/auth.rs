@@ -35,7 +35,8 @@ const LEEWAY_SECONDS: u64 = 60;
 const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3600);
 const MAX_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
-const JWKS_TIMEOUT: Duration = Duration::from_secs(10);
+/// One fetch of the JWKS.
+pub const JWKS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a verified token says about the pusher.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -117,6 +117,20 @@ pub const CLOUD_RUN_SIGTERM_GRACE: std::time::Duration = std::time::Duration::fr
 /// grace, with a second left to flush the logs. What is not answered by then is redelivered.
 pub const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(9);
 
+/// The longest one push can take on a service, from its first byte to its answer, given
+/// `SINK_TIMEOUT_SECONDS`: the admission wait, a JWKS fetch, the body read, the write (for
+/// BigQuery the wait for the row's verdict; for Cloud Storage the write and, after a 403, the
+/// listing that tells a duplicate: twice the sink timeout at most) and a dead-letter publish.
+/// The push subscriptions' ack deadline, which is also Cloud Run's request timeout, must be at
+/// least this (Terraform's precondition in `pubsub.tf` is this formula; a test holds it to it).
+pub fn push_worst_case(sink_timeout: std::time::Duration) -> std::time::Duration {
+    crate::admission::ADMISSION_WAIT
+        + crate::auth::JWKS_TIMEOUT
+        + crate::server::BODY_READ_TIMEOUT
+        + 2 * sink_timeout
+        + crate::startup::DEAD_LETTER_TIMEOUT
+}
+
 /// A connection must send a whole request head within this long of opening or of its previous
 /// response (hyper's header-read timeout, which also ends idle keep-alive connections): a client
 /// that stalls mid-header (or never sends) does not hold a connection and its task for ever.

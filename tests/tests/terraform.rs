@@ -722,3 +722,45 @@ fn the_body_budget_follows_the_memory_limit() -> Result<()> {
     );
     Ok(())
 }
+
+/// One push's worst case is a formula in code (`limits::push_worst_case`); Terraform's guard on
+/// the ack deadline is that formula, the Cloud Run request timeout is the ack deadline, and the
+/// defaults pass it. A push that outlives the deadline is cut off by Cloud Run and delivered again
+/// (counted toward the dead-letter policy) while it may still write.
+#[test]
+fn the_ack_deadline_covers_a_push_worst_case_by_the_codes_formula() -> Result<()> {
+    use pipeline::limits::push_worst_case;
+    use std::time::Duration;
+    let m = load_module()?;
+    // The formula is affine in the sink timeout: a * sink + b.
+    let b = push_worst_case(Duration::ZERO).as_secs();
+    let a = push_worst_case(Duration::from_secs(1)).as_secs() - b;
+    let sub = m.resource("google_pubsub_subscription", "push")?;
+    let expected = format!("var.ack_deadline_seconds >= {a} * var.sink_timeout_seconds + {b}");
+    let lifecycle = block(sub, "lifecycle")?;
+    let guards: Vec<String> = lifecycle
+        .blocks()
+        .filter(|p| p.identifier() == "precondition")
+        .filter_map(|p| attr(p.body(), "condition").ok())
+        .collect();
+    ensure!(
+        guards.contains(&expected),
+        "the push subscription must require `{expected}`; it has {guards:?}"
+    );
+    let run = m.resource("google_cloud_run_v2_service", "service")?;
+    let template = block(run, "template")?;
+    ensure!(
+        attr(template, "timeout")? == r#""${var.ack_deadline_seconds}s""#,
+        "Cloud Run's request timeout must be the ack deadline"
+    );
+    let default = |v: &str| -> Result<u64> { Ok(attr(&m.variables[v], "default")?.parse()?) };
+    let (ack, sink) = (
+        default("ack_deadline_seconds")?,
+        default("sink_timeout_seconds")?,
+    );
+    ensure!(
+        Duration::from_secs(ack) >= push_worst_case(Duration::from_secs(sink)),
+        "the default ack deadline {ack} s is below a push's worst case with a {sink} s sink timeout"
+    );
+    Ok(())
+}
