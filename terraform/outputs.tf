@@ -88,3 +88,8 @@ output "alert_policies" {
     }
   }
 }
+
+output "redact_keys" {
+  description = "REDACT_KEYS of the services, comma-separated: give it to `replay inspect --redact-keys` on a laptop."
+  value       = join(",", var.redact_keys)
+}

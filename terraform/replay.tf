@@ -37,6 +37,11 @@ resource "google_cloud_run_v2_job" "replay" {
         image = var.images["replay"]
         # Overridden on each execution (--args); alone it prints the commands.
         args = ["--help"]
+        # `replay inspect` redacts the rows it prints as the services do.
+        env {
+          name  = "REDACT_KEYS"
+          value = join(",", var.redact_keys)
+        }
       }
 
       vpc_access {

@@ -104,6 +104,11 @@ enum Command {
         subscription: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// The deployment's REDACT_KEYS (`terraform output -raw redact_keys`), to print the rows
+        /// as the services would write them. Without it rows are withheld, except in the replay
+        /// job, whose REDACT_KEYS Terraform sets to the services' value.
+        #[arg(long)]
+        redact_keys: Option<String>,
     },
     /// Re-deliver dead letters as push requests to the handler that failed; ack each one only
     /// after the handler answered 2xx.
@@ -178,7 +183,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             file,
             subscription,
             limit,
-        } => cmd::inspect::run(project, file, subscription, limit).await,
+            redact_keys,
+        } => cmd::inspect::run(project, file, subscription, limit, redact_keys).await,
         Command::Push {
             subscription,
             to,

@@ -34,11 +34,19 @@ fn pull_file(messages: &[Message]) -> String {
     serde_json::to_string_pretty(&received).expect("JSON")
 }
 
-fn inspect(file: &std::path::Path, redact_keys: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_replay"))
+/// `replay inspect` over `file` with the deployment's keys given as `--redact-keys` (`None`: not
+/// given), from a shell whose own `REDACT_KEYS` is `shell_keys`.
+fn inspect(file: &std::path::Path, redact_keys: Option<&str>, shell_keys: &str) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_replay"));
+    command
         .args(["inspect", "--limit", "1000", "--file"])
-        .arg(file)
-        .env("REDACT_KEYS", redact_keys)
+        .arg(file);
+    if let Some(keys) = redact_keys {
+        command.args(["--redact-keys", keys]);
+    }
+    let out = command
+        .env("REDACT_KEYS", shell_keys)
+        .env_remove("CLOUD_RUN_JOB")
         .env_remove("DOTCOM_URL")
         .env_remove("DOTCOM_INSTANCE_IDS")
         .output()
@@ -73,7 +81,7 @@ fn redact_keys_only_add_to_the_transcript_keys_in_inspect() {
     std::fs::write(&file, pull_file(&messages)).expect("write the pull file");
 
     for keys in ["diff", "diff,prediction", "PROMPTTEXT", " "] {
-        let printed = inspect(&file, keys);
+        let printed = inspect(&file, Some(keys), "");
         let lines: Vec<Value> = printed
             .lines()
             .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
@@ -90,9 +98,43 @@ fn redact_keys_only_add_to_the_transcript_keys_in_inspect() {
         for secret in &secrets {
             assert!(
                 !printed.contains(secret.as_str()),
-                "REDACT_KEYS={keys:?}: replay inspect printed transcript text {secret:?}"
+                "--redact-keys {keys:?}: replay inspect printed transcript text {secret:?}"
             );
         }
     }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The deployment redacts an extra key (`diff`); the engineer's shell does not have it. Rows are
+/// printed only with the deployment's keys, and then without the key; never with the shell's.
+#[test]
+fn inspect_prints_rows_only_as_the_deployment_redacts_them() {
+    let planted = "deployment-only-secret-7f3a";
+    // A generated event sub-v2 writes, with the deployment's extra key planted in it.
+    let mut message = generate(60, 3)
+        .into_iter()
+        .find(|m| m.bq_handler == "sub-v2" && !m.transcript)
+        .expect("a sub-v2 event");
+    let mut event: Value = serde_json::from_slice(&message.data).expect("JSON");
+    event["event"]["parameters"]["privateMetadata"] = json!({"diff": planted, "kept": "k"});
+    message.data = event.to_string().into_bytes();
+    let dir = std::env::temp_dir().join(format!("replay-inspect-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let file = dir.join("dlq.json");
+    std::fs::write(&file, pull_file(std::slice::from_ref(&message))).expect("write");
+
+    let without = inspect(&file, None, "");
+    assert!(
+        !without.contains(planted),
+        "rows printed without the deployment's keys: {without}"
+    );
+    assert!(without.contains("withheld"), "{without}");
+    let with = inspect(&file, Some("diff"), "");
+    assert!(
+        !with.contains(planted),
+        "the deployment's key was not redacted: {with}"
+    );
+    let line: Value = serde_json::from_str(with.lines().next().expect("a line")).expect("JSON");
+    assert!(line["now"]["sub-v2"]["row"].is_object(), "{line}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -4,6 +4,12 @@
 //! decision is the production code's, and nothing is written anywhere. For the BigQuery handlers
 //! the row they would write is shown (already redacted); for `to-gcs` only the object name. The
 //! message data is never printed.
+//!
+//! Rows are redacted with the **deployment's** `REDACT_KEYS`, never the shell's: `--redact-keys`
+//! (`terraform output -raw redact_keys`), or, in the replay job, the job's own `REDACT_KEYS`,
+//! which Terraform sets to the services' value. Without either, the rows are withheld (the
+//! decisions are still shown): an engineer's shell without the deployment's extra keys would
+//! otherwise print what the table never holds.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -26,9 +32,24 @@ pub async fn run(
     file: Option<PathBuf>,
     subscription: Option<String>,
     limit: usize,
+    redact_keys: Option<String>,
 ) -> Result<ExitCode> {
+    let in_job = std::env::var_os("CLOUD_RUN_JOB").is_some();
+    let keys = deployment_keys(redact_keys, in_job, std::env::var("REDACT_KEYS").ok());
+    if keys.is_none() {
+        eprintln!(
+            "replay: rows withheld: give the deployment's keys, --redact-keys \"$(terraform output -raw redact_keys)\""
+        );
+    }
     // Exactly the services' parser: REDACT_KEYS can only add to the transcript keys.
-    let rules = Rules::from_env(&Env::process())?;
+    let rules = Rules::from_env(&Env::from_fn(|name| match name {
+        "REDACT_KEYS" => keys.clone(),
+        _ => std::env::var(name).ok(),
+    }))?;
+    let shown = Shown {
+        rules,
+        rows: keys.is_some(),
+    };
     let messages = match (file, subscription) {
         (Some(path), _) => read_pull_file(&path)?,
         (None, Some(s)) => {
@@ -39,7 +60,7 @@ pub async fn run(
     };
     let mut stdout = std::io::stdout().lock();
     for m in messages.into_iter().take(limit) {
-        let v = inspect(&rules, &Letter::new(m)).await;
+        let v = inspect(&shown, &Letter::new(m)).await;
         writeln!(stdout, "{}", serde_json::to_string(&v)?)?;
     }
     Ok(ExitCode::SUCCESS)
@@ -52,19 +73,32 @@ fn read_pull_file(path: &Path) -> Result<Vec<ReceivedMessage>> {
     serde_json::from_str(&text).with_context(|| format!("{} is not a pull result", path.display()))
 }
 
+/// The deployment's `REDACT_KEYS`: the flag, or the replay job's own environment (Terraform's
+/// value); `None` when neither (a person's shell is not the deployment).
+fn deployment_keys(flag: Option<String>, in_job: bool, env: Option<String>) -> Option<String> {
+    flag.or_else(|| in_job.then(|| env.unwrap_or_default()))
+}
+
+/// How letters are judged, and whether their rows may be printed.
+struct Shown {
+    rules: Rules,
+    rows: bool,
+}
+
 /// One JSON object per letter: where it came from, why it failed, and each handler's decision.
-async fn inspect(rules: &Rules, letter: &Letter) -> Value {
+async fn inspect(shown: &Shown, letter: &Letter) -> Value {
     let mut v = letter.describe();
     let mut now = serde_json::Map::new();
     for service in Service::ALL {
-        now.insert(service.name().into(), decide(rules, service, letter).await);
+        now.insert(service.name().into(), decide(shown, service, letter).await);
     }
     v["now"] = Value::Object(now);
     v
 }
 
 /// What `service` would do with the letter now: `write`, `skip`, `retry` or `dead-letter`.
-async fn decide(rules: &Rules, service: Service, letter: &Letter) -> Value {
+async fn decide(shown: &Shown, service: Service, letter: &Letter) -> Value {
+    let rules = &shown.rules;
     let rows = Arc::new(MemoryRows::default());
     let destination = match service {
         Service::ToGcs => Destination::Objects {
@@ -88,7 +122,10 @@ async fn decide(rules: &Rules, service: Service, letter: &Letter) -> Value {
         Ok(Outcome::Written { target } | Outcome::AlreadyStored { target }) => {
             let mut v = json!({"action": "write", "target": target});
             if service != Service::ToGcs {
-                v["row"] = rows.last().map_or(Value::Null, |r| r.value());
+                v["row"] = match shown.rows {
+                    true => rows.last().map_or(Value::Null, |r| r.value()),
+                    false => Value::String("withheld: no --redact-keys".into()),
+                };
             }
             v
         }
@@ -96,5 +133,24 @@ async fn decide(rules: &Rules, service: Service, letter: &Letter) -> Value {
             json!({"action": "retry", "reason": f.code, "detail": f.detail})
         }
         Err(f) => json!({"action": "dead-letter", "reason": f.code, "detail": f.detail}),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_redacted_with_the_deployments_keys_or_withheld() {
+        let flag = Some("diff".to_owned());
+        let shell = Some("other".to_owned());
+        // The flag wins wherever it runs.
+        assert_eq!(deployment_keys(flag.clone(), false, shell.clone()), flag);
+        assert_eq!(deployment_keys(flag.clone(), true, shell.clone()), flag);
+        // A person's shell is not the deployment: rows withheld.
+        assert_eq!(deployment_keys(None, false, shell.clone()), None);
+        // The replay job's environment is Terraform's value (none set: no extra keys).
+        assert_eq!(deployment_keys(None, true, shell.clone()), shell);
+        assert_eq!(deployment_keys(None, true, None), Some(String::new()));
     }
 }
