@@ -80,6 +80,16 @@ impl Subscription {
             .map_err(|e| anyhow::anyhow!("release {sub}: {e}"))
     }
 
+    /// Keeps these messages leased for `lease` from now (whole seconds, at most Pub/Sub's 600).
+    pub async fn extend(&self, messages: &[ReceivedMessage], lease: Duration) -> Result<()> {
+        let sub = self.api.path();
+        let seconds = lease.as_secs().min(600) as u32;
+        self.api
+            .lease(&ack_ids(messages), seconds)
+            .await
+            .map_err(|e| anyhow::anyhow!("modifyAckDeadline {sub}: {e}"))
+    }
+
     /// Removes these messages from the subscription for good.
     pub async fn ack(&self, messages: &[ReceivedMessage]) -> Result<()> {
         self.api

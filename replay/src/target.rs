@@ -16,6 +16,9 @@ use crate::auth::Auth;
 use crate::letter::Letter;
 
 /// The handler answering at `--to`.
+/// The longest one re-delivered push may take (the services' ack deadline, 120 s by default).
+pub const PUSH_TIMEOUT: Duration = Duration::from_secs(120);
+
 pub struct Target {
     http: reqwest::Client,
     auth: Auth,
@@ -30,7 +33,7 @@ impl Target {
     pub async fn find(to: &str) -> Result<Self> {
         let auth = Auth::for_url(to)?;
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
+            .timeout(PUSH_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
         let base = to.trim_end_matches('/').to_owned();

@@ -3,7 +3,8 @@
 //!
 //! The steps, in order:
 //! 1. find which handler answers at `--to` ([`Target::find`]);
-//! 2. pull a small batch, just before pushing it, so that no lease expires before its ack
+//! 2. pull a small batch, just before pushing it, and before each push lease the letters not yet
+//!    handled for one more push ([`LEASE`]), so that no lease expires before its ack
 //!    ([`Replay::next_batch`]);
 //! 3. for each letter: leave it alone (another handler's, or a dry run), or push it and judge the
 //!    answer ([`Replay::one`], [`Target::push`]);
@@ -23,6 +24,10 @@ use serde_json::{Value, json};
 use crate::client::Subscription;
 use crate::letter::Letter;
 use crate::target::{Target, Verdict};
+
+/// How long the letters of a batch stay leased from the start of each push: one push's longest
+/// time and a margin, so that no lease ends before its letter's ack or release.
+const LEASE: Duration = Duration::from_secs(crate::target::PUSH_TIMEOUT.as_secs() + 60);
 
 /// The flags of `replay push`.
 pub struct Options {
@@ -87,9 +92,14 @@ impl<'a> Replay<'a> {
                 break;
             };
             let mut untouched = Vec::new();
-            for m in batch {
-                if self.stopped || !self.one(&m).await? {
-                    untouched.push(m);
+            for (i, m) in batch.iter().enumerate() {
+                if !self.stopped && !self.options.dry_run {
+                    // The subscription's own deadline (60 s) is shorter than a push may take:
+                    // before each push, the letters not yet handled are leased for one more.
+                    self.letters.extend(&batch[i..], LEASE).await?;
+                }
+                if self.stopped || !self.one(m).await? {
+                    untouched.push(m.clone());
                 }
             }
             self.letters.release(&untouched).await?;

@@ -203,9 +203,14 @@ impl Subscription {
 
     /// Makes pulled messages available again at once (ack deadline 0).
     pub async fn release(&self, ack_ids: &[String]) -> Result<(), GoogleError> {
+        self.lease(ack_ids, 0).await
+    }
+
+    /// Sets the lease of pulled messages to `seconds` from now (Pub/Sub takes 0 to 600).
+    pub async fn lease(&self, ack_ids: &[String], seconds: u32) -> Result<(), GoogleError> {
         let body = ModifyAckDeadlineRequest {
             ack_ids,
-            ack_deadline_seconds: 0,
+            ack_deadline_seconds: seconds,
         };
         self.on_messages(
             calls::SUBSCRIPTIONS_MODIFY_ACK_DEADLINE,
