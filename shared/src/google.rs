@@ -168,7 +168,7 @@ pub mod calls {
     };
     pub const SUBSCRIPTIONS_MODIFY_ACK_DEADLINE: Call = Call {
         id: "pubsub.projects.subscriptions.modifyAckDeadline",
-        sent_by: "replay: release what it pulled and did not ack (deadline 0)",
+        sent_by: "replay: release what it pulled and did not ack (deadline 0); push: lease the letters not yet handled for one more push",
         client: JSON,
     };
 }
