@@ -4,6 +4,9 @@
 //! push, decode the base64 data and parse the event as a `serde_json::Value`.
 //! Run with `cargo bench -p transcript-pipeline --bench pipeline` (or `scripts/bench.sh`).
 
+// The services' allocator, so that what is measured is what they run.
+pipeline::use_mimalloc!();
+
 #[path = "corpus.rs"]
 mod corpus;
 

@@ -6,6 +6,9 @@
 //! `redact_corpus --write DIR` writes the corpus (one file per kind: the message data);
 //! `redact_corpus DIR` processes it and prints one JSON line per kind.
 
+// The services' allocator, so that what is measured is what they run.
+pipeline::use_mimalloc!();
+
 #[path = "../benches/corpus.rs"]
 mod corpus;
 

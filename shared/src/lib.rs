@@ -52,7 +52,17 @@ pub use config::{Config, Service};
 pub use decode::PushMessage;
 pub use event::TelemetryPayload;
 
-/// mimalloc for every binary of the workspace: allocation was a fifth of a push's CPU under glibc's
-/// malloc (BENCHMARKS.md, "Where the time goes").
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// Makes mimalloc the global allocator of the binary that invokes it: the three services, the
+/// benchmark fixtures and benchmarks (allocation was a fifth of a push's CPU under glibc's malloc,
+/// BENCHMARKS.md). Each binary chooses; the library does not, so that a program linking it (the
+/// tests, `replay`) keeps its own allocator.
+#[macro_export]
+macro_rules! use_mimalloc {
+    () => {
+        #[global_allocator]
+        static GLOBAL: $crate::mimalloc::MiMalloc = $crate::mimalloc::MiMalloc;
+    };
+}
+
+#[doc(hidden)]
+pub use mimalloc;

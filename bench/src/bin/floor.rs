@@ -1,6 +1,9 @@
 //! `floor`: the bare server the services are measured against. Same axum and Tokio (multi-thread
 //! runtime) as the services; `POST /` reads the whole body and parses it as JSON, nothing else.
 
+// The services' allocator, so that what is measured is what they run.
+pipeline::use_mimalloc!();
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;

@@ -6,6 +6,9 @@
 //! `"insertId":`, a byte scan; the body is not parsed). `GET /stats`: `{"calls":N,"rows":M}`;
 //! `POST /reset` zeroes both; `GET /healthz`.
 
+// The services' allocator, so that what is measured is what they run.
+pipeline::use_mimalloc!();
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
