@@ -14,18 +14,18 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chrono::{Datelike, Timelike, Utc};
+use chrono::Utc;
 
 use crate::classify::{Classification, Route};
 use crate::config::{Rules, Service};
 use crate::decode::PushMessage;
 use crate::event::{Event, TelemetryPayload};
 pub use crate::failure::{Failure, FailureKind};
+use crate::object_name;
 pub use crate::outcome::{NOT_FOR_THIS_SUBSCRIPTION, Outcome, Report, Summary};
 use crate::redact::Redacted;
 use crate::row::{EventRow, RowSource, insert_id};
 use crate::sink::{NewObject, ObjectStore, PreparedRow, RowSink, Stored};
-use sha2::{Digest, Sha256};
 
 /// Where a handler writes: objects for `to-gcs`, rows for the other two.
 #[derive(Clone)]
@@ -198,7 +198,7 @@ fn new_object(prefix: &str, message: &PushMessage, event: &Event) -> NewObject {
         ("event-action".into(), clip(&event.action)),
     ]);
     NewObject {
-        name: object_name(prefix, event, message.data.bytes()),
+        name: object_name::for_event(prefix, event, message.data.bytes()),
         data: message.data.bytes().clone(),
         content_type: "application/json",
         metadata,
@@ -235,30 +235,6 @@ async fn write_row(sink: &dyn RowSink, row: PreparedRow) -> Result<Outcome, Fail
             "row_not_inserted",
             "BigQuery returned no result for the row",
         )),
-    }
-}
-
-/// `{prefix}/YYYY/MM/DD/HH/{event id}.{content}.json`: the hour from the event's own time (UTC),
-/// `{content}` the first 16 hex digits of the SHA-256 of the published bytes. Deterministic, so
-/// every redelivery of an event targets the same object and is answered 412 "already stored";
-/// and a different message with the same event id and hour (a gateway bug, a replay of edited
-/// data) gets an object of its own instead of vanishing behind the first: both are kept.
-pub fn object_name(prefix: &str, event: &Event, data: &[u8]) -> String {
-    let t = event.timestamp;
-    let digest = Sha256::digest(data);
-    let tail = format!(
-        "{:04}/{:02}/{:02}/{:02}/{}.{}.json",
-        t.year(),
-        t.month(),
-        t.day(),
-        t.hour(),
-        event.id.for_object_name(),
-        hex::encode(&digest[..8])
-    );
-    if prefix.is_empty() {
-        tail
-    } else {
-        format!("{prefix}/{tail}")
     }
 }
 

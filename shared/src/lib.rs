@@ -12,7 +12,8 @@
 //! 3. **redact** ([`redact`]): remove the transcript keys (and `REDACT_KEYS`) from
 //!    `privateMetadata`, at any depth; [`row`] builds the `event_telemetry` row ([`schema`]) from
 //!    the redacted result only.
-//! 4. **write** ([`sink`]): create-once objects in Cloud Storage, `insertAll` rows in BigQuery.
+//! 4. **write** ([`sink`]): create-once objects in Cloud Storage (named by [`object_name`]),
+//!    `insertAll` rows in BigQuery.
 //!
 //! Topic → file:
 //! - the ack: [`failure`] (each failure knows its HTTP status) and [`outcome`] (the one list of
@@ -37,6 +38,7 @@ pub mod failure;
 pub mod google;
 pub mod handler;
 pub mod limits;
+pub mod object_name;
 pub mod outcome;
 pub mod redact;
 pub mod row;

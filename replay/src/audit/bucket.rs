@@ -31,10 +31,7 @@ impl Object {
         if let Some(id) = self.metadata.get("event-id") {
             return id.clone();
         }
-        let tail = self.name.rsplit('/').next().unwrap_or_default();
-        let tail = tail.strip_suffix(".json").unwrap_or(tail);
-        // `{id}.{16 hex digits}`; percent-encoded ids have no other dot of their own left.
-        tail.rsplit_once('.').map_or(tail, |(id, _)| id).to_string()
+        pipeline::object_name::event_id_segment(&self.name).to_string()
     }
 }
 

@@ -167,12 +167,7 @@ fn completeness(objects: &BTreeMap<String, usize>, rows: &BTreeSet<String>) -> F
 async fn list_window(sources: &Sources, window: &Window) -> Result<Vec<Object>> {
     let mut all = Vec::new();
     for hour in window.hours() {
-        let folder = hour.format("%Y/%m/%d/%H/").to_string();
-        let prefix = if sources.prefix.is_empty() {
-            folder
-        } else {
-            format!("{}/{folder}", sources.prefix)
-        };
+        let prefix = pipeline::object_name::hour_folder(&sources.prefix, hour);
         let found = sources.bucket.list(&prefix).await?;
         eprintln!(
             "audit: listed {prefix}: {} objects ({} so far)",

@@ -11,7 +11,7 @@
 //! nacked and Pub/Sub redelivers later. The bucket itself (client, listing, IAM check) is
 //! [`crate::google::storage::Bucket`].
 //!
-//! An object's name carries a hash of its content ([`crate::handler::object_name`]), so an object
+//! An object's name carries a hash of its content ([`crate::object_name`]), so an object
 //! that already exists under that name holds these very bytes. Google documents 412 for a failed
 //! precondition, and that overwriting needs `storage.objects.delete`, which the writer does not
 //! have; it does not say which of the two a create-only write by `objectCreator` gets when the
