@@ -40,14 +40,14 @@ use crate::telemetry::TraceContext;
 /// request, and one reference count is cheaper than one per field.
 type Shared = Arc<AppState>;
 
-#[derive(Clone)]
 pub struct AppState {
-    pub handler: Arc<Handler>,
-    pub project: Arc<str>,
-    /// Where permanent failures are published before the push is acked (`DEAD_LETTER_TOPIC`).
+    pub handler: Handler,
+    pub project: String,
+    /// Where permanent failures are published before the push is acked (`DEAD_LETTER_TOPIC`);
+    /// shared, as its maker may keep a handle (the tests' in-memory topic).
     pub dead_letters: Option<Arc<dyn DeadLetterSink>>,
     /// Push authentication; `None` with `PUSH_AUTH=off`.
-    pub verifier: Option<Arc<Verifier>>,
+    pub verifier: Option<Verifier>,
     /// The budget of push-body bytes in flight.
     pub admission: Admission,
 }

@@ -57,15 +57,10 @@ impl Application {
         Ok(Self {
             listener,
             state: AppState {
-                handler: Arc::new(handler),
-                project: config.project.as_str().into(),
+                handler,
+                project: config.project.clone(),
                 dead_letters,
-                verifier: config
-                    .auth
-                    .clone()
-                    .map(Verifier::new)
-                    .transpose()?
-                    .map(Arc::new),
+                verifier: config.auth.clone().map(Verifier::new).transpose()?,
                 admission: Admission::new(config.server.body_budget),
             },
         })
