@@ -17,7 +17,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use http::HeaderMap;
 use pipeline::config::Rules;
 use pipeline::decode::{PushEnvelope, PushMessage};
-use pipeline::handler::{Destination, Handler, Outcome};
+use pipeline::handler::{Destination, Handler};
+use pipeline::outcome::Outcome;
 use pipeline::sink::memory::Discard;
 
 fn pipeline(c: &mut Criterion) {

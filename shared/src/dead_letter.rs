@@ -30,8 +30,8 @@ use chrono::{SecondsFormat, Utc};
 
 use crate::config::Service;
 use crate::decode::{MAX_MESSAGE_DATA_BYTES, PushMessage};
+use crate::failure::Failure;
 use crate::google::pubsub::Publisher;
-use crate::handler::Failure;
 use crate::limits::{self, PUBSUB_MAX_ATTRIBUTE_VALUE_BYTES, PUBSUB_MAX_ATTRIBUTES};
 use crate::sink::SinkError;
 
@@ -222,7 +222,7 @@ mod tests {
     use super::*;
     use crate::decode::PushFormat;
     use crate::event::RawData;
-    use crate::handler::FailureKind;
+    use crate::failure::FailureKind;
 
     #[test]
     fn keeps_data_and_attributes_and_adds_the_reason() {

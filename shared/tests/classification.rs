@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use pipeline::decode::{PushFormat, PushMessage};
 use pipeline::event::RawData;
-use pipeline::handler::Outcome;
+use pipeline::outcome::Outcome;
 use serde_json::{Value, json};
 
 const SECRET: &str = "SECRET-TRANSCRIPT-TEXT";

@@ -18,7 +18,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use pipeline::decode::PushMessage;
-use pipeline::handler::Outcome;
+use pipeline::outcome::Outcome;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 

@@ -18,8 +18,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use pipeline::config::{Env, Rules, Service};
+use pipeline::failure::FailureKind;
 use pipeline::google::pubsub::ReceivedMessage;
-use pipeline::handler::{Destination, FailureKind, Handler, Outcome};
+use pipeline::handler::{Destination, Handler};
+use pipeline::outcome::Outcome;
 use pipeline::sink::memory::{MemoryRows, MemoryStore};
 use serde_json::{Value, json};
 
