@@ -4,7 +4,7 @@
 //!
 //! A push reserves its declared `Content-Length` (the largest push size when it declares none)
 //! before its body is read, and releases it when it has been answered. When the budget is spent
-//! it waits up to [`ADMISSION_WAIT`] for room, then is answered 429 (`retry`, reason
+//! it waits up to [`limits::ADMISSION_WAIT`] for room, then is answered 429 (`retry`, reason
 //! `over_budget`): Pub/Sub backs off and redelivers it. It is never dropped and never
 //! dead-lettered for it. A push larger than the whole budget waits until it can run alone.
 //!
@@ -19,9 +19,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::decode::MAX_PUSH_BODY_BYTES;
-
-/// How long a push waits for room in the budget before it is answered 429.
-pub const ADMISSION_WAIT: Duration = Duration::from_secs(2);
+use crate::limits;
 
 /// Used when the container reports no memory limit (Terraform's default for the services).
 pub const DEFAULT_MEMORY_BYTES: u64 = 512 * 1024 * 1024;
@@ -63,7 +61,7 @@ pub struct Admitted {
 
 impl Admission {
     pub fn new(budget_bytes: usize) -> Self {
-        Self::with_wait(budget_bytes, ADMISSION_WAIT)
+        Self::with_wait(budget_bytes, limits::ADMISSION_WAIT)
     }
 
     pub fn with_wait(budget_bytes: usize, wait: Duration) -> Self {

@@ -35,8 +35,6 @@ const LEEWAY_SECONDS: u64 = 60;
 const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3600);
 const MAX_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
-/// One fetch of the JWKS.
-pub const JWKS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a verified token says about the pusher.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,7 +142,7 @@ impl Verifier {
     /// (the service then stops at start-up rather than run without the timeout).
     pub fn new(config: AuthConfig) -> Result<Self, String> {
         let http = reqwest::Client::builder()
-            .timeout(JWKS_TIMEOUT)
+            .timeout(crate::limits::JWKS_TIMEOUT)
             .build()
             .map_err(|e| format!("cannot build the JWKS client: {e}"))?;
         Ok(Self {

@@ -374,10 +374,6 @@ fn insert_client_from_env(env: &Env<'_>) -> Result<InsertClient, ConfigError> {
     })
 }
 
-/// The most bytes of rows one `insertAll` may carry: BigQuery refuses requests above 10 MB, and
-/// the request adds at most 64 bytes to its rows ([`crate::sink::bigquery::request_body`]).
-pub const MAX_BATCH_BYTES: usize = 9_000_000;
-
 /// `BIGQUERY_BATCH_MAX_ROWS` (1–10000, default 500), `BIGQUERY_BATCH_MAX_BYTES` (1000–9000000,
 /// default 5 MiB), `BIGQUERY_BATCH_LINGER_MS` (0–1000, default 25).
 fn batch_from_env(env: &Env<'_>) -> Result<BatchSettings, ConfigError> {
@@ -406,7 +402,7 @@ fn batch_from_env(env: &Env<'_>) -> Result<BatchSettings, ConfigError> {
         )? as usize,
         max_bytes: number(
             "BIGQUERY_BATCH_MAX_BYTES",
-            1_000..=MAX_BATCH_BYTES as u64,
+            1_000..=crate::limits::MAX_BATCH_BYTES as u64,
             defaults.max_bytes as u64,
         )? as usize,
         linger: Duration::from_millis(number(

@@ -11,10 +11,14 @@ use chrono::{DateTime, Duration, Utc};
 /// found in a stored copy of the docs, so checked on paper only). Longer event ids get a hash.
 pub const INSERT_ID_MAX_CHARS: usize = 128;
 
+/// The most bytes of rows one `insertAll` may carry: BigQuery refuses requests above 10 MB, and
+/// the request adds at most 64 bytes to its rows ([`crate::sink::bigquery::request_body`]).
+pub const MAX_BATCH_BYTES: usize = 9_000_000;
+
 /// BigQuery `insertAll`: one encoded row may be at most this large, because it has to fit into a
-/// request of its own (10 MB, see [`crate::config::MAX_BATCH_BYTES`]). A bigger row loses its
+/// request of its own (10 MB, see [`MAX_BATCH_BYTES`]). A bigger row loses its
 /// largest JSON columns, each recorded in `dropped_columns`.
-pub const MAX_ROW_BYTES: usize = crate::config::MAX_BATCH_BYTES;
+pub const MAX_ROW_BYTES: usize = MAX_BATCH_BYTES;
 
 /// BigQuery JSON columns: nesting deeper than 500 levels is refused ("JSON data type": "up to 500
 /// levels of nesting"). A deeper column is dropped and recorded in `dropped_columns`.
@@ -124,12 +128,21 @@ pub const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(9
 /// The push subscriptions' ack deadline, which is also Cloud Run's request timeout, must be at
 /// least this (Terraform's precondition in `pubsub.tf` is this formula; a test holds it to it).
 pub fn push_worst_case(sink_timeout: std::time::Duration) -> std::time::Duration {
-    crate::admission::ADMISSION_WAIT
-        + crate::auth::JWKS_TIMEOUT
-        + crate::server::BODY_READ_TIMEOUT
-        + 2 * sink_timeout
-        + crate::startup::DEAD_LETTER_TIMEOUT
+    ADMISSION_WAIT + JWKS_TIMEOUT + BODY_READ_TIMEOUT + 2 * sink_timeout + DEAD_LETTER_TIMEOUT
 }
+
+/// How long a push waits for room in the byte budget before it is answered 429 (`admission`).
+pub const ADMISSION_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// One fetch of Google's JWKS (`auth`).
+pub const JWKS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long reading a push body may take. Pub/Sub sends it at once; a trickling body is not a
+/// push (`server`).
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long a dead letter's publish may take, retries included (`startup`).
+pub const DEAD_LETTER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A connection must send a whole request head within this long of opening or of its previous
 /// response (hyper's header-read timeout, which also ends idle keep-alive connections): a client

@@ -16,7 +16,7 @@
 //! sanitised details only, never payload text.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -33,6 +33,7 @@ use crate::dead_letter::{DeadLetter, DeadLetterSink, REPLAY_HEADER};
 use crate::decode::{MAX_PUSH_BODY_BYTES, PushMessage};
 use crate::failure::{Failure, FailureKind};
 use crate::handler::Handler;
+use crate::limits;
 use crate::outcome::{self, Report, TraceFields};
 use crate::telemetry::TraceContext;
 
@@ -76,9 +77,6 @@ async fn healthz(State(state): State<Shared>) -> Response {
 /// The most header bytes a push may carry: an unwrapped push puts up to 100 attributes (256-byte
 /// keys, 1024-byte values) into headers, about 128 KiB, plus the request's own headers.
 pub const MAX_HEADER_BYTES: usize = 160 * 1024;
-
-/// How long reading a push body may take. Pub/Sub sends it at once; a trickling body is not a push.
-pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Layer 1: refuse oversized headers (431) before anything else looks at them.
 async fn limit_headers(State(state): State<Shared>, request: Request, next: Next) -> Response {
@@ -145,7 +143,7 @@ async fn admit(State(state): State<Shared>, request: Request, next: Next) -> Res
 }
 
 /// Reads a refused push's body to its end and drops it frame by frame (never holding it), up to
-/// the push limit and [`BODY_READ_TIMEOUT`]. Answering before the body is read would close the
+/// the push limit and [`limits::BODY_READ_TIMEOUT`]. Answering before the body is read would close the
 /// connection under a client that sends the whole body before it reads the answer (as curl
 /// does): it gets a broken pipe, a transport error, and never sees the 429.
 async fn discard(mut body: Body) {
@@ -159,7 +157,7 @@ async fn discard(mut body: Body) {
             }
         }
     };
-    let _ = tokio::time::timeout(BODY_READ_TIMEOUT, drain).await;
+    let _ = tokio::time::timeout(limits::BODY_READ_TIMEOUT, drain).await;
 }
 
 /// The push endpoint: read → decode → handle (classify, redact, write) → dead-letter a permanent
@@ -238,14 +236,17 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Failure> {
         return Err(too_large());
     }
     let read = tokio::time::timeout(
-        BODY_READ_TIMEOUT,
+        limits::BODY_READ_TIMEOUT,
         axum::body::to_bytes(body, MAX_PUSH_BODY_BYTES),
     );
     let Ok(read) = read.await else {
         return Err(Failure::new(
             FailureKind::BodyTimeout,
             "body_timeout",
-            format!("the request body did not arrive within {BODY_READ_TIMEOUT:?}"),
+            format!(
+                "the request body did not arrive within {:?}",
+                limits::BODY_READ_TIMEOUT
+            ),
         ));
     };
     read.map_err(|e| {

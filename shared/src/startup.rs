@@ -184,9 +184,6 @@ where
     }
 }
 
-/// How long a dead letter's publish may take, retries included.
-pub const DEAD_LETTER_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// The dead-letter topic's publisher, when `DEAD_LETTER_TOPIC` is set.
 pub async fn connect_dead_letters(
     config: &Config,
@@ -195,7 +192,7 @@ pub async fn connect_dead_letters(
         return Ok(None);
     };
     let emulator = config.dead_letters.pubsub_emulator.as_deref();
-    let publisher = Publisher::connect(topic, emulator, DEAD_LETTER_TIMEOUT).await?;
+    let publisher = Publisher::connect(topic, emulator, crate::limits::DEAD_LETTER_TIMEOUT).await?;
     Ok(Some(Arc::new(PubSubDeadLetters::new(publisher))))
 }
 
