@@ -125,9 +125,12 @@ enum Command {
         /// At most this many messages.
         #[arg(long, default_value_t = 1000)]
         limit: usize,
-        /// At most this many pushes per second.
+        /// At most this many pushes started per second.
         #[arg(long, default_value_t = 10.0)]
         rate: f64,
+        /// At most this many pushes under way at once (1 pushes one letter at a time).
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=100))]
+        concurrency: u16,
         /// Keep going after a message fails again (default: stop at the first failure).
         #[arg(long)]
         continue_on_error: bool,
@@ -191,12 +194,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             dry_run,
             limit,
             rate,
+            concurrency,
             continue_on_error,
         } => {
             let options = cmd::push::Options {
                 dry_run,
                 limit,
                 rate,
+                concurrency: concurrency.into(),
                 continue_on_error,
             };
             cmd::push::run(&sub(&subscription)?, &to, options).await

@@ -3,37 +3,50 @@
 //!
 //! The steps, in order:
 //! 1. find which handler answers at `--to` ([`Target::find`]);
-//! 2. pull a small batch, just before pushing it, and before each push lease the letters not yet
-//!    handled for one more push ([`LEASE`]), so that no lease expires before its ack
-//!    ([`Replay::next_batch`]);
-//! 3. for each letter: leave it alone (another handler's, or a dry run), or push it and judge the
-//!    answer ([`Replay::one`], [`Target::push`]);
-//! 4. ack what the handler took, release the rest;
+//! 2. pull a small batch ([`Replay::next_batch`]) and sort it: letters another handler failed, or
+//!    whose handler is unknown, are reported and released at once; a dry run reports and releases
+//!    the rest too ([`Replay::sort`]);
+//! 3. push this handler's letters, at most `--concurrency` at a time and `--rate` starts a
+//!    second; before each push, lease the letters not yet started for one more push ([`LEASE`]),
+//!    so that no lease expires before its ack ([`Replay::push_all`], [`Target::push`]);
+//! 4. ack each letter the handler took as soon as it answers, release the rest;
 //! 5. print the tally ([`Tally`]): a line on stderr, the JSON summary on stdout.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Result;
+use futures_util::{StreamExt, stream};
 use indicatif::{ProgressBar, ProgressStyle};
 use pipeline::google::pubsub::ReceivedMessage;
 use pipeline::outcome::Label;
 use serde_json::{Value, json};
+use tokio::time::Instant;
 
 use crate::client::Subscription;
 use crate::letter::Letter;
 use crate::target::{Target, Verdict};
 
 /// How long the letters of a batch stay leased from the start of each push: one push's longest
-/// time and a margin, so that no lease ends before its letter's ack or release.
+/// time and a margin, so that no lease ends before its letter's ack or release. A letter waits
+/// for its start at most one push ([`crate::target::PUSH_TIMEOUT`], for a free slot) or one
+/// interval of the slowest `--rate` (100 s), both shorter.
 const LEASE: Duration = Duration::from_secs(crate::target::PUSH_TIMEOUT.as_secs() + 60);
+
+/// Letters pulled at a time, at least: enough to keep `--concurrency` pushes busy, few enough
+/// that a failure stops the run with most letters never leased.
+const BATCH: usize = 10;
 
 /// The flags of `replay push`.
 pub struct Options {
     pub dry_run: bool,
     pub limit: usize,
+    /// Pushes started per second, at most.
     pub rate: f64,
+    /// Pushes under way at once, at most (at least 1).
+    pub concurrency: usize,
     pub continue_on_error: bool,
 }
 
@@ -52,7 +65,7 @@ struct Replay<'a> {
     letters: &'a Subscription,
     target: &'a Target,
     options: &'a Options,
-    /// The time one push may take at `--rate`.
+    /// The time between two push starts at `--rate`.
     interval: Duration,
     bar: ProgressBar,
     tally: Tally,
@@ -62,6 +75,16 @@ struct Replay<'a> {
     /// Message ids pulled so far: a message pulled again (released earlier) is not pushed twice.
     seen: BTreeSet<String>,
     empty_pulls: u32,
+}
+
+/// What became of one push.
+enum Pushed {
+    /// The handler took it; the letter is acked.
+    Acked(Label, String),
+    /// The handler did not take it: what it answered.
+    Kept(String),
+    /// Not started: the run stopped at a failure first.
+    NotStarted,
 }
 
 impl<'a> Replay<'a> {
@@ -91,18 +114,8 @@ impl<'a> Replay<'a> {
             let Some(batch) = self.next_batch().await? else {
                 break;
             };
-            let mut untouched = Vec::new();
-            for (i, m) in batch.iter().enumerate() {
-                if !self.stopped && !self.options.dry_run {
-                    // The subscription's own deadline (60 s) is shorter than a push may take:
-                    // before each push, the letters not yet handled are leased for one more.
-                    self.letters.extend(&batch[i..], LEASE).await?;
-                }
-                if self.stopped || !self.one(m).await? {
-                    untouched.push(m.clone());
-                }
-            }
-            self.letters.release(&untouched).await?;
+            let mine = self.sort(batch).await?;
+            self.push_all(mine).await?;
         }
         Ok(())
     }
@@ -110,8 +123,9 @@ impl<'a> Replay<'a> {
     /// The next few messages not seen before (`None`: the subscription looks drained).
     async fn next_batch(&mut self) -> Result<Option<Vec<ReceivedMessage>>> {
         loop {
-            let want = (self.options.limit - self.processed).min(10) as u32;
-            let (fresh, repeat): (Vec<_>, Vec<_>) = (self.letters.pull(want).await?)
+            let want =
+                (self.options.limit - self.processed).min(BATCH.max(self.options.concurrency));
+            let (fresh, repeat): (Vec<_>, Vec<_>) = (self.letters.pull(want as u32).await?)
                 .into_iter()
                 .partition(|m| self.seen.insert(m.message.message_id.clone()));
             self.letters.release(&repeat).await?;
@@ -127,14 +141,31 @@ impl<'a> Replay<'a> {
         }
     }
 
-    /// One letter: leave it alone (another handler's, or a dry run), or push it and ack it if the
-    /// handler took it. Returns whether it was acked.
-    async fn one(&mut self, m: &ReceivedMessage) -> Result<bool> {
-        self.processed += 1;
-        self.bar.inc(1);
-        let started = Instant::now();
-        let letter = Letter::new(m.clone());
-        let name = name(&letter);
+    /// Keeps the letters this handler should take now; reports the others (another handler's,
+    /// a handler nobody can tell, or everything in a dry run) and releases them at once.
+    async fn sort(
+        &mut self,
+        batch: Vec<ReceivedMessage>,
+    ) -> Result<Vec<(ReceivedMessage, Letter)>> {
+        let mut mine = Vec::new();
+        let mut others = Vec::new();
+        for m in batch {
+            self.processed += 1;
+            self.bar.inc(1);
+            let letter = Letter::new(m.clone());
+            if self.takes(&letter) {
+                mine.push((m, letter));
+            } else {
+                others.push(m);
+            }
+        }
+        self.letters.release(&others).await?;
+        Ok(mine)
+    }
+
+    /// Whether the letter is this run's to push; says why not on the progress bar.
+    fn takes(&mut self, letter: &Letter) -> bool {
+        let name = name(letter);
         let service = &self.target.service;
         match whose(letter.handler(), service) {
             Whose::This => {}
@@ -143,7 +174,7 @@ impl<'a> Replay<'a> {
                 self.bar.println(format!(
                     "left alone: {name} failed in {handler}, not {service}"
                 ));
-                return Ok(false);
+                return false;
             }
             Whose::Unknown => {
                 self.tally.handler_unknown += 1;
@@ -151,7 +182,7 @@ impl<'a> Replay<'a> {
                     "left alone: {name}: which handler failed it is unknown (no dead_letter.handler, \
                      and its subscription names none); look at it with `replay inspect`"
                 ));
-                return Ok(false);
+                return false;
             }
         }
         if self.options.dry_run {
@@ -161,31 +192,67 @@ impl<'a> Replay<'a> {
                 self.target.endpoint,
                 letter.reason()
             ));
-            return Ok(false);
+            return false;
         }
-        let acked = self.push(m, &letter, &name).await?;
-        self.bar.set_message(self.tally.progress());
-        pace(started, self.interval).await;
-        Ok(acked)
+        true
     }
 
-    /// Pushes the letter; acks it if the handler took it, else counts it as failing.
-    async fn push(&mut self, m: &ReceivedMessage, letter: &Letter, name: &str) -> Result<bool> {
-        match self.target.push(letter).await? {
-            Verdict::Ack(outcome, reason) => {
-                self.letters.ack(std::slice::from_ref(m)).await?;
-                self.tally.acked(outcome, &reason);
-                Ok(true)
-            }
-            Verdict::Keep(why) => {
-                self.bar.println(format!("still failing: {name}: {why}"));
-                self.tally.failed(why);
-                if !self.options.continue_on_error {
-                    self.stopped = true;
-                }
-                Ok(false)
-            }
+    /// Pushes the letters, at most `--concurrency` at once and `--rate` starts a second; acks
+    /// each the handler took as soon as it answers; releases the rest. Without
+    /// `--continue-on-error`, no push starts after a failure (those under way finish).
+    async fn push_all(&mut self, mine: Vec<(ReceivedMessage, Letter)>) -> Result<()> {
+        if mine.is_empty() {
+            return Ok(());
         }
+        let (letters, target, interval) = (self.letters, self.target, self.interval);
+        let messages: Vec<ReceivedMessage> = mine.iter().map(|(m, _)| m.clone()).collect();
+        let halted = Cell::new(false);
+        let next_start = Cell::new(Instant::now());
+        let pushes = stream::iter(mine.iter().enumerate()).map(|(i, (m, letter))| {
+            let (messages, halted, next_start) = (&messages, &halted, &next_start);
+            async move {
+                // Futures are made in order, one as a slot frees: each takes the next start time.
+                let at = next_start.get().max(Instant::now());
+                next_start.set(at + interval);
+                tokio::time::sleep_until(at).await;
+                if halted.get() {
+                    return Ok((i, Pushed::NotStarted));
+                }
+                // The subscription's own deadline (60 s) is shorter than a push may take: the
+                // letters not yet started are leased for one more.
+                letters.extend(&messages[i..], LEASE).await?;
+                let pushed = match target.push(letter).await? {
+                    Verdict::Ack(outcome, reason) => {
+                        letters.ack(std::slice::from_ref(m)).await?;
+                        Pushed::Acked(outcome, reason)
+                    }
+                    Verdict::Keep(why) => Pushed::Kept(why),
+                };
+                anyhow::Ok((i, pushed))
+            }
+        });
+        let mut pushes = pushes.buffer_unordered(self.options.concurrency.max(1));
+        let mut kept = Vec::new();
+        while let Some(done) = pushes.next().await {
+            let (i, pushed) = done?;
+            match pushed {
+                Pushed::Acked(outcome, reason) => self.tally.acked(outcome, &reason),
+                Pushed::Kept(why) => {
+                    self.bar
+                        .println(format!("still failing: {}: {why}", name(&mine[i].1)));
+                    self.tally.failed(why);
+                    kept.push(messages[i].clone());
+                    if !self.options.continue_on_error {
+                        halted.set(true);
+                    }
+                }
+                Pushed::NotStarted => kept.push(messages[i].clone()),
+            }
+            self.bar.set_message(self.tally.progress());
+        }
+        drop(pushes);
+        self.stopped = halted.get();
+        self.letters.release(&kept).await
     }
 
     /// Prints the summary: a line for people on stderr, the JSON summary on stdout.
@@ -233,14 +300,6 @@ fn name(letter: &Letter) -> String {
         letter.original_message_id(),
         letter.event_id().unwrap_or_else(|| "?".into())
     )
-}
-
-/// Keeps to `--rate`: waits out what is left of one push's interval.
-async fn pace(started: Instant, interval: Duration) {
-    let spent = started.elapsed();
-    if spent < interval {
-        tokio::time::sleep(interval - spent).await;
-    }
 }
 
 /// What became of the letters so far.
