@@ -72,11 +72,16 @@ output "event_table" {
 
 output "log_metrics" {
   description = "Log-based metric names (metric type logging.googleapis.com/user/NAME)."
-  value = [
+  value = concat([
     google_logging_metric.push_outcomes.name,
     google_logging_metric.routing_mismatches.name,
     google_logging_metric.rejected_messages.name,
-  ]
+  ], [for m in google_logging_metric.measured : m.name])
+}
+
+output "dashboard" {
+  description = "The on-call dashboard (projects/P/dashboards/ID): Cloud Monitoring, Dashboards, \"Telemetry pipeline (PREFIX)\"."
+  value       = google_monitoring_dashboard.pipeline.id
 }
 
 output "alert_policies" {

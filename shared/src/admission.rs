@@ -85,6 +85,11 @@ impl Admission {
         }
     }
 
+    /// Bytes of the budget reserved right now (the log line's `bytesInFlight`).
+    pub fn in_use_bytes(&self) -> usize {
+        (self.budget_units as usize).saturating_sub(self.permits.available_permits()) * UNIT
+    }
+
     /// Bytes of the budget not reserved right now.
     pub fn available_bytes(&self) -> usize {
         self.permits.available_permits() * UNIT
@@ -110,6 +115,9 @@ mod tests {
         // Larger than the whole budget: admitted alone.
         assert!(admission.admit(Some(100 * 1024 * 1024)).await.is_some());
         assert_eq!(admission.available_bytes(), 10 * 1024 * 1024);
+        assert_eq!(admission.in_use_bytes(), 0);
+        let _one = admission.admit(Some(1000)).await.expect("room");
+        assert_eq!(admission.in_use_bytes(), UNIT);
     }
 
     #[test]

@@ -118,7 +118,7 @@ impl Handler {
                 // The parsed tree and the row are dropped here, before the wait on the sink:
                 // only the encoded row stays in memory.
                 let row = self.prepare_row(message, payload, &classification, summary)?;
-                write_row(sink.as_ref(), row).await
+                write_row(sink.as_ref(), row, summary).await
             }
         }
     }
@@ -214,11 +214,17 @@ async fn write_object(store: &dyn ObjectStore, object: NewObject) -> Result<Outc
     }
 }
 
-/// Step 4 for the BigQuery handlers: one row, its own verdict.
-async fn write_row(sink: &dyn RowSink, row: PreparedRow) -> Result<Outcome, Failure> {
+/// Step 4 for the BigQuery handlers: one row, its own verdict; the size of the `insertAll` that
+/// carried it goes to the log line.
+async fn write_row(
+    sink: &dyn RowSink,
+    row: PreparedRow,
+    summary: &mut Summary,
+) -> Result<Outcome, Failure> {
     let target = row.insert_id.clone();
-    let verdict = sink.insert(vec![row]).await?.into_iter().next();
-    match verdict {
+    let inserted = sink.insert_one(row).await?;
+    summary.insert_all_rows = Some(inserted.request_rows);
+    match inserted.verdict {
         Some(Ok(())) => Ok(Outcome::Written { target }),
         Some(Err(e)) if e.is_permanent() => Err(Failure::new(
             FailureKind::Rejected,

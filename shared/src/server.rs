@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -128,19 +128,30 @@ async fn admit(State(state): State<Shared>, request: Request, next: Next) -> Res
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     match state.admission.admit(declared).await {
-        Some(_admitted) => next.run(request).await,
+        Some(_admitted) => {
+            let mut request = request;
+            let in_flight = InFlight(state.admission.in_use_bytes());
+            request.extensions_mut().insert(in_flight);
+            next.run(request).await
+        }
         None => {
             let failure = Failure::new(
                 FailureKind::Overloaded,
                 "over_budget",
                 "too many push bytes in flight on this instance; retry later",
             );
+            let mut report = Report::failed(failure);
+            report.summary.bytes_in_flight = Some(state.admission.in_use_bytes());
             let (parts, body) = request.into_parts();
             discard(body).await;
-            finish(&state, &parts.headers, Report::failed(failure), started)
+            finish(&state, &parts.headers, report, started)
         }
     }
 }
+
+/// The budget's bytes in use once a push was admitted, its own included: for its log line.
+#[derive(Debug, Clone, Copy)]
+struct InFlight(usize);
 
 /// Reads a refused push's body to its end and drops it frame by frame (never holding it), up to
 /// the push limit and [`limits::BODY_READ_TIMEOUT`]. Answering before the body is read would close the
@@ -162,13 +173,19 @@ async fn discard(mut body: Body) {
 
 /// The push endpoint: read → decode → handle (classify, redact, write) → dead-letter a permanent
 /// failure → answer and log.
-async fn push(State(state): State<Shared>, headers: HeaderMap, body: Body) -> Response {
+async fn push(
+    State(state): State<Shared>,
+    in_flight: Option<Extension<InFlight>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let started = Instant::now();
-    let report = match read_body(&headers, body).await {
+    let mut report = match read_body(&headers, body).await {
         // Never dead-lettered: there is no body to keep, so only a nack loses nothing.
         Err(failure) => Report::failed(failure),
         Ok(bytes) => handle(&state, &headers, bytes).await,
     };
+    report.summary.bytes_in_flight = in_flight.map(|Extension(InFlight(bytes))| bytes);
     finish(&state, &headers, report, started)
 }
 

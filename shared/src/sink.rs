@@ -158,4 +158,23 @@ impl std::fmt::Display for RowError {
 pub trait RowSink: Send + Sync {
     /// Inserts the rows; the result has one entry per row, in order.
     async fn insert(&self, rows: Vec<PreparedRow>) -> Result<Vec<Result<(), RowError>>, SinkError>;
+
+    /// Inserts one push's row: its verdict, and how many rows the `insertAll` that carried it
+    /// held (group commit shares a call between pushes).
+    async fn insert_one(&self, row: PreparedRow) -> Result<OneRow, SinkError> {
+        let verdict = self.insert(vec![row]).await?.into_iter().next();
+        Ok(OneRow {
+            verdict,
+            request_rows: 1,
+        })
+    }
+}
+
+/// What became of one push's row.
+#[derive(Debug)]
+pub struct OneRow {
+    /// `None`: BigQuery answered no verdict for it.
+    pub verdict: Option<Result<(), RowError>>,
+    /// Rows in the `insertAll` that carried it (the log line's `insertAllRows`).
+    pub request_rows: usize,
 }

@@ -702,6 +702,103 @@ fn every_outcome_the_services_log_is_counted_and_documented() -> Result<()> {
     Ok(())
 }
 
+/// The dashboard: one chart per outcome label the code logs (the outcome charts, evaluated here
+/// for `Label::ALL`, must select each label once and nothing else), one per measured log field,
+/// all of them on the dashboard; the runbook names every other chart.
+#[test]
+fn the_dashboard_charts_every_outcome_and_measured_field() -> Result<()> {
+    use hcl::eval::{Context, Evaluate};
+    use pipeline::outcome::{Label, MEASURED_FIELDS};
+    let m = load_module()?;
+
+    let labels: Vec<&str> = Label::ALL.iter().map(|l| l.as_str()).collect();
+    let mut ctx = Context::new();
+    ctx.declare_var("local", hcl::value!({ outcomes = (labels.clone()) }));
+    ctx.declare_var(
+        "google_logging_metric",
+        hcl::value!({ push_outcomes = { name = "p-push-outcomes" } }),
+    );
+    let charts = m.locals["outcome_charts"]
+        .evaluate(&ctx)
+        .map_err(|e| anyhow::anyhow!("evaluating local.outcome_charts: {e}"))?;
+    let filters: Vec<String> = charts
+        .as_array()
+        .context("outcome_charts is not a list")?
+        .iter()
+        .map(|c| {
+            let filter = c.as_object()?.get("filter")?;
+            filter.as_str().map(str::to_owned)
+        })
+        .collect::<Option<_>>()
+        .context("an outcome chart without a filter")?;
+    for l in &labels {
+        let selecting = filters
+            .iter()
+            .filter(|f| f.contains(&format!("metric.label.outcome=\"{l}\"")))
+            .count();
+        ensure!(
+            selecting == 1,
+            "{selecting} dashboard charts for the outcome `{l}` (want 1): {filters:?}"
+        );
+    }
+    ensure!(
+        filters.len() == labels.len() && filters.iter().all(|f| f.contains("p-push-outcomes")),
+        "the outcome charts must be one per label, of the push-outcomes metric: {filters:?}"
+    );
+
+    let measured: BTreeSet<String> = match &m.locals["measured_fields"] {
+        Expression::Object(o) => o.keys().map(|k| k.to_string()).collect(),
+        other => bail!("measured_fields is not an object: {}", fmt(other)),
+    };
+    let want: BTreeSet<String> = MEASURED_FIELDS.iter().map(|f| f.to_string()).collect();
+    ensure!(
+        measured == want,
+        "terraform/dashboard.tf measures {measured:?}, the log line carries {want:?}"
+    );
+    let metric = m.resource("google_logging_metric", "measured")?;
+    ensure!(attr(metric, "for_each")? == "local.measured_fields");
+    ensure!(attr(metric, "value_extractor")?.contains("jsonPayload.${each.key}"));
+
+    // Every list of charts is on the dashboard.
+    let all = fmt(&m.locals["charts"]);
+    for list in ["outcome_charts", "measured_charts", "fixed_charts"] {
+        ensure!(
+            all.contains(&format!("local.{list}")),
+            "local.charts leaves out local.{list}: {all}"
+        );
+    }
+    ensure!(fmt(&m.locals["dashboard_widgets"]).contains("local.charts"));
+    let dashboard = m.resource("google_monitoring_dashboard", "pipeline")?;
+    ensure!(attr(dashboard, "dashboard_json")?.contains("local.dashboard_widgets"));
+
+    // The runbook says which chart answers which alert: it names every fixed chart.
+    let runbook = std::fs::read_to_string(repo_root().join("docs/runbook.md"))?;
+    let Expression::Array(fixed) = &m.locals["fixed_charts"] else {
+        bail!("fixed_charts is not a list");
+    };
+    for chart in fixed {
+        let Expression::Object(o) = chart else {
+            bail!("a fixed chart is not an object: {}", fmt(chart));
+        };
+        let title = o
+            .iter()
+            .find(|(k, _)| k.to_string() == "title")
+            .map(|(_, v)| v)
+            .context("a fixed chart has no title")?;
+        let Expression::String(title) = title else {
+            bail!(
+                "a fixed chart's title is not a plain string: {}",
+                fmt(title)
+            );
+        };
+        ensure!(
+            runbook.contains(title.as_str()),
+            "docs/runbook.md does not name the dashboard chart \"{title}\""
+        );
+    }
+    Ok(())
+}
+
 #[test]
 fn the_body_budget_follows_the_memory_limit() -> Result<()> {
     let m = load_module()?;

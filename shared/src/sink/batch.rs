@@ -28,7 +28,7 @@ use async_trait::async_trait;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::{PreparedRow, RowError, RowSink, SinkError};
+use super::{OneRow, PreparedRow, RowError, RowSink, SinkError};
 
 /// When a batch is sent. Read from `BIGQUERY_BATCH_*` (see `config.rs` and the README).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,10 +63,10 @@ impl Default for BatchSettings {
 
 type Verdict = Result<Result<(), RowError>, SinkError>;
 
-/// One row waiting for its batch, and where its verdict goes.
+/// One row waiting for its batch, and where its verdict goes with the size of its call.
 struct Pending {
     row: PreparedRow,
-    reply: oneshot::Sender<Verdict>,
+    reply: oneshot::Sender<(Verdict, usize)>,
 }
 
 /// Coalesces the rows of concurrent pushes into shared `insertAll` calls.
@@ -89,7 +89,8 @@ impl GroupCommit {
         }
     }
 
-    async fn verdicts(&self, rows: Vec<PreparedRow>) -> Result<Vec<Verdict>, SinkError> {
+    /// Each row's verdict and the number of rows of the call that carried it.
+    async fn verdicts(&self, rows: Vec<PreparedRow>) -> Result<Vec<(Verdict, usize)>, SinkError> {
         let stopped = || SinkError::Transient("the BigQuery batcher has stopped".into());
         let mut waiting = Vec::with_capacity(rows.len());
         for row in rows {
@@ -106,18 +107,43 @@ impl GroupCommit {
         }
         Ok(results)
     }
+
+    /// [`Self::verdicts`] within the push's timeout.
+    async fn within_timeout(
+        &self,
+        rows: Vec<PreparedRow>,
+    ) -> Result<Vec<(Verdict, usize)>, SinkError> {
+        tokio::time::timeout(self.timeout, self.verdicts(rows))
+            .await
+            .unwrap_or_else(|_| {
+                Err(SinkError::Transient(format!(
+                    "no verdict from BigQuery within {:?} (SINK_TIMEOUT_SECONDS)",
+                    self.timeout
+                )))
+            })
+    }
 }
 
 #[async_trait]
 impl RowSink for GroupCommit {
     async fn insert(&self, rows: Vec<PreparedRow>) -> Result<Vec<Result<(), RowError>>, SinkError> {
-        match tokio::time::timeout(self.timeout, self.verdicts(rows)).await {
-            Ok(verdicts) => verdicts?.into_iter().collect(),
-            Err(_) => Err(SinkError::Transient(format!(
-                "no verdict from BigQuery within {:?} (SINK_TIMEOUT_SECONDS)",
-                self.timeout
-            ))),
-        }
+        (self.within_timeout(rows).await?)
+            .into_iter()
+            .map(|(verdict, _)| verdict)
+            .collect()
+    }
+
+    async fn insert_one(&self, row: PreparedRow) -> Result<OneRow, SinkError> {
+        let Some((verdict, request_rows)) = self.within_timeout(vec![row]).await?.pop() else {
+            return Ok(OneRow {
+                verdict: None,
+                request_rows: 0,
+            });
+        };
+        Ok(OneRow {
+            verdict: Some(verdict?),
+            request_rows,
+        })
     }
 }
 
@@ -224,7 +250,7 @@ async fn fill(
 /// One call for the batch; each row's verdict to its push. Rows whose push has already gone are
 /// left out.
 async fn send(inner: &dyn RowSink, batch: Vec<Pending>, timeout: Duration) {
-    let (rows, replies): (Vec<PreparedRow>, Vec<oneshot::Sender<Verdict>>) = batch
+    let (rows, replies): (Vec<PreparedRow>, Vec<oneshot::Sender<(Verdict, usize)>>) = batch
         .into_iter()
         .filter(|p| !p.reply.is_closed())
         .map(|p| (p.row, p.reply))
@@ -232,12 +258,13 @@ async fn send(inner: &dyn RowSink, batch: Vec<Pending>, timeout: Duration) {
     if rows.is_empty() {
         return;
     }
+    let n = rows.len();
     for (reply, verdict) in replies
         .into_iter()
         .zip(verdicts(inner, rows, timeout).await)
     {
         // A push that gave up (its client went away) no longer listens; nothing to do.
-        let _ = reply.send(verdict);
+        let _ = reply.send((verdict, n));
     }
 }
 
@@ -372,17 +399,25 @@ mod tests {
             .iter()
             .map(|id| {
                 let (sink, id) = (sink.clone(), id.clone());
-                tokio::spawn(async move { (id.clone(), push(&sink, &id).await) })
+                tokio::spawn(async move { (id.clone(), sink.insert_one(row(&id, 10)).await) })
             })
             .collect();
+        let mut answers = Vec::new();
         for t in tasks {
-            let (id, verdict) = t.await.unwrap();
-            let verdict = verdict.expect("the call succeeded");
+            let (id, one) = t.await.unwrap();
+            let one = one.expect("the call succeeded");
+            let verdict = one.verdict.expect("a verdict");
             assert_eq!(verdict.is_err(), id.starts_with("bad"), "{id}");
+            answers.push((id, one.request_rows));
         }
         let calls = table.calls.lock().unwrap().clone();
         assert!(calls.len() < 10, "60 pushes, {} calls", calls.len());
         assert_eq!(calls.iter().map(Vec::len).sum::<usize>(), 60);
+        // Each push knows the size of the call that carried its row (the log's insertAllRows).
+        for (id, request_rows) in answers {
+            let call = calls.iter().find(|c| c.contains(&id)).expect("sent");
+            assert_eq!(request_rows, call.len(), "{id}");
+        }
     }
 
     type Answer = tokio::task::JoinHandle<Result<Result<(), RowError>, SinkError>>;
