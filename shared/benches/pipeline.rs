@@ -19,7 +19,7 @@ use pipeline::config::Rules;
 use pipeline::decode::{PushEnvelope, PushMessage};
 use pipeline::handler::{Destination, Handler};
 use pipeline::outcome::Outcome;
-use pipeline::sink::memory::Discard;
+use pipeline::testing::Discard;
 
 fn pipeline(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()

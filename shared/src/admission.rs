@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::decode::MAX_PUSH_BODY_BYTES;
 use crate::limits;
+use crate::limits::MAX_PUSH_BODY_BYTES;
 
 /// Used when the container reports no memory limit (Terraform's default for the services).
 pub const DEFAULT_MEMORY_BYTES: u64 = 512 * 1024 * 1024;

@@ -258,9 +258,6 @@ impl Rules {
     }
 }
 
-/// `SINK_TIMEOUT_SECONDS` when unset.
-pub const DEFAULT_SINK_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Where a service writes, and how long one write may take (`SINK_TIMEOUT_SECONDS`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SinkConfig {
@@ -291,7 +288,7 @@ pub enum SinkTarget {
 impl SinkConfig {
     pub fn from_env(service: Service, env: &Env<'_>, project: &str) -> Result<Self, ConfigError> {
         let timeout = match env.get("SINK_TIMEOUT_SECONDS") {
-            None => DEFAULT_SINK_TIMEOUT,
+            None => crate::limits::DEFAULT_SINK_TIMEOUT,
             Some(v) => match v.parse::<u64>() {
                 Ok(s) if (1..=540).contains(&s) => Duration::from_secs(s),
                 _ => {
@@ -397,7 +394,7 @@ fn batch_from_env(env: &Env<'_>) -> Result<BatchSettings, ConfigError> {
     Ok(BatchSettings {
         max_rows: number(
             "BIGQUERY_BATCH_MAX_ROWS",
-            1..=10_000,
+            1..=crate::limits::MAX_BATCH_ROWS as u64,
             defaults.max_rows as u64,
         )? as usize,
         max_bytes: number(

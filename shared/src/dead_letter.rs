@@ -29,11 +29,12 @@ use async_trait::async_trait;
 use chrono::{SecondsFormat, Utc};
 
 use crate::config::Service;
-use crate::decode::{MAX_MESSAGE_DATA_BYTES, PushMessage};
+use crate::decode::PushMessage;
+use crate::error::CallError;
 use crate::failure::Failure;
 use crate::google::pubsub::Publisher;
+use crate::limits::MAX_MESSAGE_DATA_BYTES;
 use crate::limits::{self, PUBSUB_MAX_ATTRIBUTE_VALUE_BYTES, PUBSUB_MAX_ATTRIBUTES};
-use crate::sink::SinkError;
 
 pub const HANDLER: &str = "dead_letter.handler";
 pub const SUBSCRIPTION: &str = "dead_letter.subscription";
@@ -190,7 +191,7 @@ fn clip(s: &str, max: usize) -> String {
 #[async_trait]
 pub trait DeadLetterSink: Send + Sync {
     /// Publishes the dead letter; returns its message id.
-    async fn publish(&self, letter: &DeadLetter) -> Result<String, SinkError>;
+    async fn publish(&self, letter: &DeadLetter) -> Result<String, CallError>;
 }
 
 /// The service's dead-letter topic, through Google's Pub/Sub publisher
@@ -207,13 +208,13 @@ impl PubSubDeadLetters {
 
 #[async_trait]
 impl DeadLetterSink for PubSubDeadLetters {
-    async fn publish(&self, letter: &DeadLetter) -> Result<String, SinkError> {
+    async fn publish(&self, letter: &DeadLetter) -> Result<String, CallError> {
         // A refused publish (400) is permanent for the letter; the push is then answered 503
         // all the same (`server.rs`): nothing is acked that was not kept.
         self.publisher
             .publish(&letter.data, &letter.attributes)
             .await
-            .map_err(SinkError::from)
+            .map_err(CallError::from)
     }
 }
 

@@ -23,13 +23,7 @@ use http::HeaderMap;
 use serde::Deserialize;
 
 use crate::event::RawData;
-
-/// Pub/Sub's maximum message size (data), in bytes.
-pub const MAX_MESSAGE_DATA_BYTES: usize = crate::limits::PUBSUB_MAX_MESSAGE_BYTES;
-
-/// The largest push body accepted: 10 MB of data as base64 (13,333,336 bytes), plus room for 100
-/// attributes (256-byte keys, 1024-byte values) and the envelope. 14 MiB.
-pub const MAX_PUSH_BODY_BYTES: usize = 14 * 1024 * 1024;
+use crate::limits::{MAX_MESSAGE_DATA_BYTES, MAX_PUSH_BODY_BYTES};
 
 /// The attributes the telemetry gateway sets and this pipeline reads.
 pub const KNOWN_ATTRIBUTES: &[&str] = &[

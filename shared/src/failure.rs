@@ -5,8 +5,8 @@ use axum::http::StatusCode;
 
 use crate::auth::AuthError;
 use crate::decode::DecodeError;
+use crate::error::CallError;
 use crate::event::EventError;
-use crate::sink::SinkError;
 
 /// The kinds of failure, each with its own answer to Pub/Sub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,13 +105,13 @@ impl From<EventError> for Failure {
     }
 }
 
-impl From<SinkError> for Failure {
-    fn from(e: SinkError) -> Self {
+impl From<CallError> for Failure {
+    fn from(e: CallError) -> Self {
         match e {
-            SinkError::Transient(detail) => {
+            CallError::Transient(detail) => {
                 Self::new(FailureKind::Transient, "sink_unavailable", detail)
             }
-            SinkError::Permanent(detail) => {
+            CallError::Permanent(detail) => {
                 Self::new(FailureKind::Rejected, "sink_rejected", detail)
             }
         }

@@ -24,8 +24,8 @@ use crate::failure::{Failure, FailureKind};
 use crate::object_name;
 use crate::outcome::{NOT_FOR_THIS_SUBSCRIPTION, Outcome, Report, Summary};
 use crate::redact::Redacted;
-use crate::row::{EventRow, RowSource, insert_id};
-use crate::sink::{NewObject, ObjectStore, PreparedRow, RowSink, Stored};
+use crate::row::{EventRow, PreparedRow, RowSource, insert_id};
+use crate::sink::{NewObject, ObjectStore, RowSink, Stored};
 
 /// Where a handler writes: objects for `to-gcs`, rows for the other two.
 #[derive(Clone)]

@@ -17,7 +17,9 @@
 //!
 //! Topic → file:
 //! - the ack: [`failure`] (each failure knows its HTTP status) and [`outcome`] (the one list of
-//!   outcome labels, the verdict of a push, its log line);
+//!   outcome labels, the verdict of a push, its log line); [`error`] (whether a failed call is
+//!   worth retrying, for every caller);
+//! - bounds: [`limits`] (every limit of the real services, and the pipeline's own);
 //! - HTTP: [`server`] (router; header limit, [`auth`] and [`admission`] (bytes in flight) as
 //!   layers; the push endpoint);
 //! - permanent failures: [`dead_letter`] (published before the ack);
@@ -25,7 +27,11 @@
 //!   error and one classifier for all of them, and the list of every call made);
 //! - plumbing: [`config`] (typed settings, each part parsing itself, shared with `replay`),
 //!   [`startup`] (build, serve, spawn in tests), [`shutdown`], [`telemetry`] (JSON logs);
-//! - test and tool support: [`sink::memory`] (in-process sinks, used by tests and `replay inspect`).
+//! - test and tool support: [`sink::memory`] (a bucket and a table in memory, for `replay inspect`
+//!   and the tests); `testing` (failing sinks, a dead-letter topic in memory; feature
+//!   `test-support`, never in a service's build).
+//!
+//! No two modules import each other, even through others (`shared/tests/imports.rs`).
 
 pub mod admission;
 pub mod auth;
@@ -33,6 +39,7 @@ pub mod classify;
 pub mod config;
 pub mod dead_letter;
 pub mod decode;
+pub mod error;
 pub mod event;
 pub mod failure;
 pub mod google;
@@ -49,6 +56,8 @@ pub mod shutdown;
 pub mod sink;
 pub mod startup;
 pub mod telemetry;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 pub use config::{Config, Service};
 pub use decode::PushMessage;

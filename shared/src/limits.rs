@@ -11,6 +11,25 @@ use chrono::{DateTime, Duration, Utc};
 /// found in a stored copy of the docs, so checked on paper only). Longer event ids get a hash.
 pub const INSERT_ID_MAX_CHARS: usize = 128;
 
+/// `SINK_TIMEOUT_SECONDS` when unset: the most one write (and a push's wait for its verdict) may
+/// take; [`push_worst_case`] and the ack deadline follow from it.
+pub const DEFAULT_SINK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Pub/Sub's maximum message size (data), in bytes: a larger `message.data` in a push is refused.
+pub const MAX_MESSAGE_DATA_BYTES: usize = PUBSUB_MAX_MESSAGE_BYTES;
+
+/// The largest push body accepted: 10 MB of data as base64 (13,333,336 bytes), plus room for 100
+/// attributes (256-byte keys, 1024-byte values) and the envelope. 14 MiB.
+pub const MAX_PUSH_BODY_BYTES: usize = 14 * 1024 * 1024;
+
+/// The most header bytes a push may carry: an unwrapped push puts up to 100 attributes (256-byte
+/// keys, 1024-byte values) into headers, about 128 KiB, plus the request's own headers.
+pub const MAX_HEADER_BYTES: usize = 160 * 1024;
+
+/// The most rows `BIGQUERY_BATCH_MAX_ROWS` may ask for in one `insertAll`: BigQuery takes up to
+/// 50,000 rows a request and recommends about 500; beyond 10,000 a batch is only slower to fail.
+pub const MAX_BATCH_ROWS: usize = 10_000;
+
 /// The most bytes of rows one `insertAll` may carry: BigQuery refuses requests above 10 MB, and
 /// the request adds at most 64 bytes to its rows ([`crate::sink::bigquery::request_body`]).
 pub const MAX_BATCH_BYTES: usize = 9_000_000;

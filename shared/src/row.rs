@@ -8,8 +8,11 @@
 //! `private_metadata` column arrives already written as that string by the one-pass redaction
 //! ([`JsonColumnText::Literal`]) and is copied into the row as it is.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
+use serde_json::Value;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
@@ -19,7 +22,6 @@ use crate::event::EventId;
 use crate::event::{Event, Interaction, Parameters, RequestMetadata, TelemetryPayload, User};
 use crate::limits;
 use crate::redact::Redacted;
-use crate::sink::PreparedRow;
 
 /// One `event_telemetry` row. Field names are the column names.
 #[derive(Debug, Clone, Serialize)]
@@ -485,5 +487,44 @@ impl JsonColumn {
             JsonColumn::LegacyMetadata => &mut row.parameters.legacy_metadata,
             JsonColumn::FeatureFlags => &mut row.feature_flags,
         }
+    }
+}
+
+/// One row for a streaming insert, encoded once: the request is written from this text.
+#[derive(Debug, Clone)]
+pub struct PreparedRow {
+    /// BigQuery's best-effort deduplication key: the event id.
+    pub insert_id: String,
+    /// The row object as JSON text; shared, so that a batch BigQuery refuses as a whole can be
+    /// sent again in halves without copying its rows ([`crate::sink::batch`]).
+    pub json: Arc<RawValue>,
+}
+
+impl PreparedRow {
+    pub fn new(insert_id: String, row: &impl Serialize) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            insert_id,
+            json: Arc::from(serde_json::value::to_raw_value(row)?),
+        })
+    }
+
+    /// The bytes this row adds to an `insertAll` request: its JSON, its quoted and escaped insert
+    /// id, and `{"insertId":…,"json":…},`.
+    pub fn encoded_len(&self) -> usize {
+        let id: usize = self
+            .insert_id
+            .chars()
+            .map(|c| match c {
+                '"' | '\\' => 2,
+                c if (c as u32) < 0x20 => 6,
+                c => c.len_utf8(),
+            })
+            .sum();
+        self.json.get().len() + id + 2 + 22
+    }
+
+    /// The row as a JSON tree (tests and `replay inspect` look at it).
+    pub fn value(&self) -> Value {
+        serde_json::from_str(self.json.get()).unwrap_or(Value::Null)
     }
 }

@@ -30,10 +30,11 @@ use serde_json::json;
 use crate::admission::Admission;
 use crate::auth::Verifier;
 use crate::dead_letter::{DeadLetter, DeadLetterSink, REPLAY_HEADER};
-use crate::decode::{MAX_PUSH_BODY_BYTES, PushMessage};
+use crate::decode::PushMessage;
 use crate::failure::{Failure, FailureKind};
 use crate::handler::Handler;
 use crate::limits;
+use crate::limits::{MAX_HEADER_BYTES, MAX_PUSH_BODY_BYTES};
 use crate::outcome::{self, Report, TraceFields};
 use crate::telemetry::TraceContext;
 
@@ -73,10 +74,6 @@ async fn healthz(State(state): State<Shared>) -> Response {
     )
         .into_response()
 }
-
-/// The most header bytes a push may carry: an unwrapped push puts up to 100 attributes (256-byte
-/// keys, 1024-byte values) into headers, about 128 KiB, plus the request's own headers.
-pub const MAX_HEADER_BYTES: usize = 160 * 1024;
 
 /// Layer 1: refuse oversized headers (431) before anything else looks at them.
 async fn limit_headers(State(state): State<Shared>, request: Request, next: Next) -> Response {

@@ -8,8 +8,8 @@
 //!   grouped into one call by a batching `RowSink` in front of the real one, with no change to
 //!   the handlers.
 //!
-//! Every error says whether retrying can help ([`SinkError::Transient`]: nack, Pub/Sub redelivers)
-//! or not ([`SinkError::Permanent`] and [`RowError::is_permanent`]: the message itself is bad).
+//! Every error says whether retrying can help ([`CallError::Transient`]: nack, Pub/Sub redelivers)
+//! or not ([`CallError::Permanent`] and [`RowError::is_permanent`]: the message itself is bad).
 //! Error details come from the services' status and error reasons; the handlers never put payload
 //! text into them.
 
@@ -19,25 +19,14 @@ pub mod gcs;
 pub mod memory;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use serde::Serialize;
-use serde_json::Value;
-use serde_json::value::RawValue;
 
-use crate::google::{Class, GoogleError, classify};
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SinkError {
-    /// Worth retrying: the service was unreachable, slow, overloaded, or misconfigured.
-    #[error("{0}")]
-    Transient(String),
-    /// Retrying the same message cannot succeed.
-    #[error("{0}")]
-    Permanent(String),
-}
+use crate::error::CallError;
+use crate::google::bigquery::RowError;
+use crate::google::{Class, GoogleError};
+use crate::row::PreparedRow;
 
 /// An object to create in the bucket.
 #[derive(Debug, Clone)]
@@ -59,46 +48,7 @@ pub enum Stored {
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
     /// Creates the object unless one of that name exists.
-    async fn create_once(&self, object: NewObject) -> Result<Stored, SinkError>;
-}
-
-/// One row for a streaming insert, encoded once: the request is written from this text.
-#[derive(Debug, Clone)]
-pub struct PreparedRow {
-    /// BigQuery's best-effort deduplication key: the event id.
-    pub insert_id: String,
-    /// The row object as JSON text; shared, so that a batch BigQuery refuses as a whole can be
-    /// sent again in halves without copying its rows ([`batch`]).
-    pub json: Arc<RawValue>,
-}
-
-impl PreparedRow {
-    pub fn new(insert_id: String, row: &impl Serialize) -> Result<Self, serde_json::Error> {
-        Ok(Self {
-            insert_id,
-            json: Arc::from(serde_json::value::to_raw_value(row)?),
-        })
-    }
-
-    /// The bytes this row adds to an `insertAll` request: its JSON, its quoted and escaped insert
-    /// id, and `{"insertId":…,"json":…},`.
-    pub fn encoded_len(&self) -> usize {
-        let id: usize = self
-            .insert_id
-            .chars()
-            .map(|c| match c {
-                '"' | '\\' => 2,
-                c if (c as u32) < 0x20 => 6,
-                c => c.len_utf8(),
-            })
-            .sum();
-        self.json.get().len() + id + 2 + 22
-    }
-
-    /// The row as a JSON tree (tests and `replay inspect` look at it).
-    pub fn value(&self) -> Value {
-        serde_json::from_str(self.json.get()).unwrap_or(Value::Null)
-    }
+    async fn create_once(&self, object: NewObject) -> Result<Stored, CallError>;
 }
 
 /// Why a sink failed its start-up check.
@@ -127,41 +77,14 @@ impl SinkCheck {
     }
 }
 
-/// Why BigQuery refused one row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RowError {
-    pub reason: String,
-    pub location: String,
-    pub message: String,
-}
-
-impl RowError {
-    /// `invalid` means the row itself is wrong; `stopped` (another row of the call failed),
-    /// `backendError`, `timeout` and the rest can succeed on a retry (the one classifier decides,
-    /// by the reason: a row's error has no status of its own).
-    pub fn is_permanent(&self) -> bool {
-        classify(None, Some(&self.reason)) == Class::Permanent
-    }
-}
-
-impl std::fmt::Display for RowError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} at `{}`: {}",
-            self.reason, self.location, self.message
-        )
-    }
-}
-
 #[async_trait]
 pub trait RowSink: Send + Sync {
     /// Inserts the rows; the result has one entry per row, in order.
-    async fn insert(&self, rows: Vec<PreparedRow>) -> Result<Vec<Result<(), RowError>>, SinkError>;
+    async fn insert(&self, rows: Vec<PreparedRow>) -> Result<Vec<Result<(), RowError>>, CallError>;
 
     /// Inserts one push's row: its verdict, and how many rows the `insertAll` that carried it
     /// held (group commit shares a call between pushes).
-    async fn insert_one(&self, row: PreparedRow) -> Result<OneRow, SinkError> {
+    async fn insert_one(&self, row: PreparedRow) -> Result<OneRow, CallError> {
         let verdict = self.insert(vec![row]).await?.into_iter().next();
         Ok(OneRow {
             verdict,

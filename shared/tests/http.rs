@@ -4,14 +4,15 @@
 mod support;
 use pipeline::startup::RunningApp;
 
-use pipeline::sink::memory::{Down, MemoryDeadLetters, MemoryRows, MemoryStore, Rejecting};
+use pipeline::sink::memory::{MemoryRows, MemoryStore};
+use pipeline::testing::{Down, MemoryDeadLetters, Rejecting};
 
 use std::sync::Arc;
 
 use base64::Engine as _;
 use pipeline::config::Service;
-use pipeline::decode::{MAX_MESSAGE_DATA_BYTES, MAX_PUSH_BODY_BYTES};
 use pipeline::handler::Destination;
+use pipeline::limits::{MAX_MESSAGE_DATA_BYTES, MAX_PUSH_BODY_BYTES};
 use pipeline::sink::{ObjectStore, RowSink};
 use serde_json::{Value, json};
 use sha2::Digest as _;
@@ -504,8 +505,9 @@ struct HeldTable {
 impl RowSink for HeldTable {
     async fn insert(
         &self,
-        rows: Vec<pipeline::sink::PreparedRow>,
-    ) -> Result<Vec<Result<(), pipeline::sink::RowError>>, pipeline::sink::SinkError> {
+        rows: Vec<pipeline::row::PreparedRow>,
+    ) -> Result<Vec<Result<(), pipeline::google::bigquery::RowError>>, pipeline::error::CallError>
+    {
         self.called.store(true, std::sync::atomic::Ordering::SeqCst);
         self.release.notified().await;
         self.rows.insert(rows).await
@@ -524,8 +526,9 @@ struct SlowTable {
 impl RowSink for SlowTable {
     async fn insert(
         &self,
-        rows: Vec<pipeline::sink::PreparedRow>,
-    ) -> Result<Vec<Result<(), pipeline::sink::RowError>>, pipeline::sink::SinkError> {
+        rows: Vec<pipeline::row::PreparedRow>,
+    ) -> Result<Vec<Result<(), pipeline::google::bigquery::RowError>>, pipeline::error::CallError>
+    {
         use std::sync::atomic::Ordering::SeqCst;
         let now = self.now.fetch_add(1, SeqCst) + 1;
         self.most.fetch_max(now, SeqCst);

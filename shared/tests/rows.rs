@@ -10,8 +10,8 @@ use bytes::Bytes;
 use chrono::TimeZone;
 use pipeline::decode::{PushFormat, PushMessage};
 use pipeline::event::RawData;
+use pipeline::row::PreparedRow;
 use pipeline::schema::Schema;
-use pipeline::sink::PreparedRow;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 

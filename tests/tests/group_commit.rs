@@ -12,10 +12,13 @@ use e2e::pubsub::push_body;
 use e2e::samples::{Message, generate};
 use e2e::stack::{DATASET, PROJECT, Stack, TABLE};
 use pipeline::config::Service;
+use pipeline::error::CallError;
+use pipeline::google::bigquery::RowError;
 use pipeline::handler::Destination;
+use pipeline::row::PreparedRow;
+use pipeline::sink::RowSink;
 use pipeline::sink::batch::{BatchSettings, GroupCommit};
 use pipeline::sink::bigquery::{BigQuerySink, InsertClient, TableRef};
-use pipeline::sink::{PreparedRow, RowError, RowSink, SinkError};
 use pipeline::startup::Application;
 use serde_json::Value;
 
@@ -27,7 +30,7 @@ struct Counted {
 
 #[async_trait]
 impl RowSink for Counted {
-    async fn insert(&self, rows: Vec<PreparedRow>) -> Result<Vec<Result<(), RowError>>, SinkError> {
+    async fn insert(&self, rows: Vec<PreparedRow>) -> Result<Vec<Result<(), RowError>>, CallError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.inner.insert(rows).await
     }

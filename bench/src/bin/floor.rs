@@ -33,7 +33,7 @@ async fn main() -> std::io::Result<()> {
         .route("/", post(push))
         .route("/healthz", get(healthz))
         // The services accept push bodies up to this size too.
-        .layer(DefaultBodyLimit::max(pipeline::decode::MAX_PUSH_BODY_BYTES));
+        .layer(DefaultBodyLimit::max(pipeline::limits::MAX_PUSH_BODY_BYTES));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, app).await
 }

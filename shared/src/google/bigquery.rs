@@ -26,8 +26,9 @@ use serde_json::Value;
 use super::api::with_retries;
 use super::credentials::BigQueryToken;
 use super::{BIGQUERY, Call, Credentials, Endpoint, GoogleError, calls};
+use super::{Class, classify};
+use crate::row::PreparedRow;
 use crate::schema::Field;
-use crate::sink::{PreparedRow, RowError};
 
 /// Streaming inserts.
 pub const INSERT_SCOPE: &str = "https://www.googleapis.com/auth/bigquery.insertdata";
@@ -329,6 +330,33 @@ fn error(call: Call, e: BQError) -> GoogleError {
             GoogleError::transport(call, "no access token")
         }
         other => GoogleError::transport(call, format!("BigQuery client: {other}")),
+    }
+}
+
+/// Why BigQuery refused one row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    pub reason: String,
+    pub location: String,
+    pub message: String,
+}
+
+impl RowError {
+    /// `invalid` means the row itself is wrong; `stopped` (another row of the call failed),
+    /// `backendError`, `timeout` and the rest can succeed on a retry (the one classifier decides,
+    /// by the reason: a row's error has no status of its own).
+    pub fn is_permanent(&self) -> bool {
+        classify(None, Some(&self.reason)) == Class::Permanent
+    }
+}
+
+impl std::fmt::Display for RowError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} at `{}`: {}",
+            self.reason, self.location, self.message
+        )
     }
 }
 

@@ -22,7 +22,7 @@ use google_cloud_gax::retry_state::RetryState;
 use serde::Deserialize;
 
 use super::Call;
-use crate::sink::SinkError;
+use crate::error::CallError;
 
 /// What to do about a failed call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,12 +162,12 @@ impl std::error::Error for GoogleError {}
 
 /// A push whose call failed: retry (nack) unless the request itself was refused. A conflict
 /// reaching here was not handled by its caller, so it is not taken for success either.
-impl From<GoogleError> for SinkError {
+impl From<GoogleError> for CallError {
     fn from(e: GoogleError) -> Self {
         match e.class() {
-            Class::Permanent => SinkError::Permanent(e.to_string()),
+            Class::Permanent => CallError::Permanent(e.to_string()),
             Class::Retry | Class::Misconfigured | Class::Conflict => {
-                SinkError::Transient(e.to_string())
+                CallError::Transient(e.to_string())
             }
         }
     }
@@ -362,11 +362,11 @@ mod tests {
             reason: None,
             detail: String::new(),
         };
-        assert!(matches!(SinkError::from(e(400)), SinkError::Permanent(_)));
+        assert!(matches!(CallError::from(e(400)), CallError::Permanent(_)));
         for status in [404, 403, 412, 503] {
             assert!(matches!(
-                SinkError::from(e(status)),
-                SinkError::Transient(_)
+                CallError::from(e(status)),
+                CallError::Transient(_)
             ));
         }
     }

@@ -28,7 +28,10 @@ use async_trait::async_trait;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::{OneRow, PreparedRow, RowError, RowSink, SinkError};
+use super::{OneRow, RowSink};
+use crate::error::CallError;
+use crate::google::bigquery::RowError;
+use crate::row::PreparedRow;
 
 /// When a batch is sent. Read from `BIGQUERY_BATCH_*` (see `config.rs` and the README).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,12 +59,12 @@ impl Default for BatchSettings {
             max_bytes: 5 * 1024 * 1024,
             linger: Duration::from_millis(25),
             max_in_flight: 8,
-            timeout: crate::config::DEFAULT_SINK_TIMEOUT,
+            timeout: crate::limits::DEFAULT_SINK_TIMEOUT,
         }
     }
 }
 
-type Verdict = Result<Result<(), RowError>, SinkError>;
+type Verdict = Result<Result<(), RowError>, CallError>;
 
 /// One row waiting for its batch, and where its verdict goes with the size of its call.
 struct Pending {
@@ -90,8 +93,8 @@ impl GroupCommit {
     }
 
     /// Each row's verdict and the number of rows of the call that carried it.
-    async fn verdicts(&self, rows: Vec<PreparedRow>) -> Result<Vec<(Verdict, usize)>, SinkError> {
-        let stopped = || SinkError::Transient("the BigQuery batcher has stopped".into());
+    async fn verdicts(&self, rows: Vec<PreparedRow>) -> Result<Vec<(Verdict, usize)>, CallError> {
+        let stopped = || CallError::Transient("the BigQuery batcher has stopped".into());
         let mut waiting = Vec::with_capacity(rows.len());
         for row in rows {
             let (reply, verdict) = oneshot::channel();
@@ -112,11 +115,11 @@ impl GroupCommit {
     async fn within_timeout(
         &self,
         rows: Vec<PreparedRow>,
-    ) -> Result<Vec<(Verdict, usize)>, SinkError> {
+    ) -> Result<Vec<(Verdict, usize)>, CallError> {
         tokio::time::timeout(self.timeout, self.verdicts(rows))
             .await
             .unwrap_or_else(|_| {
-                Err(SinkError::Transient(format!(
+                Err(CallError::Transient(format!(
                     "no verdict from BigQuery within {:?} (SINK_TIMEOUT_SECONDS)",
                     self.timeout
                 )))
@@ -126,14 +129,14 @@ impl GroupCommit {
 
 #[async_trait]
 impl RowSink for GroupCommit {
-    async fn insert(&self, rows: Vec<PreparedRow>) -> Result<Vec<Result<(), RowError>>, SinkError> {
+    async fn insert(&self, rows: Vec<PreparedRow>) -> Result<Vec<Result<(), RowError>>, CallError> {
         (self.within_timeout(rows).await?)
             .into_iter()
             .map(|(verdict, _)| verdict)
             .collect()
     }
 
-    async fn insert_one(&self, row: PreparedRow) -> Result<OneRow, SinkError> {
+    async fn insert_one(&self, row: PreparedRow) -> Result<OneRow, CallError> {
         let Some((verdict, request_rows)) = self.within_timeout(vec![row]).await?.pop() else {
             return Ok(OneRow {
                 verdict: None,
@@ -283,20 +286,20 @@ fn verdicts<'a>(
         let answer = tokio::time::timeout(timeout, inner.insert(rows.clone()))
             .await
             .unwrap_or_else(|_| {
-                Err(SinkError::Transient(format!(
+                Err(CallError::Transient(format!(
                     "BigQuery did not answer within {timeout:?} (SINK_TIMEOUT_SECONDS)"
                 )))
             });
         match answer {
             Ok(verdicts) if verdicts.len() == n => verdicts.into_iter().map(Ok).collect(),
             Ok(verdicts) => {
-                let e = SinkError::Transient(format!(
+                let e = CallError::Transient(format!(
                     "BigQuery answered {} verdicts for {n} rows",
                     verdicts.len()
                 ));
                 vec![Err(e); n]
             }
-            Err(SinkError::Permanent(_)) if n > 1 => {
+            Err(CallError::Permanent(_)) if n > 1 => {
                 let second = rows.split_off(n / 2);
                 let (mut a, b) = tokio::join!(
                     verdicts(inner, rows, timeout),
@@ -330,7 +333,7 @@ mod tests {
         async fn insert(
             &self,
             rows: Vec<PreparedRow>,
-        ) -> Result<Vec<Result<(), RowError>>, SinkError> {
+        ) -> Result<Vec<Result<(), RowError>>, CallError> {
             let ids: Vec<String> = rows.iter().map(|r| r.insert_id.clone()).collect();
             assert!(!ids.iter().any(|i| i == "panic"), "a bug in a send task");
             if let Some(gate) = &self.gate {
@@ -339,11 +342,11 @@ mod tests {
             tokio::time::sleep(self.delay).await;
             self.calls.lock().unwrap().push(ids.clone());
             if ids.iter().any(|i| i == "poison") {
-                return Err(SinkError::Transient("HTTP 503".into()));
+                return Err(CallError::Transient("HTTP 503".into()));
             }
             if ids.iter().any(|i| i == "refused") {
                 // A request-level 400 `invalid`: one row spoils the whole request.
-                return Err(SinkError::Permanent("HTTP 400 invalid".into()));
+                return Err(CallError::Permanent("HTTP 400 invalid".into()));
             }
             Ok(ids
                 .iter()
@@ -376,7 +379,7 @@ mod tests {
         }
     }
 
-    async fn push(sink: &GroupCommit, id: &str) -> Result<Result<(), RowError>, SinkError> {
+    async fn push(sink: &GroupCommit, id: &str) -> Result<Result<(), RowError>, CallError> {
         sink.insert(vec![row(id, 10)])
             .await
             .map(|mut v| v.remove(0))
@@ -420,7 +423,7 @@ mod tests {
         }
     }
 
-    type Answer = tokio::task::JoinHandle<Result<Result<(), RowError>, SinkError>>;
+    type Answer = tokio::task::JoinHandle<Result<Result<(), RowError>, CallError>>;
 
     /// A table whose calls take 300 ms, one push (`first`) under way on it, and then `ids`
     /// pushed at once, so that their rows gather into one batch behind that call.
@@ -541,7 +544,7 @@ mod tests {
         let answer = tokio::time::timeout(Duration::from_secs(10), push(&sink, "ok-1")).await;
         let answer = answer.expect("the push hung past its timeout");
         assert!(
-            matches!(&answer, Err(SinkError::Transient(m)) if m.contains("within")),
+            matches!(&answer, Err(CallError::Transient(m)) if m.contains("within")),
             "{answer:?}"
         );
         // Calls held past the timeout are given up: a later push is not stuck behind them.
@@ -613,7 +616,7 @@ mod tests {
             let verdict = t.await.unwrap();
             if id == "refused" {
                 assert!(
-                    matches!(verdict, Err(SinkError::Permanent(_))),
+                    matches!(verdict, Err(CallError::Permanent(_))),
                     "{verdict:?}"
                 );
             } else {

@@ -23,9 +23,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use gcp_bigquery_client::model::table_data_insert_all_response::TableDataInsertAllResponse;
 
-use super::{PreparedRow, RowError, RowSink, SinkCheck, SinkError};
+use super::{RowSink, SinkCheck};
+use crate::error::CallError;
+use crate::google::bigquery::RowError;
 use crate::google::bigquery::{BigQuery, INSERT_SCOPE, READ_SCOPE, verdicts};
 use crate::google::{Api, BIGQUERY, Credentials, GoogleError, calls};
+use crate::row::PreparedRow;
 
 pub use crate::google::bigquery::TableRef;
 
@@ -158,14 +161,14 @@ pub fn request_body(rows: &[PreparedRow]) -> Vec<u8> {
 
 #[async_trait]
 impl RowSink for BigQuerySink {
-    async fn insert(&self, rows: Vec<PreparedRow>) -> Result<Vec<Result<(), RowError>>, SinkError> {
+    async fn insert(&self, rows: Vec<PreparedRow>) -> Result<Vec<Result<(), RowError>>, CallError> {
         let result = match &self.json {
             Some(json) => self.insert_direct(json, &rows).await,
             None => self.client.insert_all(&self.table, &rows).await,
         };
         // A request-level answer: retried within the timeout if it could heal; what is left is a
         // nack, or (400 `invalid`) the rows' own fault.
-        result.map_err(SinkError::from)
+        result.map_err(CallError::from)
     }
 }
 

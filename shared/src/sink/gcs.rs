@@ -27,7 +27,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{NewObject, ObjectStore, SinkCheck, SinkError, Stored};
+use super::{NewObject, ObjectStore, SinkCheck, Stored};
+use crate::error::CallError;
 use crate::google::storage::{Bucket, READ_WRITE};
 use crate::google::{Class, GoogleError, calls};
 
@@ -102,14 +103,14 @@ impl GcsStore {
 
     /// What a 403 on a create-only write means: the object is there (Cloud Storage refused to
     /// overwrite it), or this service may not write.
-    async fn after_forbidden(&self, name: &str) -> Result<Stored, SinkError> {
+    async fn after_forbidden(&self, name: &str) -> Result<Stored, CallError> {
         match self.exists(name).await {
             Ok(true) => Ok(Stored::AlreadyExists),
-            Ok(false) => Err(SinkError::Transient(
+            Ok(false) => Err(CallError::Transient(
                 "Cloud Storage answered HTTP 403 and the object is not there: a missing grant"
                     .into(),
             )),
-            Err(e) => Err(SinkError::Transient(format!(
+            Err(e) => Err(CallError::Transient(format!(
                 "Cloud Storage answered HTTP 403, and whether the object exists is unknown: {e}"
             ))),
         }
@@ -118,7 +119,7 @@ impl GcsStore {
 
 #[async_trait]
 impl ObjectStore for GcsStore {
-    async fn create_once(&self, object: NewObject) -> Result<Stored, SinkError> {
+    async fn create_once(&self, object: NewObject) -> Result<Stored, CallError> {
         let name = object.name.clone();
         let write = self
             .bucket
@@ -131,7 +132,7 @@ impl ObjectStore for GcsStore {
         // The retry policy is bounded by the same time; this also bounds a hung connection.
         let error = match tokio::time::timeout(self.timeout + Duration::from_secs(1), write).await {
             Err(_) => {
-                return Err(SinkError::Transient(format!(
+                return Err(CallError::Transient(format!(
                     "Cloud Storage write timed out after {:?}",
                     self.timeout
                 )));
