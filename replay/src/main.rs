@@ -13,16 +13,16 @@
 //!   [`cmd::push`] (re-deliver to the handler that failed, ack what it took), [`cmd::drop`] (ack
 //!   for good, by message id);
 //! - one dead letter read back (origin, reason, the original push rebuilt): [`letter`];
-//! - the dead-letter subscription (name, connection, pull, release, ack): [`client`];
+//! - the dead-letter subscription (name, connection, pull, release, ack): [`subscription`];
 //! - the handler at `--to` (which service it is, one push, judging its answer): [`target`];
-//! - the ID token a push to Cloud Run carries: [`auth`];
+//! - the ID token a push to Cloud Run carries: [`id_token`];
 //! - what [`cmd::audit`] reads (the bucket, the table, the queries in one file): [`audit`].
 
 mod audit;
-mod auth;
-mod client;
 mod cmd;
+mod id_token;
 mod letter;
+mod subscription;
 mod target;
 
 use std::path::PathBuf;
@@ -31,7 +31,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use crate::client::subscription_path;
+use crate::subscription::subscription_path;
 
 const AFTER_HELP: &str = "\
 A dead letter at 3 a.m., step by step:

@@ -12,7 +12,7 @@ use pipeline::outcome::{Label, NOT_FOR_THIS_SUBSCRIPTION, PushAnswer};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::auth::Auth;
+use crate::id_token::Auth;
 use crate::letter::Letter;
 
 /// The handler answering at `--to`.

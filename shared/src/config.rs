@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use crate::admission;
-use crate::auth::{AuthConfig, GOOGLE_JWKS_URL};
 use crate::classify::{DEFAULT_DOTCOM_URL, DotCom, Route};
+use crate::push_auth::{AuthConfig, GOOGLE_JWKS_URL};
 use crate::redact::Redactor;
 use crate::sink::batch::BatchSettings;
 use crate::sink::bigquery::{InsertClient, TableRef};

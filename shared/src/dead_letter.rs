@@ -210,7 +210,7 @@ impl PubSubDeadLetters {
 impl DeadLetterSink for PubSubDeadLetters {
     async fn publish(&self, letter: &DeadLetter) -> Result<String, CallError> {
         // A refused publish (400) is permanent for the letter; the push is then answered 503
-        // all the same (`server.rs`): nothing is acked that was not kept.
+        // all the same (`routes.rs`): nothing is acked that was not kept.
         self.publisher
             .publish(&letter.data, &letter.attributes)
             .await

@@ -3,10 +3,10 @@
 
 use axum::http::StatusCode;
 
-use crate::auth::AuthError;
 use crate::decode::DecodeError;
 use crate::error::CallError;
 use crate::event::EventError;
+use crate::push_auth::AuthError;
 
 /// The kinds of failure, each with its own answer to Pub/Sub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //!
 //! Three Pub/Sub push services (`functions/to-gcs`, `functions/to-bq`, `functions/sub-v2`) are
 //! this crate plus a three-line `main`. Each push goes through the same steps, which
-//! [`server`]'s `push` and [`handler::Handler::handle`] call in this order:
+//! [`routes`]'s `push` and [`handler::Handler::handle`] call in this order:
 //!
 //! 1. **decode** ([`decode`]): the push request (wrapped envelope or unwrapped body + headers) →
 //!    [`PushMessage`]; then [`event`]: `message.data` → the typed telemetry v2
@@ -20,13 +20,13 @@
 //!   outcome labels, the verdict of a push, its log line); [`error`] (whether a failed call is
 //!   worth retrying, for every caller);
 //! - bounds: [`limits`] (every limit of the real services, and the pipeline's own);
-//! - HTTP: [`server`] (router; header limit, [`auth`] and [`admission`] (bytes in flight) as
-//!   layers; the push endpoint);
+//! - HTTP: [`routes`] (router; header limit, [`push_auth`] and [`admission`] (bytes in flight) as
+//!   layers; the push endpoint) served by [`listener`] (accept, serve each connection, drain);
 //! - permanent failures: [`dead_letter`] (published before the ack);
 //! - Google's APIs: [`google`] (the maintained clients, the one JSON layer for the rest, one
 //!   error and one classifier for all of them, and the list of every call made);
 //! - plumbing: [`config`] (typed settings, each part parsing itself, shared with `replay`),
-//!   [`startup`] (build, serve, spawn in tests), [`shutdown`], [`telemetry`] (JSON logs);
+//!   [`startup`] (build, serve, spawn in tests), [`shutdown`], [`logging`] (JSON logs);
 //! - test and tool support: [`sink::memory`] (a bucket and a table in memory, for `replay inspect`
 //!   and the tests); `testing` (failing sinks, a dead-letter topic in memory; feature
 //!   `test-support`, never in a service's build).
@@ -34,7 +34,6 @@
 //! No two modules import each other, even through others (`shared/tests/imports.rs`).
 
 pub mod admission;
-pub mod auth;
 pub mod classify;
 pub mod config;
 pub mod dead_letter;
@@ -45,17 +44,18 @@ pub mod failure;
 pub mod google;
 pub mod handler;
 pub mod limits;
+pub mod listener;
+pub mod logging;
 pub mod object_name;
 pub mod outcome;
+pub mod push_auth;
 pub mod redact;
+pub mod routes;
 pub mod row;
 pub mod schema;
-pub mod serve;
-pub mod server;
 pub mod shutdown;
 pub mod sink;
 pub mod startup;
-pub mod telemetry;
 #[cfg(feature = "test-support")]
 pub mod testing;
 

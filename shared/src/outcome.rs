@@ -331,7 +331,7 @@ mod tests {
         let writer = lines.clone();
         let subscriber = tracing_subscriber::registry().with(
             tracing_stackdriver::layer()
-                .with_writer(crate::telemetry::CloudLogging(move || writer.clone())),
+                .with_writer(crate::logging::CloudLogging(move || writer.clone())),
         );
         let report = Report {
             result: Ok(Outcome::Written { target: "t".into() }),

@@ -18,12 +18,12 @@ use tokio::net::TcpListener;
 use std::time::Duration;
 
 use crate::admission::Admission;
-use crate::auth::Verifier;
 use crate::config::{Config, Service, SinkTarget};
 use crate::dead_letter::{DeadLetterSink, PubSubDeadLetters};
 use crate::google::pubsub::Publisher;
 use crate::handler::{Destination, Handler};
-use crate::server::{AppState, router};
+use crate::push_auth::Verifier;
+use crate::routes::{AppState, router};
 use crate::shutdown::{Shutdown, ShutdownTrigger};
 use crate::sink::SinkCheck;
 use crate::sink::batch::GroupCommit;
@@ -77,7 +77,7 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> std::io::Result<()> {
-        crate::serve::serve(self.listener, router(self.state), shutdown).await
+        crate::listener::serve(self.listener, router(self.state), shutdown).await
     }
 
     /// Serves in the background of this process (tests, the demo) until [`RunningApp::stop`] or
@@ -199,7 +199,7 @@ pub async fn connect_dead_letters(
 /// The whole `main` of a service binary: logging, configuration (fail fast, naming the
 /// variable), sink, listen, serve until SIGTERM.
 pub fn main(service: Service) -> ExitCode {
-    crate::telemetry::init();
+    crate::logging::init();
     let config = match Config::from_env(service) {
         Ok(c) => c,
         Err(e) => {

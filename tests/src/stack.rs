@@ -131,7 +131,7 @@ impl Stack {
             ("DEAD_LETTER_TOPIC", dead_letter_topic(TOPIC, service)),
             ("PUBSUB_EMULATOR_HOST", self.pubsub_host()),
             // The Pub/Sub emulator sends no OIDC token (push authentication is tested with the
-            // project's own signed tokens in shared/tests/auth.rs).
+            // project's own signed tokens in shared/tests/push_auth.rs).
             ("PUSH_AUTH", "off".to_string()),
         ]
         .into_iter()
@@ -293,7 +293,7 @@ pub type TestApp = RunningApp;
 /// Builds and starts one service from `config` (PORT=0): the same code path as its binary.
 /// Its log lines go to the test's captured output (shown when a test fails).
 pub async fn spawn_app(config: Config) -> Result<TestApp> {
-    pipeline::telemetry::init_with_writer(tracing_subscriber::fmt::TestWriter::new);
+    pipeline::logging::init_with_writer(tracing_subscriber::fmt::TestWriter::new);
     let service = config.service;
     let app = Application::build(&config)
         .await

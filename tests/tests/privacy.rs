@@ -152,7 +152,7 @@ fn event(n: usize, flagged: bool, dotcom: bool, escape_keys: bool) -> Planted {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn transcript_text_reaches_the_bucket_and_nothing_else() -> Result<()> {
     let logs = Capture::default();
-    pipeline::telemetry::init_with_writer(logs.clone());
+    pipeline::logging::init_with_writer(logs.clone());
 
     let stack = Stack::start("privacy").await?;
     let apps = Apps::spawn(&stack).await?;

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use pipeline::google::pubsub::ReceivedMessage;
 
-use crate::client::Subscription;
 use crate::letter::Letter;
+use crate::subscription::Subscription;
 
 /// Acks the given messages; releases the others. Exit 1 when some id was not found.
 pub async fn run(sub: &str, message_ids: &[String]) -> Result<ExitCode> {

@@ -25,8 +25,8 @@ use pipeline::outcome::Outcome;
 use pipeline::sink::memory::{MemoryRows, MemoryStore};
 use serde_json::{Value, json};
 
-use crate::client::{Subscription, subscription_path};
 use crate::letter::Letter;
+use crate::subscription::{Subscription, subscription_path};
 
 /// One JSON line per letter, read from `file` or else from `subscription` (released, not acked).
 pub async fn run(

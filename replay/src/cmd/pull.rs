@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
-use crate::client::Subscription;
+use crate::subscription::Subscription;
 
 pub async fn run(sub: &str, limit: usize, out: Option<&Path>) -> Result<ExitCode> {
     // In a Cloud Run job (the replay job) standard output and files end up in Cloud Logging or a

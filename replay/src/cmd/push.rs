@@ -25,8 +25,8 @@ use pipeline::outcome::Label;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::client::Subscription;
 use crate::letter::Letter;
+use crate::subscription::Subscription;
 use crate::target::{Target, Verdict};
 
 /// How long the letters of a batch stay leased from the start of each push: one push's longest

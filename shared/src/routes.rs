@@ -7,7 +7,7 @@
 //!   so the subscription's dead-letter policy collects it; 503 for sink failures and failed
 //!   dead-letter publishes, so Pub/Sub redelivers. Any other method: 405.
 //! - Before anything else, unless `PUSH_AUTH=off`, the push's OIDC token is verified
-//!   ([`crate::auth`]); a push that fails gets 401 and nothing of it is processed.
+//!   ([`crate::push_auth`]); a push that fails gets 401 and nothing of it is processed.
 //! - `GET /healthz`: 200 once the service is up (the server only listens after its clients are
 //!   built, so a listening service is a ready one).
 //!
@@ -28,15 +28,15 @@ use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::admission::Admission;
-use crate::auth::Verifier;
 use crate::dead_letter::{DeadLetter, DeadLetterSink, REPLAY_HEADER};
 use crate::decode::PushMessage;
 use crate::failure::{Failure, FailureKind};
 use crate::handler::Handler;
 use crate::limits;
 use crate::limits::{MAX_HEADER_BYTES, MAX_PUSH_BODY_BYTES};
+use crate::logging::TraceContext;
 use crate::outcome::{self, Report, TraceFields};
-use crate::telemetry::TraceContext;
+use crate::push_auth::Verifier;
 
 /// What every request reads, behind one `Arc`: axum clones the state for each layer of each
 /// request, and one reference count is cheaper than one per field.

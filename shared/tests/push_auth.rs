@@ -17,7 +17,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use pipeline::auth::{AuthConfig, AuthError, Verifier};
+use pipeline::push_auth::{AuthConfig, AuthError, Verifier};
 use serde_json::{Value, json};
 
 const AUDIENCE: &str = "https://to-gcs-123.us-central1.run.app";
