@@ -8,7 +8,7 @@
 //! Needs the service binaries built (`cargo build -p to-gcs -p to-bq -p sub-v2`; `scripts/test.sh`
 //! builds them before the tests).
 
-use e2e::soak::{SoakOptions, run};
+use e2e::soak::run::{SoakOptions, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_faulty_run_loses_nothing_and_leaks_nothing() {

@@ -6,7 +6,7 @@
 
 use std::process::ExitCode;
 
-use e2e::soak::{SoakOptions, run};
+use e2e::soak::run::{SoakOptions, run};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() -> ExitCode {

@@ -4,11 +4,12 @@
 //! subscriptions (the Pub/Sub emulator's own push loses messages after failures), with a fault
 //! [`proxy`] in front of the Cloud Storage and BigQuery emulators, one service SIGKILLed and one
 //! SIGTERMed mid-run and the Cloud Storage emulator stopped for longer than the sink timeout.
-//! [`run::run`] publishes the events, injects the faults, waits, and checks what landed.
+//! [`run::run`] publishes the events, injects the faults, waits, and [`check`]s what landed into
+//! a [`report::Report`].
 
 pub mod bridge;
+pub mod check;
 pub mod proxy;
+pub mod report;
 pub mod run;
 pub mod services;
-
-pub use run::{Report, SoakOptions, run};
