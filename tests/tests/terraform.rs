@@ -799,6 +799,206 @@ fn the_dashboard_charts_every_outcome_and_measured_field() -> Result<()> {
     Ok(())
 }
 
+/// The few Terraform functions the dashboard's expressions call, for `hcl::eval`.
+mod functions {
+    use hcl::Value;
+    use hcl::eval::{Context, FuncArgs, FuncDef, ParamType};
+
+    fn args(a: &FuncArgs) -> Vec<&Value> {
+        a.positional_args().chain(a.variadic_args()).collect()
+    }
+
+    fn number(v: &Value) -> Result<f64, String> {
+        v.as_f64().ok_or_else(|| format!("not a number: {v}"))
+    }
+
+    fn concat(a: FuncArgs) -> Result<Value, String> {
+        let mut out = Vec::new();
+        for list in args(&a) {
+            out.extend(list.as_array().ok_or("concat takes lists")?.iter().cloned());
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn merge(a: FuncArgs) -> Result<Value, String> {
+        let mut out = hcl::Map::new();
+        for map in args(&a) {
+            out.extend(map.as_object().ok_or("merge takes objects")?.clone());
+        }
+        Ok(Value::Object(out))
+    }
+
+    fn join(a: FuncArgs) -> Result<Value, String> {
+        let [sep, list] = args(&a)[..] else {
+            return Err("join takes two arguments".into());
+        };
+        let parts: Vec<&str> = (list.as_array().ok_or("join takes a list")?)
+            .iter()
+            .map(|v| v.as_str().ok_or("join takes strings"))
+            .collect::<Result<_, _>>()?;
+        Ok(Value::from(parts.join(sep.as_str().unwrap_or_default())))
+    }
+
+    fn length(a: FuncArgs) -> Result<Value, String> {
+        let v = args(&a)[0];
+        let n = match v {
+            Value::Array(a) => a.len(),
+            Value::Object(o) => o.len(),
+            Value::String(s) => s.chars().count(),
+            _ => return Err(format!("length of {v}")),
+        };
+        Ok(Value::from(n as u64))
+    }
+
+    fn slice(a: FuncArgs) -> Result<Value, String> {
+        let [list, from, to] = args(&a)[..] else {
+            return Err("slice takes three arguments".into());
+        };
+        let list = list.as_array().ok_or("slice takes a list")?;
+        let (from, to) = (number(from)? as usize, number(to)? as usize);
+        Ok(Value::Array(
+            list.get(from..to).ok_or("slice out of range")?.to_vec(),
+        ))
+    }
+
+    fn lookup(a: FuncArgs) -> Result<Value, String> {
+        let [map, key, default] = args(&a)[..] else {
+            return Err("lookup takes three arguments here".into());
+        };
+        let map = map.as_object().ok_or("lookup takes an object")?;
+        Ok(map
+            .get(key.as_str().unwrap_or_default())
+            .cloned()
+            .unwrap_or_else(|| default.clone()))
+    }
+
+    fn floor(a: FuncArgs) -> Result<Value, String> {
+        Ok(Value::from(number(args(&a)[0])?.floor() as i64))
+    }
+
+    /// The value itself: what Terraform would encode is checked as a value.
+    fn jsonencode(a: FuncArgs) -> Result<Value, String> {
+        Ok(args(&a)[0].clone())
+    }
+
+    pub fn declare(ctx: &mut Context) {
+        let any = |f| FuncDef::builder().variadic_param(ParamType::Any).build(f);
+        for (name, f) in [
+            ("concat", concat as hcl::eval::Func),
+            ("merge", merge),
+            ("join", join),
+            ("length", length),
+            ("slice", slice),
+            ("lookup", lookup),
+            ("floor", floor),
+            ("jsonencode", jsonencode),
+        ] {
+            ctx.declare_func(name, any(f));
+        }
+    }
+}
+
+/// The dashboard as Terraform would send it, evaluated from the HCL (the module's own locals,
+/// stand-ins for what only exists once applied: names and the project number), held to the
+/// `Dashboard` schema of Monitoring's discovery document: every field name, type and enum value
+/// (aligners, reducers, plot types). Misspell `perSeriesAligner` or `ALIGN_RATE` and this fails.
+#[test]
+fn the_dashboard_is_what_the_monitoring_api_accepts() -> Result<()> {
+    use hcl::eval::{Context, Evaluate};
+    let m = load_module()?;
+    let mut ctx = Context::new();
+    functions::declare(&mut ctx);
+    ctx.declare_var(
+        "var",
+        hcl::value!({ name_prefix = "event-telemetry", region = "us-central1", project_id = "p" }),
+    );
+    ctx.declare_var(
+        "data",
+        hcl::value!({ google_project = { this = { number = "123456789" } } }),
+    );
+    let measured: hcl::Map<String, hcl::Value> = pipeline::outcome::MEASURED_FIELDS
+        .iter()
+        .map(|f| (f.to_string(), hcl::value!({ name = (format!("p-{f}")) })))
+        .collect();
+    ctx.declare_var(
+        "google_logging_metric",
+        hcl::value!({ push_outcomes = { name = "p-push-outcomes" }, measured = (measured) }),
+    );
+    ctx.declare_var(
+        "google_cloud_run_v2_job",
+        hcl::value!({ audit = { name = "event-telemetry-audit" } }),
+    );
+    // The locals the dashboard reads, each evaluated with those before it.
+    let mut locals = hcl::Map::new();
+    for name in [
+        "services",
+        "outcomes",
+        "measured_fields",
+        "run_services",
+        "push_subscription",
+        "dead_letter_subs",
+        "outcome_charts",
+        "measured_charts",
+        "fixed_charts",
+        "charts",
+        "dashboard_widgets",
+    ] {
+        ctx.declare_var("local", hcl::Value::Object(locals.clone()));
+        let expr = m
+            .locals
+            .get(name)
+            .with_context(|| format!("no local.{name}"))?;
+        let value = expr
+            .evaluate(&ctx)
+            .map_err(|e| anyhow::anyhow!("evaluating local.{name}: {e}"))?;
+        locals.insert(name.to_owned(), value);
+    }
+    let widgets = locals
+        .get("dashboard_widgets")
+        .and_then(hcl::Value::as_array)
+        .map_or(0, Vec::len);
+    ctx.declare_var("local", hcl::Value::Object(locals));
+    let dashboard = m.resource("google_monitoring_dashboard", "pipeline")?;
+    let expr = dashboard
+        .attributes()
+        .find(|a| a.key() == "dashboard_json")
+        .context("no dashboard_json")?
+        .expr();
+    let value = expr
+        .evaluate(&ctx)
+        .map_err(|e| anyhow::anyhow!("evaluating dashboard_json: {e}"))?;
+    let json: serde_json::Value = serde_json::to_value(&value)?;
+
+    let discovery = e2e::contract::discovery::Discovery::of_repo()?;
+    let schema = serde_json::json!({ "$ref": "Dashboard" });
+    let problems = discovery.conform("monitoring", &schema, &json, "dashboard");
+    ensure!(
+        problems.is_empty(),
+        "the dashboard departs from the Monitoring API: {problems:#?}"
+    );
+
+    // What the schema cannot say: a 48-column mosaic, each tile inside it, one per chart.
+    let tiles = json["mosaicLayout"]["tiles"]
+        .as_array()
+        .context("no tiles")?;
+    ensure!(
+        tiles.len() == widgets && widgets > pipeline::outcome::Label::ALL.len(),
+        "{} tiles for {widgets} charts",
+        tiles.len()
+    );
+    for t in tiles {
+        let right = t["xPos"].as_i64().unwrap_or(-1) + t["width"].as_i64().unwrap_or(99);
+        ensure!(right <= 48, "a tile past the 48 columns: {t}");
+        ensure!(
+            t["widget"]["xyChart"]["dataSets"]
+                .as_array()
+                .is_some_and(|d| !d.is_empty()),
+            "a tile without data: {t}"
+        );
+    }
+    Ok(())
+}
+
 #[test]
 fn the_body_budget_follows_the_memory_limit() -> Result<()> {
     let m = load_module()?;
