@@ -73,11 +73,8 @@ resource "google_cloud_run_v2_job" "audit" {
 
 locals {
   # The services' own variables for where data lands and how it is classified and redacted.
-  audit_env = merge(local.gcs_env, local.bigquery_env, {
+  audit_env = merge(local.gcs_env, local.bigquery_env, local.rules_env, {
     GOOGLE_CLOUD_PROJECT = var.project_id
-    DOTCOM_URL           = var.dotcom_url
-    DOTCOM_INSTANCE_IDS  = join(",", var.dotcom_instance_ids)
-    REDACT_KEYS          = join(",", var.redact_keys)
   })
 }
 

@@ -94,7 +94,7 @@ output "alert_policies" {
   }
 }
 
-output "redact_keys" {
-  description = "REDACT_KEYS of the services, comma-separated: give it to `replay inspect --redact-keys` on a laptop."
-  value       = join(",", var.redact_keys)
+output "rules" {
+  description = "DOTCOM_URL, DOTCOM_INSTANCE_IDS and REDACT_KEYS as the services read them: replay inspect --rules \"$(terraform output -json rules)\"."
+  value       = local.rules_env
 }

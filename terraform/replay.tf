@@ -37,10 +37,13 @@ resource "google_cloud_run_v2_job" "replay" {
         image = var.images["replay"]
         # Overridden on each execution (--args); alone it prints the commands.
         args = ["--help"]
-        # `replay inspect` redacts the rows it prints as the services do.
-        env {
-          name  = "REDACT_KEYS"
-          value = join(",", var.redact_keys)
+        # `replay inspect` judges letters and redacts the rows it prints as the services do.
+        dynamic "env" {
+          for_each = local.rules_env
+          content {
+            name  = env.key
+            value = env.value
+          }
         }
       }
 

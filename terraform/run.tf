@@ -5,8 +5,16 @@ locals {
   # The container's memory in bytes ("512Mi" -> 536870912).
   memory_bytes = tonumber(regex("^[0-9]+", var.memory)) * (endswith(var.memory, "Gi") ? 1073741824 : 1048576)
 
+  # How events are classified and redacted: the services, the audit and the replay job read
+  # these same values, and `terraform output -json rules` gives them to `replay inspect`.
+  rules_env = {
+    DOTCOM_URL          = var.dotcom_url
+    DOTCOM_INSTANCE_IDS = join(",", var.dotcom_instance_ids)
+    REDACT_KEYS         = join(",", var.redact_keys)
+  }
+
   # Every service: see the README's Configuration table. PORT is set by Cloud Run.
-  common_env = {
+  common_env = merge(local.rules_env, {
     # Push-body bytes held at once (shared/src/admission.rs): an eighth of memory, because a push
     # is held in about four forms at its peak (BENCHMARKS.md), which leaves half the memory for the
     # runtime and the small pushes. At 512Mi that is 64 MiB: about four maximum-size pushes (13.4 MB
@@ -15,9 +23,6 @@ locals {
     # admit more at once.
     MAX_BODY_BYTES_IN_FLIGHT = tostring(floor(local.memory_bytes / 8))
     GOOGLE_CLOUD_PROJECT     = var.project_id
-    DOTCOM_URL               = var.dotcom_url
-    DOTCOM_INSTANCE_IDS      = join(",", var.dotcom_instance_ids)
-    REDACT_KEYS              = join(",", var.redact_keys)
     SINK_TIMEOUT_SECONDS     = tostring(var.sink_timeout_seconds)
     RUST_LOG                 = var.rust_log
     # The service verifies the push's OIDC token itself too (defence in depth behind Cloud Run's
@@ -25,7 +30,7 @@ locals {
     # The push account, and the replay job's (replay.tf), which re-delivers dead letters.
     PUSH_AUTH                  = "on"
     PUSH_AUTH_SERVICE_ACCOUNTS = join(",", [google_service_account.push.email, google_service_account.replay.email])
-  }
+  })
 
   gcs_env = tomap({
     TRANSCRIPT_BUCKET = google_storage_bucket.transcripts.name

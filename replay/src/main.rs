@@ -38,7 +38,7 @@ A dead letter at 3 a.m., step by step:
   1. Save what is there (nothing is acked):
        replay pull --subscription event-telemetry-sub-v2-dead-letter --out dlq.json
   2. See why each message failed and what each handler would do with it now:
-       replay inspect --file dlq.json
+       replay inspect --file dlq.json --rules \"$(terraform output -json rules)\"
   3. Fix the cause (deploy the fix, restore the bucket or table, correct the configuration).
   4. Re-deliver to the handler that failed, first as a dry run:
        replay push --subscription event-telemetry-sub-v2-dead-letter --to https://sub-v2-xxxx.a.run.app --dry-run
@@ -52,10 +52,10 @@ A dead letter at 3 a.m., step by step:
 Subscriptions are `projects/P/subscriptions/S` or a bare `S` in $GOOGLE_CLOUD_PROJECT (or --project).
 Credentials: Application Default Credentials (gcloud auth application-default login); pushes to
 Cloud Run carry an ID token for the --to URL. PUBSUB_EMULATOR_HOST targets the emulator instead, and
-pushes to localhost/127.0.0.1 carry no token. DOTCOM_URL, DOTCOM_INSTANCE_IDS and REDACT_KEYS are read
-like the services read them. `pull` output holds the message data (transcripts): keep it as
-restricted as the bucket. `inspect` never prints the data itself: it shows the BigQuery row a handler
-would write, redacted exactly as BigQuery would get it.
+pushes to localhost/127.0.0.1 carry no token. `pull` output holds the message data (transcripts):
+keep it as restricted as the bucket. `inspect` never prints the data itself: it judges each letter
+by the deployment's rules (--rules, or the replay job's environment; never your shell's) and shows
+the BigQuery row a handler would write, redacted exactly as BigQuery would get it.
 In production `push` runs as the replay job Terraform creates (an identity the services accept,
 inside the VPC): gcloud run jobs execute PREFIX-replay --wait --args=push,--subscription,SUB,--to,URL
 `audit --from DAY --to DAY` (or --yesterday) holds the bucket and the table to each other; it reads
@@ -104,11 +104,12 @@ enum Command {
         subscription: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: usize,
-        /// The deployment's REDACT_KEYS (`terraform output -raw redact_keys`), to print the rows
-        /// as the services would write them. Without it rows are withheld, except in the replay
-        /// job, whose REDACT_KEYS Terraform sets to the services' value.
+        /// The deployment's rules, `terraform output -json rules` (DOTCOM_URL,
+        /// DOTCOM_INSTANCE_IDS, REDACT_KEYS as JSON), to judge each letter and print its row as
+        /// the services would. Without it the decisions are withheld, except in the replay job,
+        /// whose environment Terraform sets to the services' values.
         #[arg(long)]
-        redact_keys: Option<String>,
+        rules: Option<String>,
     },
     /// Re-deliver dead letters as push requests to the handler that failed; ack each one only
     /// after the handler answered 2xx.
@@ -186,8 +187,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             file,
             subscription,
             limit,
-            redact_keys,
-        } => cmd::inspect::run(project, file, subscription, limit, redact_keys).await,
+            rules,
+        } => cmd::inspect::run(project, file, subscription, limit, rules).await,
         Command::Push {
             subscription,
             to,

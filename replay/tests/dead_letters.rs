@@ -163,9 +163,9 @@ async fn dead_letters_are_explained_replayed_and_drained() -> Result<()> {
             "inspect",
             "--file",
             file.to_str().unwrap_or_default(),
-            // The stack's services redact no extra keys.
-            "--redact-keys",
-            "",
+            // The rules the stack's services were given, as Terraform's `rules` output.
+            "--rules",
+            &stack.rules_json(),
         ],
     );
     ensure!(

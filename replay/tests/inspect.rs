@@ -34,7 +34,20 @@ fn pull_file(messages: &[Message]) -> String {
     serde_json::to_string_pretty(&received).expect("JSON")
 }
 
-/// `replay inspect` over `file` with the deployment's keys given as `--redact-keys` (`None`: not
+/// The deployment's rules as `terraform output -json rules` prints them, with these extra keys
+/// and the default DotCom.
+fn rules(redact_keys: &str) -> String {
+    let rules: serde_json::Map<String, Value> = pipeline::config::Rules::VARIABLES
+        .iter()
+        .map(|v| {
+            let value = if *v == "REDACT_KEYS" { redact_keys } else { "" };
+            (v.to_string(), Value::from(value))
+        })
+        .collect();
+    Value::Object(rules).to_string()
+}
+
+/// `replay inspect` over `file` with the deployment's keys given in `--rules` (`None`: no rules
 /// given), from a shell whose own `REDACT_KEYS` is `shell_keys`.
 fn inspect(file: &std::path::Path, redact_keys: Option<&str>, shell_keys: &str) -> String {
     let mut command = Command::new(env!("CARGO_BIN_EXE_replay"));
@@ -42,7 +55,7 @@ fn inspect(file: &std::path::Path, redact_keys: Option<&str>, shell_keys: &str) 
         .args(["inspect", "--limit", "1000", "--file"])
         .arg(file);
     if let Some(keys) = redact_keys {
-        command.args(["--redact-keys", keys]);
+        command.args(["--rules", &rules(keys)]);
     }
     let out = command
         .env("REDACT_KEYS", shell_keys)
@@ -98,7 +111,7 @@ fn redact_keys_only_add_to_the_transcript_keys_in_inspect() {
         for secret in &secrets {
             assert!(
                 !printed.contains(secret.as_str()),
-                "--redact-keys {keys:?}: replay inspect printed transcript text {secret:?}"
+                "REDACT_KEYS {keys:?}: replay inspect printed transcript text {secret:?}"
             );
         }
     }

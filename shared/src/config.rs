@@ -246,6 +246,10 @@ pub struct Rules {
 }
 
 impl Rules {
+    /// The variables the rules are read from: what Terraform's `rules` output holds, and what
+    /// `replay inspect --rules` takes.
+    pub const VARIABLES: [&'static str; 3] = ["DOTCOM_URL", "DOTCOM_INSTANCE_IDS", "REDACT_KEYS"];
+
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         let url = env
             .get("DOTCOM_URL")
@@ -562,6 +566,20 @@ fn check_bucket(v: &str) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rules_read_exactly_their_variables() {
+        let asked = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        let env = Env::from_fn(|name| {
+            asked.borrow_mut().insert(name.to_owned());
+            None
+        });
+        Rules::from_env(&env).expect("defaults");
+        drop(env);
+        let want: std::collections::BTreeSet<String> =
+            Rules::VARIABLES.iter().map(|v| v.to_string()).collect();
+        assert_eq!(asked.into_inner(), want);
+    }
     use std::collections::HashMap;
 
     fn cfg(service: Service, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {

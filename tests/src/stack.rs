@@ -152,6 +152,21 @@ impl Stack {
         env
     }
 
+    /// The services' rules here, as Terraform's `rules` output gives them to `replay inspect`.
+    pub fn rules_json(&self) -> String {
+        let env = self.service_env(Service::SubV2);
+        let rules: serde_json::Map<String, serde_json::Value> = pipeline::config::Rules::VARIABLES
+            .iter()
+            .map(|v| {
+                (
+                    v.to_string(),
+                    env.get(*v).cloned().unwrap_or_default().into(),
+                )
+            })
+            .collect();
+        serde_json::Value::Object(rules).to_string()
+    }
+
     pub fn config(&self, service: Service, overrides: &[(&str, &str)]) -> Result<Config> {
         let mut env = self.service_env(service);
         for (k, v) in overrides {

@@ -415,6 +415,24 @@ fn the_replay_job_is_wired_to_reach_and_be_accepted_by_the_services() -> Result<
             && accepted.contains("PUSH_AUTH_SERVICE_ACCOUNTS"),
         "the services' token check must accept the replay account: {accepted}"
     );
+    // The rules are the services' own, in the services, the audit, the replay job and the output
+    // that `replay inspect --rules` takes: exactly the variables the code reads them from.
+    let rules: BTreeSet<String> = match &m.locals["rules_env"] {
+        Expression::Object(o) => o.keys().map(|k| k.to_string()).collect(),
+        other => bail!("rules_env is not an object: {}", fmt(other)),
+    };
+    let want: BTreeSet<String> = pipeline::config::Rules::VARIABLES
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    ensure!(rules == want, "rules_env holds {rules:?}, the rules read {want:?}");
+    ensure!(fmt(&m.locals["common_env"]).contains("local.rules_env"));
+    let replay_env = fmt(&Expression::from(block(task, "containers")?.clone()));
+    ensure!(
+        replay_env.contains("local.rules_env"),
+        "the replay job must judge letters by the services' rules: {replay_env}"
+    );
+    ensure!(m.text.contains("value = local.rules_env"), "no `rules` output");
     let invoker = m.resource("google_cloud_run_v2_service_iam_member", "replay_invoker")?;
     ensure!(attr(invoker, "for_each")? == "local.services");
     ensure!(attr(invoker, "member")? == "google_service_account.replay.member");
@@ -454,13 +472,7 @@ fn the_daily_audit_is_scheduled_read_only_and_alerts() -> Result<()> {
         .collect();
     ensure!(args == r#"["audit","--yesterday"]"#, "{args}");
     let env = fmt(&m.locals["audit_env"]);
-    for var in [
-        "local.gcs_env",
-        "local.bigquery_env",
-        "REDACT_KEYS",
-        "DOTCOM_URL",
-        "DOTCOM_INSTANCE_IDS",
-    ] {
+    for var in ["local.gcs_env", "local.bigquery_env", "local.rules_env"] {
         ensure!(
             env.contains(var),
             "the audit reads {var} like the services: {env}"
@@ -591,7 +603,13 @@ fn the_table_is_the_schema_file_and_the_environments_are_the_documented_variable
     // Every variable Terraform sets is one the services read; every one of those is documented.
     let readme = std::fs::read_to_string(repo_root().join("README.md"))?;
     let mut set = BTreeSet::new();
-    for local in ["common_env", "gcs_env", "bigquery_env", "service_env"] {
+    for local in [
+        "rules_env",
+        "common_env",
+        "gcs_env",
+        "bigquery_env",
+        "service_env",
+    ] {
         // Object keys in UPPER_CASE followed by `=`.
         let text = fmt(&m.locals[local]);
         let chars: Vec<char> = text.chars().collect();

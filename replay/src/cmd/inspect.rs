@@ -5,12 +5,14 @@
 //! the row they would write is shown (already redacted); for `to-gcs` only the object name. The
 //! message data is never printed.
 //!
-//! Rows are redacted with the **deployment's** `REDACT_KEYS`, never the shell's: `--redact-keys`
-//! (`terraform output -raw redact_keys`), or, in the replay job, the job's own `REDACT_KEYS`,
-//! which Terraform sets to the services' value. Without either, the rows are withheld (the
-//! decisions are still shown): an engineer's shell without the deployment's extra keys would
-//! otherwise print what the table never holds.
+//! Letters are judged by the **deployment's** rules (`DOTCOM_URL`, `DOTCOM_INSTANCE_IDS`,
+//! `REDACT_KEYS`), never the shell's: `--rules` (`terraform output -json rules`), or, in the
+//! replay job, the job's own environment, which Terraform sets from the same values as the
+//! services'. Without either, only what the letter says of itself is printed and the decisions
+//! are withheld: a shell without the deployment's extra keys would print rows the table never
+//! holds, and one with another DotCom URL would call transcripts skips.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -34,24 +36,13 @@ pub async fn run(
     file: Option<PathBuf>,
     subscription: Option<String>,
     limit: usize,
-    redact_keys: Option<String>,
+    rules: Option<String>,
 ) -> Result<ExitCode> {
     let in_job = std::env::var_os("CLOUD_RUN_JOB").is_some();
-    let keys = deployment_keys(redact_keys, in_job, std::env::var("REDACT_KEYS").ok());
-    if keys.is_none() {
-        eprintln!(
-            "replay: rows withheld: give the deployment's keys, --redact-keys \"$(terraform output -raw redact_keys)\""
-        );
+    let rules = deployment_rules(rules.as_deref(), in_job, &Env::process())?;
+    if rules.is_none() {
+        eprintln!("replay: decisions withheld: {WITHHELD}");
     }
-    // Exactly the services' parser: REDACT_KEYS can only add to the transcript keys.
-    let rules = Rules::from_env(&Env::from_fn(|name| match name {
-        "REDACT_KEYS" => keys.clone(),
-        _ => std::env::var(name).ok(),
-    }))?;
-    let shown = Shown {
-        rules,
-        rows: keys.is_some(),
-    };
     let messages = match (file, subscription) {
         (Some(path), _) => read_pull_file(&path)?,
         (None, Some(s)) => {
@@ -62,7 +53,7 @@ pub async fn run(
     };
     let mut stdout = std::io::stdout().lock();
     for m in messages.into_iter().take(limit) {
-        let v = inspect(&shown, &Letter::new(m)).await;
+        let v = inspect(rules.as_ref(), &Letter::new(m)).await;
         writeln!(stdout, "{}", serde_json::to_string(&v)?)?;
     }
     Ok(ExitCode::SUCCESS)
@@ -75,32 +66,52 @@ fn read_pull_file(path: &Path) -> Result<Vec<ReceivedMessage>> {
     serde_json::from_str(&text).with_context(|| format!("{} is not a pull result", path.display()))
 }
 
-/// The deployment's `REDACT_KEYS`: the flag, or the replay job's own environment (Terraform's
-/// value); `None` when neither (a person's shell is not the deployment).
-fn deployment_keys(flag: Option<String>, in_job: bool, env: Option<String>) -> Option<String> {
-    flag.or_else(|| in_job.then(|| env.unwrap_or_default()))
+/// What is printed instead of the decisions, and why.
+const WITHHELD: &str = "give the deployment's rules, --rules \"$(terraform output -json rules)\"";
+
+/// The deployment's rules: `--rules`, a JSON object of exactly [`Rules::VARIABLES`] (Terraform's
+/// `rules` output), or the replay job's own environment (Terraform's values); `None` when
+/// neither (a person's shell is not the deployment).
+fn deployment_rules(flag: Option<&str>, in_job: bool, env: &Env<'_>) -> Result<Option<Rules>> {
+    let Some(text) = flag else {
+        return Ok(if in_job {
+            Some(Rules::from_env(env)?)
+        } else {
+            None
+        });
+    };
+    let given: BTreeMap<String, String> = serde_json::from_str(text)
+        .context("--rules takes a JSON object of strings: terraform output -json rules")?;
+    let names: Vec<&str> = given.keys().map(String::as_str).collect();
+    let mut want = Rules::VARIABLES.to_vec();
+    want.sort_unstable();
+    if names != want {
+        bail!("--rules must give exactly {want:?}, it gives {names:?}");
+    }
+    // Exactly the services' parser: REDACT_KEYS can only add to the transcript keys.
+    Ok(Some(Rules::from_env(&Env::from_fn(|name| {
+        given.get(name).cloned()
+    }))?))
 }
 
-/// How letters are judged, and whether their rows may be printed.
-struct Shown {
-    rules: Rules,
-    rows: bool,
-}
-
-/// One JSON object per letter: where it came from, why it failed, and each handler's decision.
-async fn inspect(shown: &Shown, letter: &Letter) -> Value {
+/// One JSON object per letter: where it came from, why it failed, and each handler's decision
+/// (by the deployment's rules; withheld without them).
+async fn inspect(rules: Option<&Rules>, letter: &Letter) -> Value {
     let mut v = letter.describe();
+    let Some(rules) = rules else {
+        v["now"] = Value::String(format!("withheld: {WITHHELD}"));
+        return v;
+    };
     let mut now = serde_json::Map::new();
     for service in Service::ALL {
-        now.insert(service.name().into(), decide(shown, service, letter).await);
+        now.insert(service.name().into(), decide(rules, service, letter).await);
     }
     v["now"] = Value::Object(now);
     v
 }
 
 /// What `service` would do with the letter now: `write`, `skip`, `retry` or `dead-letter`.
-async fn decide(shown: &Shown, service: Service, letter: &Letter) -> Value {
-    let rules = &shown.rules;
+async fn decide(rules: &Rules, service: Service, letter: &Letter) -> Value {
     let rows = Arc::new(MemoryRows::default());
     let destination = match service {
         Service::ToGcs => Destination::Objects {
@@ -124,10 +135,7 @@ async fn decide(shown: &Shown, service: Service, letter: &Letter) -> Value {
         Ok(Outcome::Written { target } | Outcome::AlreadyStored { target }) => {
             let mut v = json!({"action": "write", "target": target});
             if service != Service::ToGcs {
-                v["row"] = match shown.rows {
-                    true => rows.last().map_or(Value::Null, |r| r.value()),
-                    false => Value::String("withheld: no --redact-keys".into()),
-                };
+                v["row"] = rows.last().map_or(Value::Null, |r| r.value());
             }
             v
         }
@@ -142,17 +150,32 @@ async fn decide(shown: &Shown, service: Service, letter: &Letter) -> Value {
 mod tests {
     use super::*;
 
+    fn redact_keys(rules: &Option<Rules>) -> Option<Vec<String>> {
+        rules.as_ref().map(|r| r.redactor.keys().to_vec())
+    }
+
     #[test]
-    fn rows_are_redacted_with_the_deployments_keys_or_withheld() {
-        let flag = Some("diff".to_owned());
-        let shell = Some("other".to_owned());
+    fn letters_are_judged_by_the_deployments_rules_or_not_at_all() {
+        let shell = Env::from_fn(|name| (name == "REDACT_KEYS").then(|| "other".to_owned()));
+        let flag = r#"{"DOTCOM_URL": "https://sourcegraph.com", "DOTCOM_INSTANCE_IDS": "", "REDACT_KEYS": "diff"}"#;
         // The flag wins wherever it runs.
-        assert_eq!(deployment_keys(flag.clone(), false, shell.clone()), flag);
-        assert_eq!(deployment_keys(flag.clone(), true, shell.clone()), flag);
-        // A person's shell is not the deployment: rows withheld.
-        assert_eq!(deployment_keys(None, false, shell.clone()), None);
-        // The replay job's environment is Terraform's value (none set: no extra keys).
-        assert_eq!(deployment_keys(None, true, shell.clone()), shell);
-        assert_eq!(deployment_keys(None, true, None), Some(String::new()));
+        for in_job in [false, true] {
+            let rules = deployment_rules(Some(flag), in_job, &shell).expect("valid");
+            let keys = redact_keys(&rules).expect("rules");
+            assert!(keys.contains(&"diff".to_owned()) && !keys.contains(&"other".to_owned()));
+        }
+        // A person's shell is not the deployment: nothing judged.
+        assert!(deployment_rules(None, false, &shell).expect("ok").is_none());
+        // The replay job's environment is Terraform's.
+        let keys = redact_keys(&deployment_rules(None, true, &shell).expect("ok")).expect("rules");
+        assert!(keys.contains(&"other".to_owned()));
+        // Only exactly the rules' variables.
+        for bad in [
+            r#"{"REDACT_KEYS": "diff"}"#,
+            r#"{"DOTCOM_URL": "", "DOTCOM_INSTANCE_IDS": "", "REDACT_KEYS": "", "X": ""}"#,
+            "diff",
+        ] {
+            assert!(deployment_rules(Some(bad), false, &shell).is_err(), "{bad}");
+        }
     }
 }
