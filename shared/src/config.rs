@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use crate::admission;
 use crate::classify::{DEFAULT_DOTCOM_URL, DotCom, Route};
+use crate::google::bigquery::TableRef;
 use crate::push_auth::{AuthConfig, GOOGLE_JWKS_URL};
 use crate::redact::Redactor;
 use crate::sink::batch::BatchSettings;
-use crate::sink::bigquery::{InsertClient, TableRef};
+use crate::sink::bigquery::InsertClient;
 
 /// The three services built from this crate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -14,11 +14,12 @@ use e2e::stack::{DATASET, PROJECT, Stack, TABLE};
 use pipeline::config::Service;
 use pipeline::error::CallError;
 use pipeline::google::bigquery::RowError;
+use pipeline::google::bigquery::TableRef;
 use pipeline::handler::Destination;
 use pipeline::row::PreparedRow;
 use pipeline::sink::RowSink;
 use pipeline::sink::batch::{BatchSettings, GroupCommit};
-use pipeline::sink::bigquery::{BigQuerySink, InsertClient, TableRef};
+use pipeline::sink::bigquery::{BigQuerySink, InsertClient};
 use pipeline::startup::Application;
 use serde_json::Value;
 

@@ -425,14 +425,20 @@ fn the_replay_job_is_wired_to_reach_and_be_accepted_by_the_services() -> Result<
         .iter()
         .map(|v| v.to_string())
         .collect();
-    ensure!(rules == want, "rules_env holds {rules:?}, the rules read {want:?}");
+    ensure!(
+        rules == want,
+        "rules_env holds {rules:?}, the rules read {want:?}"
+    );
     ensure!(fmt(&m.locals["common_env"]).contains("local.rules_env"));
     let replay_env = fmt(&Expression::from(block(task, "containers")?.clone()));
     ensure!(
         replay_env.contains("local.rules_env"),
         "the replay job must judge letters by the services' rules: {replay_env}"
     );
-    ensure!(m.text.contains("value = local.rules_env"), "no `rules` output");
+    ensure!(
+        m.text.contains("value = local.rules_env"),
+        "no `rules` output"
+    );
     let invoker = m.resource("google_cloud_run_v2_service_iam_member", "replay_invoker")?;
     ensure!(attr(invoker, "for_each")? == "local.services");
     ensure!(attr(invoker, "member")? == "google_service_account.replay.member");

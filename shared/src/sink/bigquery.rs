@@ -30,7 +30,7 @@ use crate::google::bigquery::{BigQuery, INSERT_SCOPE, READ_SCOPE, verdicts};
 use crate::google::{Api, BIGQUERY, Credentials, GoogleError, calls};
 use crate::row::PreparedRow;
 
-pub use crate::google::bigquery::TableRef;
+use crate::google::bigquery::TableRef;
 
 /// Which client sends `insertAll`. The default is [`InsertClient::Direct`]: `gcp-bigquery-client`
 /// measured below 85 % of it for `sub-v2` (median of seven runs, `BENCHMARKS.md`, issue 17).
