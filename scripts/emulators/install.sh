@@ -66,10 +66,18 @@ if [[ -z "$pubsub_jar" ]] && command -v gcloud >/dev/null; then
 fi
 [[ -n "$pubsub_jar" ]] || die "Google's Pub/Sub emulator (gcloud component pubsub-emulator) was not found"
 
+# bqemulator through a launcher that fixes its Storage Write API for tables with RECORD columns
+# (scripts/emulators/bqemulator_launch.py says what and why).
+cat > "$dir/bqemulator" <<LAUNCH
+#!/usr/bin/env bash
+exec "$venv/bin/python" "$root/scripts/emulators/bqemulator_launch.py" "\$@"
+LAUNCH
+chmod +x "$dir/bqemulator"
+
 cat > "$dir/env" <<ENV
 # Written by scripts/emulators/install.sh; read by the end-to-end harness (tests/src/emulators.rs).
 export PIPELINE_FAKE_GCS_BIN="$fake_gcs"
-export PIPELINE_BQEMULATOR_BIN="$venv/bin/bqemulator"
+export PIPELINE_BQEMULATOR_BIN="$dir/bqemulator"
 export PIPELINE_BQEMULATOR_HOME="$dir/bqhome"
 export PIPELINE_PUBSUB_EMULATOR_JAR="$pubsub_jar"
 ENV

@@ -12,6 +12,7 @@ use crate::classify::{DEFAULT_DOTCOM_URL, DotCom, Route};
 use crate::google::bigquery::TableRef;
 use crate::push_auth::{AuthConfig, GOOGLE_JWKS_URL};
 use crate::redact::Redactor;
+use crate::sink::WriteMethod;
 use crate::sink::batch::BatchSettings;
 use crate::sink::bigquery::InsertClient;
 
@@ -72,9 +73,12 @@ pub const VARIABLES: &[&str] = &[
     "BIGQUERY_BATCH_MAX_ROWS",
     "BIGQUERY_BATCH_MAX_BYTES",
     "BIGQUERY_BATCH_LINGER_MS",
+    "BIGQUERY_WRITE_METHOD",
+    "BIGQUERY_INSERT_CLIENT",
     "DEAD_LETTER_TOPIC",
     "STORAGE_EMULATOR_HOST",
     "BIGQUERY_EMULATOR_HOST",
+    "BIGQUERY_STORAGE_EMULATOR_HOST",
     "PUBSUB_EMULATOR_HOST",
     "PUSH_AUTH",
     "PUSH_AUTH_AUDIENCE",
@@ -283,8 +287,12 @@ pub enum SinkTarget {
         table: TableRef,
         /// `BIGQUERY_EMULATOR_HOST`, as an `http://host:port` endpoint.
         emulator: Option<String>,
-        /// `BIGQUERY_BATCH_*`: how rows of concurrent pushes share `insertAll` calls.
+        /// `BIGQUERY_STORAGE_EMULATOR_HOST`: the emulator's Storage Write (gRPC) endpoint.
+        storage_emulator: Option<String>,
+        /// `BIGQUERY_BATCH_*`: how rows of concurrent pushes share one call.
         batch: BatchSettings,
+        /// `BIGQUERY_WRITE_METHOD`: the Storage Write API or `insertAll`.
+        method: WriteMethod,
         /// `BIGQUERY_INSERT_CLIENT`: which client sends `insertAll`.
         insert: InsertClient,
     },
@@ -349,17 +357,43 @@ impl SinkTarget {
             .get("BIGQUERY_PROJECT")
             .unwrap_or_else(|| project.to_owned());
         check_id("BIGQUERY_PROJECT", &bq_project)?;
+        let emulator = emulator_endpoint(env, "BIGQUERY_EMULATOR_HOST")?;
+        let method = write_method_from_env(env)?;
+        let storage_emulator = emulator_endpoint(env, "BIGQUERY_STORAGE_EMULATOR_HOST")?;
+        if emulator.is_some() != storage_emulator.is_some() && method == WriteMethod::StorageWrite {
+            // Half an emulator would send rows to one and check the table on the other.
+            return Err(err(
+                "BIGQUERY_STORAGE_EMULATOR_HOST",
+                "set it with BIGQUERY_EMULATOR_HOST (the emulator's gRPC and REST ports), or neither",
+            ));
+        }
         Ok(SinkTarget::BigQuery {
             table: TableRef {
                 project: bq_project,
                 dataset,
                 table,
             },
-            emulator: emulator_endpoint(env, "BIGQUERY_EMULATOR_HOST")?,
+            emulator,
+            storage_emulator,
             batch: batch_from_env(env)?,
+            method,
             insert: insert_client_from_env(env)?,
         })
     }
+}
+
+/// `BIGQUERY_WRITE_METHOD`: `storage_write` (default) or `insert_all`.
+fn write_method_from_env(env: &Env<'_>) -> Result<WriteMethod, ConfigError> {
+    let Some(v) = env.get("BIGQUERY_WRITE_METHOD") else {
+        return Ok(WriteMethod::default());
+    };
+    WriteMethod::parse(&v).ok_or_else(|| {
+        let names: Vec<&str> = WriteMethod::NAMES.iter().map(|(n, _)| *n).collect();
+        err(
+            "BIGQUERY_WRITE_METHOD",
+            format!("`{v}` is not one of {}", names.join(", ")),
+        )
+    })
 }
 
 /// `BIGQUERY_INSERT_CLIENT`: `direct` (default) or `gcp-bigquery-client`.
@@ -651,6 +685,7 @@ mod tests {
                 ("GOOGLE_CLOUD_PROJECT", "p"),
                 ("BIGQUERY_DATASET", "telemetry"),
                 ("BIGQUERY_EMULATOR_HOST", "127.0.0.1:9050"),
+                ("BIGQUERY_STORAGE_EMULATOR_HOST", "127.0.0.1:9060"),
                 ("PORT", "0"),
             ],
         )
@@ -665,7 +700,9 @@ mod tests {
                     table: "event_telemetry".into()
                 },
                 emulator: Some("http://127.0.0.1:9050".into()),
+                storage_emulator: Some("http://127.0.0.1:9060".into()),
                 batch: BatchSettings::default(),
+                method: WriteMethod::StorageWrite,
                 insert: InsertClient::Direct,
             }
         );
@@ -767,6 +804,16 @@ mod tests {
                 Service::SubV2,
                 &[P, D, ("BIGQUERY_INSERT_CLIENT", "crate")],
                 "BIGQUERY_INSERT_CLIENT",
+            ),
+            (
+                Service::SubV2,
+                &[P, D, ("BIGQUERY_WRITE_METHOD", "streaming")],
+                "BIGQUERY_WRITE_METHOD",
+            ),
+            (
+                Service::ToBq,
+                &[P, D, ("BIGQUERY_EMULATOR_HOST", "127.0.0.1:9050")],
+                "BIGQUERY_STORAGE_EMULATOR_HOST",
             ),
             (
                 Service::ToBq,

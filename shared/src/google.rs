@@ -45,6 +45,7 @@ pub mod credentials;
 pub mod error;
 pub mod pubsub;
 pub mod storage;
+pub mod storage_write;
 
 pub use api::{Api, Endpoint};
 pub use credentials::Credentials;
@@ -138,8 +139,18 @@ pub mod calls {
     };
     pub const TABLEDATA_INSERT_ALL: Call = Call {
         id: "bigquery.tabledata.insertAll",
-        sent_by: "to-bq and sub-v2: the rows of concurrent pushes (group commit)",
+        sent_by: "to-bq and sub-v2 with `BIGQUERY_WRITE_METHOD=insert_all`: the rows of concurrent pushes (group commit)",
         client: "the JSON layer, written from the rows' text; or gcp-bigquery-client (`BIGQUERY_INSERT_CLIENT`)",
+    };
+    pub const STORAGE_WRITE_APPEND_ROWS: Call = Call {
+        id: "bigquerystorage.BigQueryWrite.AppendRows",
+        sent_by: "to-bq and sub-v2: the rows of concurrent pushes (group commit), Arrow, on the table's default stream (gRPC)",
+        client: "google-cloud-bigquery (`client::Write`), `BIGQUERY_WRITE_METHOD=storage_write` (the default)",
+    };
+    pub const STORAGE_WRITE_GET_WRITE_STREAM: Call = Call {
+        id: "bigquerystorage.BigQueryWrite.GetWriteStream",
+        sent_by: "to-bq and sub-v2 at start-up, with `storage_write`: may it write to the table's default stream? (gRPC)",
+        client: "google-cloud-bigquery (`client::Write`)",
     };
     pub const JOBS_QUERY: Call = Call {
         id: "bigquery.jobs.query",
@@ -174,7 +185,7 @@ pub mod calls {
 }
 
 /// Every kind of request the pipeline sends to Google.
-pub const CALLS: [Call; 13] = [
+pub const CALLS: [Call; 15] = [
     calls::OBJECTS_INSERT,
     calls::OBJECTS_GET,
     calls::OBJECTS_LIST,
@@ -182,6 +193,8 @@ pub const CALLS: [Call; 13] = [
     calls::BUCKETS_GET,
     calls::TABLES_GET,
     calls::TABLEDATA_INSERT_ALL,
+    calls::STORAGE_WRITE_APPEND_ROWS,
+    calls::STORAGE_WRITE_GET_WRITE_STREAM,
     calls::JOBS_QUERY,
     calls::JOBS_GET_QUERY_RESULTS,
     calls::TOPICS_PUBLISH,
@@ -202,7 +215,7 @@ mod tests {
         assert_eq!(ids.len(), CALLS.len());
         for c in CALLS {
             assert!(
-                ["storage", "bigquery", "pubsub"].contains(&c.api()),
+                ["storage", "bigquery", "bigquerystorage", "pubsub"].contains(&c.api()),
                 "{}",
                 c.id
             );

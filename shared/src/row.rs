@@ -8,6 +8,8 @@
 //! `private_metadata` column arrives already written as that string by the one-pass redaction
 //! ([`JsonColumnText::Literal`]) and is copied into the row as it is.
 
+pub mod arrow;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};

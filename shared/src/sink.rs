@@ -3,10 +3,11 @@
 //!
 //! - [`ObjectStore`]: create-once object writes (Cloud Storage, [`gcs`]). A second write of the same
 //!   name is [`Stored::AlreadyExists`], which is a success: redelivery never overwrites.
-//! - [`RowSink`]: streaming inserts with per-row results (BigQuery `insertAll`, [`bigquery`]). It
-//!   takes a batch and answers row by row, so rows of several concurrent requests can later be
-//!   grouped into one call by a batching `RowSink` in front of the real one, with no change to
-//!   the handlers.
+//! - [`RowSink`]: rows with per-row results, through the Storage Write API's default stream
+//!   ([`storage_write`], the default) or `insertAll` ([`bigquery`]), chosen by [`WriteMethod`]. It
+//!   takes a batch and answers row by row, so that rows of concurrent pushes share one call
+//!   through a batching `RowSink` in front of the real one ([`batch`]), with no change to the
+//!   handlers.
 //!
 //! Every error says whether retrying can help ([`CallError::Transient`]: nack, Pub/Sub redelivers)
 //! or not ([`CallError::Permanent`] and [`RowError::is_permanent`]: the message itself is bad).
@@ -17,6 +18,7 @@ pub mod batch;
 pub mod bigquery;
 pub mod gcs;
 pub mod memory;
+pub mod storage_write;
 
 use std::collections::BTreeMap;
 
@@ -27,6 +29,40 @@ use crate::error::CallError;
 use crate::google::bigquery::RowError;
 use crate::google::{Class, GoogleError};
 use crate::row::PreparedRow;
+
+/// How rows reach BigQuery (`BIGQUERY_WRITE_METHOD`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WriteMethod {
+    /// `AppendRows` on the table's default stream ([`storage_write`]): half `insertAll`'s price,
+    /// the first 2 TiB a month free, no per-row minimum; no `insertId` deduplication.
+    #[default]
+    StorageWrite,
+    /// `tabledata.insertAll` ([`bigquery`]): the legacy streaming API, 1 KB billed at least per
+    /// row, best-effort `insertId` deduplication for about a minute.
+    InsertAll,
+}
+
+impl WriteMethod {
+    /// The values of `BIGQUERY_WRITE_METHOD`.
+    pub const NAMES: [(&'static str, WriteMethod); 2] = [
+        ("storage_write", WriteMethod::StorageWrite),
+        ("insert_all", WriteMethod::InsertAll),
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::NAMES
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map(|(_, m)| *m)
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, m)| *m == self)
+            .map_or("storage_write", |(name, _)| name)
+    }
+}
 
 /// An object to create in the bucket.
 #[derive(Debug, Clone)]

@@ -29,6 +29,8 @@ use crate::sink::SinkCheck;
 use crate::sink::batch::GroupCommit;
 use crate::sink::bigquery::BigQuerySink;
 use crate::sink::gcs::GcsStore;
+use crate::sink::storage_write::StorageWriteSink;
+use crate::sink::{RowSink, WriteMethod};
 
 pub struct Application {
     listener: TcpListener,
@@ -140,13 +142,32 @@ pub async fn connect_sink(config: &Config) -> Result<Destination, String> {
         SinkTarget::BigQuery {
             table,
             emulator,
+            storage_emulator,
             batch,
+            method,
             insert,
         } => {
-            let sink =
-                BigQuerySink::connect(table.clone(), emulator.as_deref(), timeout, *insert).await?;
-            check_sink(|| sink.check()).await?;
-            Destination::Rows(Arc::new(GroupCommit::new(Arc::new(sink), *batch)))
+            let sink: Arc<dyn RowSink> = match method {
+                WriteMethod::StorageWrite => {
+                    let sink = StorageWriteSink::connect(
+                        table.clone(),
+                        emulator.as_deref(),
+                        storage_emulator.as_deref(),
+                        timeout,
+                    )
+                    .await?;
+                    check_sink(|| sink.check()).await?;
+                    Arc::new(sink)
+                }
+                WriteMethod::InsertAll => {
+                    let sink =
+                        BigQuerySink::connect(table.clone(), emulator.as_deref(), timeout, *insert)
+                            .await?;
+                    check_sink(|| sink.check()).await?;
+                    Arc::new(sink)
+                }
+            };
+            Destination::Rows(Arc::new(GroupCommit::new(sink, *batch)))
         }
     })
 }

@@ -83,6 +83,8 @@ pub async fn json_answer(
 pub struct Emulator {
     pub name: &'static str,
     pub port: u16,
+    /// A second, gRPC port (BigQuery's Storage Read/Write API), where the emulator has one.
+    pub grpc_port: Option<u16>,
     pub log: PathBuf,
     child: Option<Child>,
 }
@@ -101,6 +103,7 @@ impl Emulator {
         Ok(Self {
             name,
             port,
+            grpc_port: None,
             log,
             child: Some(child),
         })
@@ -112,6 +115,11 @@ impl Emulator {
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `http://127.0.0.1:GRPC_PORT`, where the emulator has a gRPC port.
+    pub fn grpc_url(&self) -> Option<String> {
+        self.grpc_port.map(|p| format!("http://127.0.0.1:{p}"))
     }
 
     /// Polls `path` until it answers 2xx, or fails with the emulator's log.
@@ -216,6 +224,7 @@ pub async fn start_bigquery(dir: &Path, project: &str) -> Result<Emulator> {
         .arg(grpc.to_string())
         .args(["--project", project, "--log-level", "warning"]);
     let mut e = Emulator::spawn("bigquery", port, cmd, dir)?;
+    e.grpc_port = Some(grpc);
     e.wait_ready("/healthz", Duration::from_secs(90)).await?;
     Ok(e)
 }

@@ -115,6 +115,16 @@ impl Stack {
         self.recorders.bigquery.host()
     }
 
+    /// `host:port` where the pipeline's code reaches the Storage Write API
+    /// (`BIGQUERY_STORAGE_EMULATOR_HOST`).
+    pub fn bigquery_storage_host(&self) -> String {
+        // TODO(recorder)
+        format!(
+            "127.0.0.1:{}",
+            self.bigquery_emulator.grpc_port.unwrap_or_default()
+        )
+    }
+
     /// `host:port` where the pipeline's code reaches Pub/Sub (`PUBSUB_EMULATOR_HOST`).
     pub fn pubsub_host(&self) -> String {
         self.recorders.pubsub.host()
@@ -147,6 +157,10 @@ impl Stack {
                 env.insert("BIGQUERY_DATASET".into(), DATASET.into());
                 env.insert("BIGQUERY_TABLE".into(), TABLE.into());
                 env.insert("BIGQUERY_EMULATOR_HOST".into(), self.bigquery_host());
+                env.insert(
+                    "BIGQUERY_STORAGE_EMULATOR_HOST".into(),
+                    self.bigquery_storage_host(),
+                );
             }
         }
         env

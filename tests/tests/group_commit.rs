@@ -1,6 +1,7 @@
-//! Group commit on the BigQuery emulator: rows of concurrent pushes share `insertAll` calls, each
-//! push is answered only with its own row's verdict, and every row lands once; with each
-//! `insertAll` client (`BIGQUERY_INSERT_CLIENT`), so both meet the emulator and the contract check.
+//! Group commit on the BigQuery emulator: rows of concurrent pushes share calls, each push is
+//! answered only with its own row's verdict, and every row lands once; with each write method
+//! (`BIGQUERY_WRITE_METHOD`: Storage Write `AppendRows`, `insertAll`) and each `insertAll` client
+//! (`BIGQUERY_INSERT_CLIENT`), so that all of them meet the emulator and the contract check.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,13 +21,54 @@ use pipeline::row::PreparedRow;
 use pipeline::sink::RowSink;
 use pipeline::sink::batch::{BatchSettings, GroupCommit};
 use pipeline::sink::bigquery::{BigQuerySink, InsertClient};
+use pipeline::sink::storage_write::StorageWriteSink;
 use pipeline::startup::Application;
 use serde_json::Value;
 
-/// Counts the `insertAll` calls that reach the real client.
+/// Counts the calls that reach the real client.
 struct Counted {
-    inner: BigQuerySink,
+    inner: Arc<dyn RowSink>,
     calls: AtomicUsize,
+}
+
+/// A way rows reach BigQuery.
+#[derive(Debug, Clone, Copy)]
+enum Writer {
+    StorageWrite,
+    InsertAll(InsertClient),
+}
+
+const WRITERS: [Writer; 3] = [
+    Writer::StorageWrite,
+    Writer::InsertAll(InsertClient::Direct),
+    Writer::InsertAll(InsertClient::Crate),
+];
+
+impl Writer {
+    async fn connect(self, stack: &Stack) -> Result<Arc<dyn RowSink>> {
+        let table = TableRef {
+            project: PROJECT.into(),
+            dataset: DATASET.into(),
+            table: TABLE.into(),
+        };
+        let rest = format!("http://{}", stack.bigquery_host());
+        let timeout = Duration::from_secs(10);
+        Ok(match self {
+            Writer::StorageWrite => {
+                let grpc = format!("http://{}", stack.bigquery_storage_host());
+                let sink = StorageWriteSink::connect(table, Some(&rest), Some(&grpc), timeout)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                sink.check().await?;
+                Arc::new(sink)
+            }
+            Writer::InsertAll(client) => Arc::new(
+                BigQuerySink::connect(table, Some(&rest), timeout, client)
+                    .await
+                    .map_err(anyhow::Error::msg)?,
+            ),
+        })
+    }
 }
 
 #[async_trait]
@@ -40,19 +82,18 @@ impl RowSink for Counted {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_pushes_share_insert_all_calls_on_the_emulator() -> Result<()> {
     let stack = Stack::start("group-commit").await?;
-    // sub-v2's own messages: those without the transcript attribute; 80 for each insertAll client.
-    let clients = InsertClient::NAMES;
-    let messages: Vec<_> = generate(240 * clients.len(), 5)
+    // sub-v2's own messages: those without the transcript attribute; 80 for each way of writing.
+    let messages: Vec<_> = generate(240 * WRITERS.len(), 5)
         .into_iter()
         .filter(|m| m.bq_handler == "sub-v2")
-        .take(80 * clients.len())
+        .take(80 * WRITERS.len())
         .collect();
-    assert_eq!(messages.len(), 80 * clients.len());
-    for ((name, client), messages) in clients.into_iter().zip(messages.chunks(80)) {
-        let calls = push_concurrently(&stack, client, messages).await?;
+    assert_eq!(messages.len(), 80 * WRITERS.len());
+    for (writer, messages) in WRITERS.into_iter().zip(messages.chunks(80)) {
+        let calls = push_concurrently(&stack, writer, messages).await?;
         assert!(
             calls <= 8,
-            "{name}: 80 concurrent pushes took {calls} insertAll calls"
+            "{writer:?}: 80 concurrent pushes took {calls} calls"
         );
     }
 
@@ -65,28 +106,12 @@ async fn concurrent_pushes_share_insert_all_calls_on_the_emulator() -> Result<()
     Ok(())
 }
 
-/// Pushes `messages` at once to sub-v2 writing through `client` under group commit; every push is
-/// answered with its own row. Returns the number of `insertAll` calls.
-async fn push_concurrently(
-    stack: &Stack,
-    client: InsertClient,
-    messages: &[Message],
-) -> Result<usize> {
+/// Pushes `messages` at once to sub-v2 writing through `writer` under group commit; every push is
+/// answered with its own row. Returns the number of calls.
+async fn push_concurrently(stack: &Stack, writer: Writer, messages: &[Message]) -> Result<usize> {
     let config = stack.config(Service::SubV2, &[])?;
-    let table = TableRef {
-        project: PROJECT.into(),
-        dataset: DATASET.into(),
-        table: TABLE.into(),
-    };
     let sink = Arc::new(Counted {
-        inner: BigQuerySink::connect(
-            table,
-            Some(&format!("http://{}", stack.bigquery_host())),
-            Duration::from_secs(10),
-            client,
-        )
-        .await
-        .map_err(anyhow::Error::msg)?,
+        inner: writer.connect(stack).await?,
         calls: AtomicUsize::new(0),
     });
     let settings = BatchSettings {
@@ -124,7 +149,7 @@ async fn push_concurrently(
         assert_eq!(
             (status, v["outcome"].as_str()),
             (200, Some("written")),
-            "{client:?} {id}: {v}"
+            "{writer:?} {id}: {v}"
         );
         assert_eq!(
             v["target"],

@@ -45,6 +45,16 @@ pub struct TableRef {
     pub table: String,
 }
 
+impl TableRef {
+    /// The table's resource name, as the Storage Write API takes it.
+    pub fn resource(&self) -> String {
+        format!(
+            "projects/{}/datasets/{}/tables/{}",
+            self.project, self.dataset, self.table
+        )
+    }
+}
+
 impl std::fmt::Display for TableRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}.{}.{}", self.project, self.dataset, self.table)

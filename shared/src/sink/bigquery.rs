@@ -100,21 +100,7 @@ impl BigQuerySink {
     /// which the writers' role grants: `bigquery.tables.get`). The error names the problem; `main`
     /// then exits and Cloud Run's deploy fails instead of pushes failing later.
     pub async fn check(&self) -> Result<(), SinkCheck> {
-        let table = &self.table;
-        let columns = self
-            .client
-            .columns(table)
-            .await
-            .map_err(|e| SinkCheck::from_google(e, &format!("table {table}")))?;
-        let problems = crate::schema::Schema::event_telemetry().missing_from(&columns);
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            let problems = problems.join("; ");
-            Err(SinkCheck::Wrong(format!(
-                "table {table} does not match the row schema: {problems}"
-            )))
-        }
+        check_table(&self.client, &self.table).await
     }
 
     /// `insertAll` through the JSON layer, the body written from the rows' text.
@@ -136,6 +122,24 @@ impl BigQuerySink {
             )
             .await?;
         Ok(verdicts(answer, rows.len()))
+    }
+}
+
+/// Start-up check of either write method: `table` exists and has every column a row can carry
+/// (`tables.get`, which the writers' role grants: `bigquery.tables.get`).
+pub async fn check_table(client: &BigQuery, table: &TableRef) -> Result<(), SinkCheck> {
+    let columns = client
+        .columns(table)
+        .await
+        .map_err(|e| SinkCheck::from_google(e, &format!("table {table}")))?;
+    let problems = crate::schema::Schema::event_telemetry().missing_from(&columns);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        let problems = problems.join("; ");
+        Err(SinkCheck::Wrong(format!(
+            "table {table} does not match the row schema: {problems}"
+        )))
     }
 }
 

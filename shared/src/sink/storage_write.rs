@@ -1,0 +1,188 @@
+//! BigQuery through the Storage Write API (`BIGQUERY_WRITE_METHOD=storage_write`, the default):
+//! each group-commit batch is one `AppendRows` on the table's `_default` stream, its rows an Arrow
+//! record batch ([`ArrowRows`]) decoded from the same JSON text `insertAll` would send.
+//!
+//! Verdicts, as `insertAll`'s: an append lands whole, so every row of it is written. When
+//! BigQuery refuses rows (`row_errors`: nothing of the request was appended), each refused row is
+//! a permanent failure with BigQuery's message (its push is dead-lettered with that reason), and
+//! the others are sent again at once, within the same `SINK_TIMEOUT_SECONDS`. A row the Arrow
+//! schema cannot hold is refused the same way before anything is sent. A failure of the call
+//! itself is the class the one classifier gives it ([`crate::google::classify`]), as for every
+//! call: a permanent one lets group commit send the batch again in halves.
+//!
+//! Duplicates: the default stream has no `insertId`; a push redelivered after a lost ack writes a
+//! second row. `event_telemetry_once` and `replay audit` count by event id (docs/runbook.md).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use super::bigquery::check_table;
+use super::{RowSink, SinkCheck};
+use crate::error::CallError;
+use crate::google::bigquery::{BigQuery, INSERT_SCOPE, READ_SCOPE, RowError, TableRef};
+use crate::google::storage_write::{
+    APPEND_PERMISSION, Appended, StorageWrite, check_default_stream,
+};
+use crate::google::{BIGQUERY, Class, Credentials};
+use crate::row::PreparedRow;
+use crate::row::arrow::ArrowRows;
+
+pub struct StorageWriteSink {
+    stream: StorageWrite,
+    arrow: ArrowRows,
+    /// For the start-up checks: `tables.get` and the default stream.
+    client: BigQuery,
+    credentials: Arc<Credentials>,
+    table: TableRef,
+    /// The emulator's gRPC endpoint, when there is one.
+    grpc_emulator: Option<String>,
+    timeout: Duration,
+}
+
+impl StorageWriteSink {
+    /// Connects to BigQuery, or to the emulator: `emulator` is its REST endpoint (`tables.get`),
+    /// `grpc_emulator` its Storage Write endpoint. `timeout` bounds one call, retries included.
+    pub async fn connect(
+        table: TableRef,
+        emulator: Option<&str>,
+        grpc_emulator: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let credentials = Arc::new(Credentials::new(
+            emulator.is_some(),
+            &[INSERT_SCOPE, READ_SCOPE],
+            BIGQUERY.name,
+        )?);
+        let client = BigQuery::with_credentials(emulator, credentials.clone(), timeout).await?;
+        let arrow = ArrowRows::event_telemetry()?;
+        let stream = StorageWrite::open(
+            &table,
+            arrow.serialized_schema(),
+            grpc_emulator,
+            credentials.clone(),
+            timeout,
+        )
+        .await?;
+        Ok(Self {
+            stream,
+            arrow,
+            client,
+            credentials,
+            table,
+            grpc_emulator: grpc_emulator.map(str::to_owned),
+            timeout,
+        })
+    }
+
+    /// Start-up check: the table has every column a row can carry (`tables.get`), and this
+    /// identity may append to its default stream (`GetWriteStream`).
+    pub async fn check(&self) -> Result<(), SinkCheck> {
+        check_table(&self.client, &self.table).await?;
+        let table = &self.table;
+        check_default_stream(
+            table,
+            self.grpc_emulator.as_deref(),
+            self.credentials.clone(),
+            self.timeout,
+        )
+        .await
+        .map_err(|e| match (e.class(), e.status) {
+            (Class::Misconfigured, Some(401 | 403)) => SinkCheck::Wrong(format!(
+                "this service account may not append to table {table} through the Storage Write \
+                 API: it needs {APPEND_PERMISSION} ({e})"
+            )),
+            _ => SinkCheck::from_google(e, &format!("the default stream of table {table}")),
+        })
+    }
+}
+
+/// A refused row's verdict: permanent, with BigQuery's code and message.
+fn refused(code: &str, message: &str) -> RowError {
+    RowError {
+        reason: "invalid".into(),
+        location: String::new(),
+        message: format!("{code}: {message}"),
+    }
+}
+
+#[async_trait]
+impl RowSink for StorageWriteSink {
+    async fn insert(&self, rows: Vec<PreparedRow>) -> Result<Vec<Result<(), RowError>>, CallError> {
+        let deadline = Instant::now() + self.timeout;
+        let mut verdicts: Vec<Option<Result<(), RowError>>> = vec![None; rows.len()];
+        // The rows still to send, by their index in `rows`.
+        let mut pending: Vec<usize> = (0..rows.len()).collect();
+        while !pending.is_empty() {
+            let batch: Vec<PreparedRow> = pending.iter().map(|&i| rows[i].clone()).collect();
+            let refusals = match self.arrow.encode(&batch) {
+                Err(unfit) => unfit
+                    .into_iter()
+                    .map(|u| (u.index, refused("UnfitForSchema", &u.why)))
+                    .collect(),
+                Ok(encoded) => match self.stream.append(encoded).await {
+                    Ok(Appended::All) => {
+                        for i in pending.drain(..) {
+                            verdicts[i] = Some(Ok(()));
+                        }
+                        break;
+                    }
+                    Ok(Appended::Refused(list)) => list
+                        .into_iter()
+                        .map(|r| (r.index, refused(&r.code, &r.message)))
+                        .collect::<Vec<_>>(),
+                    // Nothing decided yet: the call's failure is every row's, as `insertAll`'s.
+                    Err(e) if pending.len() == rows.len() => return Err(e.into()),
+                    Err(e) => {
+                        let e = RowError {
+                            reason: "backendError".into(),
+                            location: String::new(),
+                            message: e.to_string(),
+                        };
+                        for i in pending.drain(..) {
+                            verdicts[i] = Some(Err(e.clone()));
+                        }
+                        break;
+                    }
+                },
+            };
+            let before = pending.len();
+            for (index, error) in refusals {
+                if let Some(&i) = pending.get(index) {
+                    verdicts[i] = Some(Err(error));
+                }
+            }
+            pending.retain(|&i| verdicts[i].is_none());
+            if pending.len() == before || Instant::now() >= deadline {
+                // A refusal that named no row of the batch, or no time left: the rest are tried
+                // again by Pub/Sub's redelivery.
+                let why = if pending.len() == before {
+                    "BigQuery refused the append without naming a row of it"
+                } else {
+                    "no time left to send the rows BigQuery did not refuse (SINK_TIMEOUT_SECONDS)"
+                };
+                for i in pending.drain(..) {
+                    verdicts[i] = Some(Err(RowError {
+                        reason: "stopped".into(),
+                        location: String::new(),
+                        message: why.into(),
+                    }));
+                }
+            }
+        }
+        Ok(verdicts
+            .into_iter()
+            .map(|v| {
+                v.unwrap_or_else(|| {
+                    Err(RowError {
+                        reason: "stopped".into(),
+                        location: String::new(),
+                        message: "no verdict".into(),
+                    })
+                })
+            })
+            .collect())
+    }
+}
