@@ -2,6 +2,8 @@
 //! the end-to-end tests, held to Google's own discovery documents.
 //!
 //! - [`discovery`]: the documents (`tests/discovery/`, vendored) and the checks of one request;
+//! - [`grpc`]: the same for the gRPC APIs that have no discovery document (BigQuery Storage Write),
+//!   held to Google's protos (`tests/protos/`, vendored);
 //! - [`recorder`]: the proxy in front of each emulator that checks, forwards and records;
 //! - [`Ledger`]: what was recorded, one JSON line per request in `target/contract/` (per test
 //!   process), read afterwards by `cargo run -p e2e --bin contract` ([`report`]), which
@@ -12,6 +14,7 @@
 //! the pipeline deserialises must be declared in the method's response schema ([`responses`]).
 
 pub mod discovery;
+pub mod grpc;
 pub mod recorder;
 pub mod report;
 pub mod responses;
@@ -107,6 +110,16 @@ impl Ledger {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
+}
+
+/// The vendored protos, compiled once per process.
+pub fn protos() -> Result<Arc<grpc::Protos>> {
+    static PROTOS: OnceLock<Arc<grpc::Protos>> = OnceLock::new();
+    if let Some(p) = PROTOS.get() {
+        return Ok(p.clone());
+    }
+    let p = Arc::new(grpc::Protos::of_repo()?);
+    Ok(PROTOS.get_or_init(|| p).clone())
 }
 
 /// The discovery documents, read once per process.

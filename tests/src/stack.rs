@@ -57,15 +57,23 @@ pub struct Stack {
 pub struct Recorders {
     pub storage: Recorder,
     pub bigquery: Recorder,
+    /// BigQuery's Storage Write API (gRPC, the emulator's second port).
+    pub bigquery_storage: Recorder,
     pub pubsub: Recorder,
 }
 
 impl Recorders {
     /// A recorder for each API, in front of the given `http://host:port` addresses.
-    pub async fn start(storage: &str, bigquery: &str, pubsub: &str) -> Result<Self> {
+    pub async fn start(
+        storage: &str,
+        bigquery: &str,
+        bigquery_storage: &str,
+        pubsub: &str,
+    ) -> Result<Self> {
         Ok(Self {
             storage: Recorder::start("storage", storage).await?,
             bigquery: Recorder::start("bigquery", bigquery).await?,
+            bigquery_storage: Recorder::start("bigquerystorage", bigquery_storage).await?,
             pubsub: Recorder::start("pubsub", pubsub).await?,
         })
     }
@@ -89,6 +97,9 @@ impl Stack {
         let recorders = Recorders::start(
             &gcs_emulator.url(),
             &bigquery_emulator.url(),
+            &bigquery_emulator
+                .grpc_url()
+                .context("the BigQuery emulator has no gRPC port")?,
             &pubsub_emulator.url(),
         )
         .await?;
@@ -118,11 +129,7 @@ impl Stack {
     /// `host:port` where the pipeline's code reaches the Storage Write API
     /// (`BIGQUERY_STORAGE_EMULATOR_HOST`).
     pub fn bigquery_storage_host(&self) -> String {
-        // TODO(recorder)
-        format!(
-            "127.0.0.1:{}",
-            self.bigquery_emulator.grpc_port.unwrap_or_default()
-        )
+        self.recorders.bigquery_storage.host()
     }
 
     /// `host:port` where the pipeline's code reaches Pub/Sub (`PUBSUB_EMULATOR_HOST`).

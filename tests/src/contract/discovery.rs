@@ -707,8 +707,25 @@ mod tests {
                 format!("{}{}", service.root_url, service.service_path)
             );
         }
+        // Every call of an API with a discovery document is a method of it; the others (gRPC
+        // APIs described by protos only) are methods of their protos.
+        let protos = crate::contract::protos().unwrap();
         for call in pipeline::google::CALLS {
-            d.method(call.api(), call.id).unwrap();
+            match crate::contract::grpc::APIS
+                .iter()
+                .find(|(a, _)| *a == call.api())
+            {
+                None => {
+                    d.method(call.api(), call.id).unwrap();
+                }
+                Some((api, package)) => {
+                    let (service, method) = call.id[api.len() + 1..].split_once('.').unwrap();
+                    let m = protos
+                        .method(api, &format!("/{package}.{service}/{method}"))
+                        .unwrap();
+                    assert_eq!(crate::contract::grpc::Protos::call_id(api, &m), call.id);
+                }
+            }
         }
     }
 }

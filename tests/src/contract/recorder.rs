@@ -11,6 +11,11 @@
 //! `google-cloud-pubsub` speaks gRPC. A gRPC call is matched to the discovery method of the same
 //! name (`Publisher/Publish` → `pubsub.projects.topics.publish`); its body is protobuf, generated
 //! from Google's own protos by that client, and is not checked field by field.
+//!
+//! The BigQuery Storage Write API (`bigquerystorage`) has no discovery document: its calls are held
+//! to Google's protos instead ([`super::grpc`]), message by message. `AppendRows` streams both
+//! ways for as long as the connection lives, so these calls are forwarded as streams: each
+//! request message is checked and entered in the ledger as it passes.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -19,7 +24,7 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -27,6 +32,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
 use super::discovery::{self, Discovery};
+use super::grpc::{self, Protos};
 use super::{Entry, ledger};
 
 type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
@@ -45,8 +51,12 @@ struct Inner {
     /// `http://127.0.0.1:PORT` of the emulator.
     upstream: String,
     discovery: Arc<Discovery>,
+    /// For an API held to protos (`bigquerystorage`).
+    protos: Option<Arc<Protos>>,
     http1: Client<HttpConnector, Full<Bytes>>,
     http2: Client<HttpConnector, Full<Bytes>>,
+    /// gRPC streams, forwarded as they come.
+    streams: Client<HttpConnector, Body>,
 }
 
 impl Recorder {
@@ -70,8 +80,16 @@ impl Recorder {
             persist,
             upstream: upstream.trim_end_matches('/').to_string(),
             discovery: super::discovery()?,
+            protos: if grpc::APIS.iter().any(|(a, _)| *a == api) {
+                Some(super::protos()?)
+            } else {
+                None
+            },
             http1: Client::builder(TokioExecutor::new()).build_http(),
             http2: Client::builder(TokioExecutor::new())
+                .http2_only(true)
+                .build_http(),
+            streams: Client::builder(TokioExecutor::new())
                 .http2_only(true)
                 .build_http(),
         });
@@ -108,6 +126,9 @@ impl Drop for Recorder {
 }
 
 async fn handle(inner: &Inner, req: Request<Incoming>) -> Response<Body> {
+    if let Some(protos) = &inner.protos {
+        return stream(inner, protos, req).await;
+    }
     let (parts, body) = req.into_parts();
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
@@ -198,6 +219,95 @@ async fn forward(
         Err(_) => refuse(grpc, StatusCode::BAD_GATEWAY, "the emulator is unreachable"),
     }
 }
+
+/// A gRPC call of an API held to protos: the path must name a method; the request is forwarded as
+/// a stream, each message checked and entered in the ledger as it passes. A message Google would
+/// refuse ends the call with INVALID_ARGUMENT, as Google would.
+async fn stream(inner: &Inner, protos: &Arc<Protos>, req: Request<Incoming>) -> Response<Body> {
+    let (parts, mut body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let mut entry = Entry {
+        api: inner.api.to_string(),
+        call: None,
+        transport: "grpc".into(),
+        request: format!("{} {path}", parts.method),
+        problems: Vec::new(),
+    };
+    let method = match protos.method(inner.api, &path) {
+        Ok(m) => m,
+        Err(e) => {
+            entry.problems.push(format!("{e:#}"));
+            let why = entry.refusal().unwrap_or_default();
+            ledger().record(entry, inner.persist);
+            return refuse(true, StatusCode::BAD_REQUEST, &why);
+        }
+    };
+    entry.call = Some(Protos::call_id(inner.api, &method));
+    let (frames, incoming) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(16);
+    let (protos, persist) = (protos.clone(), inner.persist);
+    tokio::spawn(async move {
+        let mut buffer = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = match frame {
+                Ok(f) => f,
+                Err(e) => {
+                    let _ = frames.send(Err(e.into())).await;
+                    return;
+                }
+            };
+            if let Some(data) = frame.data_ref() {
+                buffer.extend_from_slice(data);
+                for message in grpc::take_messages(&mut buffer) {
+                    let problems = match message {
+                        Ok(bytes) => protos.check_request(&method, &bytes),
+                        Err(why) => vec![why],
+                    };
+                    let refused = !problems.is_empty();
+                    ledger().record(
+                        Entry {
+                            problems,
+                            ..entry.clone()
+                        },
+                        persist,
+                    );
+                    if refused {
+                        // The call fails upstream as a broken stream; the ledger says why.
+                        let _ = frames.send(Err("refused by the contract".into())).await;
+                        return;
+                    }
+                }
+            }
+            if frames.send(Ok(frame)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let upstream = futures_util::stream::unfold(incoming, |mut rx| async move {
+        rx.recv().await.map(|frame| (frame, rx))
+    });
+    let body: Body = BodyExt::boxed(http_body_util::StreamBody::new(upstream));
+    let Ok(uri) = format!("{}{path}", inner.upstream).parse::<hyper::Uri>() else {
+        return refuse(true, StatusCode::BAD_REQUEST, "unparsable path");
+    };
+    let mut out = Request::builder().method(parts.method.clone()).uri(uri);
+    for (name, value) in &parts.headers {
+        if !matches!(
+            name.as_str(),
+            "host" | "connection" | "keep-alive" | "transfer-encoding" | "upgrade"
+        ) {
+            out = out.header(name, value);
+        }
+    }
+    let Ok(out) = out.body(body) else {
+        return refuse(true, StatusCode::BAD_REQUEST, "unforwardable request");
+    };
+    match inner.streams.request(out).await {
+        Ok(response) => response.map(|b| b.map_err(|e| e.into()).boxed()),
+        Err(_) => refuse(true, StatusCode::BAD_GATEWAY, "the emulator is unreachable"),
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A Google-style error answer (JSON for HTTP; a trailers-only status for gRPC).
 fn refuse(grpc: bool, status: StatusCode, why: &str) -> Response<Body> {

@@ -395,7 +395,7 @@ mod tests {
     }
 
     /// Answers read by Google's own generated clients (or not as JSON at all).
-    const NOT_OURS: [(Call, &str); 3] = [
+    const NOT_OURS: [(Call, &str); 5] = [
         (
             calls::OBJECTS_INSERT,
             "read by google-cloud-storage, generated from Google's protos",
@@ -407,6 +407,14 @@ mod tests {
         (
             calls::TOPICS_PUBLISH,
             "gRPC, read by google-cloud-pubsub, generated from Google's protos",
+        ),
+        (
+            calls::STORAGE_WRITE_APPEND_ROWS,
+            "gRPC, read by google-cloud-bigquery, generated from Google's protos",
+        ),
+        (
+            calls::STORAGE_WRITE_GET_WRITE_STREAM,
+            "gRPC, read by google-cloud-bigquery, generated from Google's protos",
         ),
     ];
 
