@@ -93,9 +93,9 @@ resource "google_project_iam_custom_role" "transcript_writer" {
   permissions = ["storage.objects.create", "storage.objects.list"]
 }
 
-# to-bq and sub-v2 stream rows (tabledata.insertAll: tables.updateData and tables.get) and check
-# the table at start-up (tables.get). roles/bigquery.dataEditor would also let them read, delete
-# and export the table.
+# to-bq and sub-v2 append rows (the Storage Write API's AppendRows and GetWriteStream, or
+# tabledata.insertAll: both need tables.updateData) and check the table at start-up (tables.get).
+# roles/bigquery.dataEditor would also let them read, delete and export the table.
 resource "google_project_iam_custom_role" "row_writer" {
   project     = var.project_id
   role_id     = "${replace(var.name_prefix, "-", "_")}_row_writer"

@@ -38,9 +38,10 @@ locals {
   })
 
   bigquery_env = tomap({
-    BIGQUERY_PROJECT = google_bigquery_table.event_telemetry.project
-    BIGQUERY_DATASET = google_bigquery_table.event_telemetry.dataset_id
-    BIGQUERY_TABLE   = google_bigquery_table.event_telemetry.table_id
+    BIGQUERY_PROJECT      = google_bigquery_table.event_telemetry.project
+    BIGQUERY_DATASET      = google_bigquery_table.event_telemetry.dataset_id
+    BIGQUERY_TABLE        = google_bigquery_table.event_telemetry.table_id
+    BIGQUERY_WRITE_METHOD = var.bigquery_write_method
   })
 
   service_env = {

@@ -302,6 +302,17 @@ variable "sink_timeout_seconds" {
   }
 }
 
+variable "bigquery_write_method" {
+  description = "BIGQUERY_WRITE_METHOD: storage_write (AppendRows on the default stream; half insertAll's price, 2 TiB a month free) or insert_all (legacy tabledata.insertAll)."
+  type        = string
+  default     = "storage_write"
+
+  validation {
+    condition     = contains(["storage_write", "insert_all"], var.bigquery_write_method)
+    error_message = "bigquery_write_method must be storage_write or insert_all."
+  }
+}
+
 variable "rust_log" {
   description = "RUST_LOG: log filter of the services, e.g. \"info\" or \"info,pipeline=debug\"."
   type        = string

@@ -27,6 +27,10 @@ fn audit(stack: &Stack) -> Output {
         .env("BIGQUERY_TABLE", TABLE)
         .env("STORAGE_EMULATOR_HOST", stack.storage_host())
         .env("BIGQUERY_EMULATOR_HOST", stack.bigquery_host())
+        .env(
+            "BIGQUERY_STORAGE_EMULATOR_HOST",
+            stack.bigquery_storage_host(),
+        )
         .output()
         .expect("replay runs")
 }
@@ -152,4 +156,98 @@ fn row(event_id: &str, private_metadata: Option<&str>) -> Value {
         row["parameters"] = json!({"private_metadata": text});
     }
     row
+}
+
+/// The Storage Write API's default stream has no `insertId` deduplication: a push redelivered
+/// after its ack was lost writes its row again. The view analysts query
+/// (`event_telemetry_once`, its SQL read from terraform/audit.tf) still has one row for the
+/// event, and the audit counts the second row by event id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redelivery_after_a_lost_ack_is_one_row_in_the_view_and_counted_by_the_audit()
+-> Result<()> {
+    let stack = Stack::start("audit-redelivery").await?;
+    // The default write method, as deployed.
+    let config = stack.config(pipeline::Service::SubV2, &[])?;
+    ensure!(
+        matches!(
+            &config.sink.target,
+            pipeline::config::SinkTarget::BigQuery {
+                method: pipeline::sink::WriteMethod::StorageWrite,
+                ..
+            }
+        ),
+        "the default method is the Storage Write API"
+    );
+    let app = e2e::stack::spawn_app(config).await?;
+    let message = generate(40, 91)
+        .into_iter()
+        .find(|m| m.bq_handler == "sub-v2")
+        .context("a sub-v2 event")?;
+    let body = e2e::pubsub::push_body(
+        "m-1",
+        &message.data,
+        &message.attributes,
+        "projects/p/subscriptions/s",
+    );
+    let http = reqwest::Client::new();
+    // The first push is written, and its 200 never reaches Pub/Sub: the same push comes again.
+    for attempt in 1..=2 {
+        let answer: Value = http
+            .post(format!("{}/", app.url))
+            .json(&body)
+            .send()
+            .await?
+            .json()
+            .await?;
+        ensure!(answer["outcome"] == "written", "push {attempt}: {answer}");
+    }
+    let id = &message.event_id;
+    let rows = stack
+        .bigquery
+        .query(&format!(
+            "SELECT event_id FROM `{PROJECT}.{DATASET}.{TABLE}` WHERE event_id = '{id}'"
+        ))
+        .await?;
+    ensure!(rows.len() == 2, "the table keeps both rows: {rows:?}");
+    let view = once_view_sql()?;
+    let once = stack
+        .bigquery
+        .query(&format!(
+            "SELECT event_id FROM ({view}) WHERE event_id = '{id}'"
+        ))
+        .await?;
+    ensure!(once.len() == 1, "the view has one row per event: {once:?}");
+
+    let out = audit(&stack);
+    ensure!(
+        out.status.code() == Some(1),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let several = findings(&out)?
+        .into_iter()
+        .find(|(name, _)| name == "events_with_several_rows")
+        .context("the finding")?;
+    ensure!(
+        several.1 == BTreeSet::from([id.clone()]),
+        "events_with_several_rows: {:?}",
+        several.1
+    );
+    app.stop().await?;
+    Ok(())
+}
+
+/// The SQL of the `event_telemetry_once` view as Terraform deploys it, on the emulator's table.
+fn once_view_sql() -> Result<String> {
+    let tf = std::fs::read_to_string(e2e::emulators::repo_root().join("terraform/audit.tf"))?;
+    let start = tf
+        .find("query          = <<-SQL")
+        .context("the view's query in terraform/audit.tf")?;
+    let body = &tf[start..];
+    let body = &body[body.find('\n').context("heredoc")? + 1..];
+    let sql = &body[..body.find("\n    SQL").context("end of the heredoc")?];
+    let table = "${google_bigquery_table.event_telemetry.project}.${google_bigquery_table.event_telemetry.dataset_id}.${google_bigquery_table.event_telemetry.table_id}";
+    ensure!(sql.contains(table), "the view reads {table}: {sql}");
+    Ok(sql.replace(table, &format!("{PROJECT}.{DATASET}.{TABLE}")))
 }

@@ -1085,3 +1085,37 @@ fn the_ack_deadline_covers_a_push_worst_case_by_the_codes_formula() -> Result<()
     );
     Ok(())
 }
+
+/// `bigquery_write_method` offers exactly the services' `BIGQUERY_WRITE_METHOD` values, defaults
+/// to theirs, and reaches the BigQuery services' environment.
+#[test]
+fn the_write_method_variable_is_the_services_choice() -> Result<()> {
+    let m = load_module()?;
+    let variable = &m.variables["bigquery_write_method"];
+    let names: Vec<&str> = pipeline::sink::WriteMethod::NAMES
+        .iter()
+        .map(|(n, _)| *n)
+        .collect();
+    let condition = attr(block(variable, "validation")?, "condition")?;
+    let listed: Vec<String> = condition
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect();
+    ensure!(
+        listed == names,
+        "the validation offers {listed:?}, the services take {names:?}"
+    );
+    let default = attr(variable, "default")?;
+    ensure!(
+        default.trim_matches('"') == pipeline::sink::WriteMethod::default().name(),
+        "default {default}"
+    );
+    let env = fmt(&m.locals["bigquery_env"]).replace(char::is_whitespace, "");
+    ensure!(
+        env.contains("BIGQUERY_WRITE_METHOD=var.bigquery_write_method"),
+        "{env}"
+    );
+    Ok(())
+}

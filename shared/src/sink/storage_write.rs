@@ -13,10 +13,12 @@
 //! Duplicates: the default stream has no `insertId`; a push redelivered after a lost ack writes a
 //! second row. `event_telemetry_once` and `replay audit` count by event id (docs/runbook.md).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::bigquery::check_table;
@@ -26,9 +28,9 @@ use crate::google::bigquery::{BigQuery, INSERT_SCOPE, READ_SCOPE, RowError, Tabl
 use crate::google::storage_write::{
     APPEND_PERMISSION, Appended, StorageWrite, check_default_stream,
 };
-use crate::google::{BIGQUERY, Class, Credentials};
+use crate::google::{BIGQUERY, Class, Credentials, GoogleError};
 use crate::row::PreparedRow;
-use crate::row::arrow::ArrowRows;
+use crate::row::arrow::{ArrowRows, Unfit};
 
 pub struct StorageWriteSink {
     stream: StorageWrite,
@@ -112,77 +114,225 @@ fn refused(code: &str, message: &str) -> RowError {
 impl RowSink for StorageWriteSink {
     async fn insert(&self, rows: Vec<PreparedRow>) -> Result<Vec<Result<(), RowError>>, CallError> {
         let deadline = Instant::now() + self.timeout;
-        let mut verdicts: Vec<Option<Result<(), RowError>>> = vec![None; rows.len()];
-        // The rows still to send, by their index in `rows`.
-        let mut pending: Vec<usize> = (0..rows.len()).collect();
-        while !pending.is_empty() {
-            let batch: Vec<PreparedRow> = pending.iter().map(|&i| rows[i].clone()).collect();
-            let refusals = match self.arrow.encode(&batch) {
-                Err(unfit) => unfit
+        append_until_decided(
+            &rows,
+            |batch| self.arrow.encode(batch),
+            |encoded| self.stream.append(encoded),
+            deadline,
+        )
+        .await
+    }
+}
+
+/// Appends `rows` (encoded by `encode`, sent by `append`) until each has its verdict: rows that
+/// cannot be encoded and rows BigQuery refuses are permanent failures, and the others are sent
+/// again at once without them, until they land or `deadline` passes.
+async fn append_until_decided<E, A, F>(
+    rows: &[PreparedRow],
+    encode: E,
+    append: A,
+    deadline: Instant,
+) -> Result<Vec<Result<(), RowError>>, CallError>
+where
+    E: Fn(&[PreparedRow]) -> Result<Bytes, Vec<Unfit>>,
+    A: Fn(Bytes) -> F,
+    F: Future<Output = Result<Appended, GoogleError>>,
+{
+    let mut verdicts: Vec<Option<Result<(), RowError>>> = vec![None; rows.len()];
+    // The rows still to send, by their index in `rows`.
+    let mut pending: Vec<usize> = (0..rows.len()).collect();
+    while !pending.is_empty() {
+        let batch: Vec<PreparedRow> = pending.iter().map(|&i| rows[i].clone()).collect();
+        let refusals: Vec<(usize, RowError)> = match encode(&batch) {
+            Err(unfit) => unfit
+                .into_iter()
+                .map(|u| (u.index, refused("UnfitForSchema", &u.why)))
+                .collect(),
+            Ok(encoded) => match append(encoded).await {
+                Ok(Appended::All) => {
+                    for i in pending.drain(..) {
+                        verdicts[i] = Some(Ok(()));
+                    }
+                    break;
+                }
+                Ok(Appended::Refused(list)) => list
                     .into_iter()
-                    .map(|u| (u.index, refused("UnfitForSchema", &u.why)))
+                    .map(|r| (r.index, refused(&r.code, &r.message)))
                     .collect(),
-                Ok(encoded) => match self.stream.append(encoded).await {
-                    Ok(Appended::All) => {
-                        for i in pending.drain(..) {
-                            verdicts[i] = Some(Ok(()));
-                        }
-                        break;
-                    }
-                    Ok(Appended::Refused(list)) => list
-                        .into_iter()
-                        .map(|r| (r.index, refused(&r.code, &r.message)))
-                        .collect::<Vec<_>>(),
-                    // Nothing decided yet: the call's failure is every row's, as `insertAll`'s.
-                    Err(e) if pending.len() == rows.len() => return Err(e.into()),
-                    Err(e) => {
-                        let e = RowError {
-                            reason: "backendError".into(),
-                            location: String::new(),
-                            message: e.to_string(),
-                        };
-                        for i in pending.drain(..) {
-                            verdicts[i] = Some(Err(e.clone()));
-                        }
-                        break;
-                    }
-                },
-            };
-            let before = pending.len();
-            for (index, error) in refusals {
-                if let Some(&i) = pending.get(index) {
-                    verdicts[i] = Some(Err(error));
-                }
-            }
-            pending.retain(|&i| verdicts[i].is_none());
-            if pending.len() == before || Instant::now() >= deadline {
-                // A refusal that named no row of the batch, or no time left: the rest are tried
-                // again by Pub/Sub's redelivery.
-                let why = if pending.len() == before {
-                    "BigQuery refused the append without naming a row of it"
-                } else {
-                    "no time left to send the rows BigQuery did not refuse (SINK_TIMEOUT_SECONDS)"
-                };
-                for i in pending.drain(..) {
-                    verdicts[i] = Some(Err(RowError {
-                        reason: "stopped".into(),
+                // Nothing decided yet: the call's failure is every row's, as `insertAll`'s.
+                Err(e) if pending.len() == rows.len() => return Err(e.into()),
+                Err(e) => {
+                    let e = RowError {
+                        reason: "backendError".into(),
                         location: String::new(),
-                        message: why.into(),
-                    }));
+                        message: e.to_string(),
+                    };
+                    for i in pending.drain(..) {
+                        verdicts[i] = Some(Err(e.clone()));
+                    }
+                    break;
                 }
+            },
+        };
+        let before = pending.len();
+        for (index, error) in refusals {
+            if let Some(&i) = pending.get(index) {
+                verdicts[i] = Some(Err(error));
             }
         }
-        Ok(verdicts
-            .into_iter()
-            .map(|v| {
-                v.unwrap_or_else(|| {
-                    Err(RowError {
-                        reason: "stopped".into(),
-                        location: String::new(),
-                        message: "no verdict".into(),
-                    })
-                })
+        pending.retain(|&i| verdicts[i].is_none());
+        if pending.len() == before || Instant::now() >= deadline {
+            // A refusal that named no row of the batch, or no time left: the rest are tried
+            // again by Pub/Sub's redelivery.
+            let why = if pending.len() == before {
+                "BigQuery refused the append without naming a row of it"
+            } else {
+                "no time left to send the rows BigQuery did not refuse (SINK_TIMEOUT_SECONDS)"
+            };
+            for i in pending.drain(..) {
+                verdicts[i] = Some(Err(stopped(why)));
+            }
+        }
+    }
+    Ok(verdicts
+        .into_iter()
+        .map(|v| v.unwrap_or_else(|| Err(stopped("no verdict"))))
+        .collect())
+}
+
+/// A transient verdict: the row was not sent, or not appended.
+fn stopped(why: &str) -> RowError {
+    RowError {
+        reason: "stopped".into(),
+        location: String::new(),
+        message: why.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::google::calls;
+    use crate::google::storage_write::RefusedRow;
+
+    fn rows(ids: &[&str]) -> Vec<PreparedRow> {
+        ids.iter()
+            .map(|id| PreparedRow::new(id.to_string(), &serde_json::json!({"id": id})).unwrap())
+            .collect()
+    }
+
+    /// "Encodes" a batch as its ids, comma-separated; refuses ids starting with `unfit`.
+    fn encode(batch: &[PreparedRow]) -> Result<Bytes, Vec<Unfit>> {
+        let unfit: Vec<Unfit> = batch
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.insert_id.starts_with("unfit"))
+            .map(|(index, _)| Unfit {
+                index,
+                why: "no such column".into(),
             })
-            .collect())
+            .collect();
+        if !unfit.is_empty() {
+            return Err(unfit);
+        }
+        let ids: Vec<&str> = batch.iter().map(|r| r.insert_id.as_str()).collect();
+        Ok(Bytes::from(ids.join(",")))
+    }
+
+    /// An append that refuses the rows whose id starts with `bad` (all of the request is then
+    /// not appended, as BigQuery's `row_errors`), and records each request.
+    fn table(
+        sent: &Mutex<Vec<String>>,
+    ) -> impl Fn(Bytes) -> std::future::Ready<Result<Appended, GoogleError>> + '_ {
+        move |batch| {
+            let text = String::from_utf8(batch.to_vec()).unwrap();
+            sent.lock().unwrap().push(text.clone());
+            let refused: Vec<RefusedRow> = text
+                .split(',')
+                .enumerate()
+                .filter(|(_, id)| id.starts_with("bad"))
+                .map(|(index, _)| RefusedRow {
+                    index,
+                    code: "FieldsError".into(),
+                    message: "Field event_id: value too long".into(),
+                })
+                .collect();
+            std::future::ready(Ok(if refused.is_empty() {
+                Appended::All
+            } else {
+                Appended::Refused(refused)
+            }))
+        }
+    }
+
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(30)
+    }
+
+    #[tokio::test]
+    async fn refused_rows_fail_alone_and_the_others_are_sent_again_at_once() {
+        let sent = Mutex::new(Vec::new());
+        let rows = rows(&["a", "bad-1", "b", "unfit-1", "bad-2", "c"]);
+        let verdicts = append_until_decided(&rows, encode, table(&sent), later())
+            .await
+            .unwrap();
+        let summary: Vec<Option<String>> = verdicts
+            .iter()
+            .map(|v| v.as_ref().err().map(|e| e.to_string()))
+            .collect();
+        assert!(
+            verdicts[0].is_ok() && verdicts[2].is_ok() && verdicts[5].is_ok(),
+            "{summary:?}"
+        );
+        for i in [1, 3, 4] {
+            let e = verdicts[i].as_ref().unwrap_err();
+            assert!(e.is_permanent(), "{e}");
+        }
+        // BigQuery's own message is the reason the letter carries.
+        assert!(
+            summary[1]
+                .as_deref()
+                .unwrap()
+                .contains("FieldsError: Field event_id")
+        );
+        assert!(summary[3].as_deref().unwrap().contains("UnfitForSchema"));
+        // The unfit row never left; the refused ones went once; the rest went again at once.
+        assert_eq!(*sent.lock().unwrap(), ["a,bad-1,b,bad-2,c", "a,b,c"]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_first_append_is_the_calls_failure() {
+        let rows = rows(&["a", "b"]);
+        let failed = append_until_decided(
+            &rows,
+            encode,
+            |_| {
+                std::future::ready(Err(GoogleError {
+                    call: calls::STORAGE_WRITE_APPEND_ROWS,
+                    status: Some(400),
+                    reason: None,
+                    detail: "bad request".into(),
+                }))
+            },
+            later(),
+        )
+        .await;
+        // Permanent: group commit sends the batch again in halves.
+        assert!(matches!(failed, Err(CallError::Permanent(_))), "{failed:?}");
+    }
+
+    #[tokio::test]
+    async fn with_no_time_left_the_rest_are_redelivered_not_dropped() {
+        let sent = Mutex::new(Vec::new());
+        let rows = rows(&["a", "bad-1"]);
+        let verdicts = append_until_decided(&rows, encode, table(&sent), Instant::now())
+            .await
+            .unwrap();
+        assert!(verdicts[1].as_ref().unwrap_err().is_permanent());
+        let rest = verdicts[0].as_ref().unwrap_err();
+        assert!(!rest.is_permanent(), "{rest}: a transient failure, nacked");
+        assert_eq!(sent.lock().unwrap().len(), 1);
     }
 }
