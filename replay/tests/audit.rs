@@ -209,7 +209,7 @@ async fn a_redelivery_after_a_lost_ack_is_one_row_in_the_view_and_counted_by_the
         ))
         .await?;
     ensure!(rows.len() == 2, "the table keeps both rows: {rows:?}");
-    let view = once_view_sql()?;
+    let view = e2e::bigquery::once_view_sql(PROJECT, DATASET, TABLE)?;
     let once = stack
         .bigquery
         .query(&format!(
@@ -236,18 +236,4 @@ async fn a_redelivery_after_a_lost_ack_is_one_row_in_the_view_and_counted_by_the
     );
     app.stop().await?;
     Ok(())
-}
-
-/// The SQL of the `event_telemetry_once` view as Terraform deploys it, on the emulator's table.
-fn once_view_sql() -> Result<String> {
-    let tf = std::fs::read_to_string(e2e::emulators::repo_root().join("terraform/audit.tf"))?;
-    let start = tf
-        .find("query          = <<-SQL")
-        .context("the view's query in terraform/audit.tf")?;
-    let body = &tf[start..];
-    let body = &body[body.find('\n').context("heredoc")? + 1..];
-    let sql = &body[..body.find("\n    SQL").context("end of the heredoc")?];
-    let table = "${google_bigquery_table.event_telemetry.project}.${google_bigquery_table.event_telemetry.dataset_id}.${google_bigquery_table.event_telemetry.table_id}";
-    ensure!(sql.contains(table), "the view reads {table}: {sql}");
-    Ok(sql.replace(table, &format!("{PROJECT}.{DATASET}.{TABLE}")))
 }

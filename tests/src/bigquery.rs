@@ -1,7 +1,7 @@
 //! A small REST client for the BigQuery emulator: create the dataset and the `event_telemetry`
 //! table from the schema file, and read rows back as JSON objects.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::emulators::json_answer;
 use pipeline::schema::Schema;
@@ -139,4 +139,19 @@ fn cell_value(field: &Value, v: &Value) -> Value {
             .unwrap_or_else(|| v.clone()),
         _ => v.clone(),
     }
+}
+
+/// The SQL of the `event_telemetry_once` view as Terraform deploys it (`terraform/audit.tf`), reading
+/// `project.dataset.table` instead of Terraform's reference to the table.
+pub fn once_view_sql(project: &str, dataset: &str, table: &str) -> Result<String> {
+    let tf = std::fs::read_to_string(crate::emulators::repo_root().join("terraform/audit.tf"))?;
+    let start = tf
+        .find("query          = <<-SQL")
+        .context("the view's query in terraform/audit.tf")?;
+    let body = &tf[start..];
+    let body = &body[body.find('\n').context("heredoc")? + 1..];
+    let sql = &body[..body.find("\n    SQL").context("end of the heredoc")?];
+    let reference = "${google_bigquery_table.event_telemetry.project}.${google_bigquery_table.event_telemetry.dataset_id}.${google_bigquery_table.event_telemetry.table_id}";
+    anyhow::ensure!(sql.contains(reference), "the view reads {reference}: {sql}");
+    Ok(sql.replace(reference, &format!("{project}.{dataset}.{table}")))
 }

@@ -77,20 +77,35 @@ impl Protos {
         format!("{api}.{}.{}", method.parent_service().name(), method.name())
     }
 
-    /// What is wrong with one request message of `method` (its protobuf bytes).
-    pub fn check_request(&self, method: &MethodDescriptor, bytes: &[u8]) -> Vec<String> {
+    /// What is wrong with one request message of `method` (its protobuf bytes); `first`: the
+    /// first message of its call. In a client stream the `REQUIRED` fields are checked on the
+    /// first message only: `AppendRowsRequest` documents that later requests on a connection may
+    /// omit `write_stream` and the writer schema, and Google's client does omit them.
+    pub fn check_request(
+        &self,
+        method: &MethodDescriptor,
+        bytes: &[u8],
+        first: bool,
+    ) -> Vec<String> {
         let input = method.input();
+        let required = first || !method.is_client_streaming();
         match DynamicMessage::decode(input.clone(), bytes) {
             Err(e) => vec![format!("not a {}: {e}", input.full_name())],
             Ok(message) => {
                 let mut problems = Vec::new();
-                self.walk(&message, input.name(), &mut problems);
+                self.walk(&message, input.name(), required, &mut problems);
                 problems
             }
         }
     }
 
-    fn walk(&self, message: &DynamicMessage, path: &str, problems: &mut Vec<String>) {
+    fn walk(
+        &self,
+        message: &DynamicMessage,
+        path: &str,
+        required: bool,
+        problems: &mut Vec<String>,
+    ) {
         let descriptor = message.descriptor();
         for unknown in message.unknown_fields() {
             problems.push(format!(
@@ -101,18 +116,18 @@ impl Protos {
         }
         for field in descriptor.fields() {
             let name = format!("{path}.{}", field.name());
-            if self.required(&field) && !message.has_field(&field) {
+            if required && self.required(&field) && !message.has_field(&field) {
                 problems.push(format!("`{name}` is REQUIRED and not set"));
             }
             if !message.has_field(&field) {
                 continue;
             }
             match message.get_field(&field).as_ref() {
-                Value::Message(inner) => self.walk(inner, &name, problems),
+                Value::Message(inner) => self.walk(inner, &name, required, problems),
                 Value::List(items) => {
                     for (i, item) in items.iter().enumerate() {
                         if let Value::Message(inner) = item {
-                            self.walk(inner, &format!("{name}[{i}]"), problems);
+                            self.walk(inner, &format!("{name}[{i}]"), required, problems);
                         }
                     }
                 }
@@ -215,26 +230,27 @@ mod tests {
             Value::String("projects/p/datasets/d/tables/t/streams/_default".into()),
         );
         assert_eq!(
-            p.check_request(&m, &ok.encode_to_vec()),
+            p.check_request(&m, &ok.encode_to_vec(), true),
             Vec::<String>::new()
         );
 
-        // REQUIRED `write_stream` missing.
+        // REQUIRED `write_stream` missing from the first request; later ones may omit it.
         let empty = DynamicMessage::new(request.clone()).encode_to_vec();
-        let problems = p.check_request(&m, &empty);
+        let problems = p.check_request(&m, &empty, true);
         assert!(
             problems.iter().any(|e| e.contains("write_stream")),
             "{problems:?}"
         );
+        assert!(p.check_request(&m, &empty, false).is_empty());
 
         // A field number AppendRowsRequest does not have (99, a string).
         let mut unknown = ok.encode_to_vec();
         unknown.extend_from_slice(&[0x9a, 0x06, 0x01, b'x']);
-        let problems = p.check_request(&m, &unknown);
+        let problems = p.check_request(&m, &unknown, false);
         assert!(problems.iter().any(|e| e.contains("99")), "{problems:?}");
 
         // A wire type that does not fit the field (write_stream as a varint).
-        let problems = p.check_request(&m, &[0x08, 0x01]);
+        let problems = p.check_request(&m, &[0x08, 0x01], false);
         assert!(!problems.is_empty());
     }
 

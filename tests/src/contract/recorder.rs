@@ -247,6 +247,7 @@ async fn stream(inner: &Inner, protos: &Arc<Protos>, req: Request<Incoming>) -> 
     let (protos, persist) = (protos.clone(), inner.persist);
     tokio::spawn(async move {
         let mut buffer = Vec::new();
+        let mut first = true;
         while let Some(frame) = body.frame().await {
             let frame = match frame {
                 Ok(f) => f,
@@ -259,9 +260,10 @@ async fn stream(inner: &Inner, protos: &Arc<Protos>, req: Request<Incoming>) -> 
                 buffer.extend_from_slice(data);
                 for message in grpc::take_messages(&mut buffer) {
                     let problems = match message {
-                        Ok(bytes) => protos.check_request(&method, &bytes),
+                        Ok(bytes) => protos.check_request(&method, &bytes, first),
                         Err(why) => vec![why],
                     };
+                    first = false;
                     let refused = !problems.is_empty();
                     ledger().record(
                         Entry {

@@ -12,7 +12,7 @@ use super::report::Report;
 use super::run::Plan;
 use super::services::ServiceProc;
 use crate::samples::Message;
-use crate::stack::{BUCKET, DATASET, Stack, TABLE, TOPIC, dead_letter_topic};
+use crate::stack::{BUCKET, DATASET, PROJECT, Stack, TABLE, TOPIC, dead_letter_topic};
 
 /// Cloud Storage: exactly the transcript events, byte for byte, nothing else.
 pub async fn bucket(stack: &Stack, plan: &Plan, report: &mut Report) -> Result<()> {
@@ -61,6 +61,14 @@ pub async fn table(stack: &Stack, plan: &Plan, report: &mut Report) -> Result<()
     }
     report.rows = rows.len();
     report.distinct_rows = count.len();
+    // What analysts count: the view Terraform deploys, one row per event however many were
+    // written (the default stream does not deduplicate).
+    let view = crate::bigquery::once_view_sql(PROJECT, DATASET, TABLE)?;
+    report.view_rows = stack
+        .bigquery
+        .query(&format!("SELECT event_id FROM ({view})"))
+        .await?
+        .len();
     report.duplicate_rows = rows.len() - count.len();
     report.rows_missing = plan
         .messages

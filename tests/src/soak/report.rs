@@ -18,6 +18,8 @@ pub struct Report {
     pub rows: usize,
     pub distinct_rows: usize,
     pub duplicate_rows: usize,
+    /// Rows of `event_telemetry_once` (one per event).
+    pub view_rows: usize,
     pub rows_missing: usize,
     pub rows_unexpected: usize,
     pub rows_wrong_handler: usize,
@@ -64,6 +66,13 @@ impl Report {
                 self.objects_missing,
                 self.objects_extra,
                 self.transcripts
+            ),
+        );
+        check(
+            self.view_rows == self.distinct_rows,
+            format!(
+                "event_telemetry_once: {} rows for {} distinct event ids",
+                self.view_rows, self.distinct_rows
             ),
         );
         check(
@@ -134,6 +143,10 @@ impl Report {
         row(
             "duplicate rows (at-least-once)",
             self.duplicate_rows.to_string(),
+        );
+        row(
+            "rows in event_telemetry_once (one per event)",
+            self.view_rows.to_string(),
         );
         row(
             "event ids missing / unexpected",

@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::bridge::Bridge;
 use super::check::{self, Needles};
+use super::grpc_proxy::GrpcProxy;
 use super::proxy::{FaultRates, Proxy, ProxyCounts};
 use super::report::Report;
 use super::services::{ServiceProc, bin_dir};
@@ -163,6 +164,7 @@ struct Rig {
     stack: Stack,
     gcs_proxy: Proxy,
     bq_proxy: Proxy,
+    grpc_proxy: GrpcProxy,
     procs: BTreeMap<Service, ServiceProc>,
     bridges: Vec<Bridge>,
     http: reqwest::Client,
@@ -204,13 +206,25 @@ impl Rig {
             opts.seed ^ 2,
         )
         .await?;
+        // The Storage Write API: faults on appends, refused rows for the permanent set.
+        let grpc_proxy = GrpcProxy::start(
+            &format!("http://{}", stack.bigquery_storage_host()),
+            opts.bq_rates,
+            hold,
+            plan.permanent.clone(),
+            opts.seed ^ 3,
+        )
+        .await?;
         let bins = bin_dir()?;
         let mut procs: BTreeMap<Service, ServiceProc> = BTreeMap::new();
         for service in Service::ALL {
             let mut env = stack.service_env(service);
             match service {
                 Service::ToGcs => env.insert("STORAGE_EMULATOR_HOST".into(), gcs_proxy.host()),
-                _ => env.insert("BIGQUERY_EMULATOR_HOST".into(), bq_proxy.host()),
+                _ => {
+                    env.insert("BIGQUERY_STORAGE_EMULATOR_HOST".into(), grpc_proxy.host());
+                    env.insert("BIGQUERY_EMULATOR_HOST".into(), bq_proxy.host())
+                }
             };
             let mut p = ServiceProc::new(service, &bins, &stack.dir, free_port(), env);
             p.start().await?;
@@ -241,6 +255,7 @@ impl Rig {
             stack,
             gcs_proxy,
             bq_proxy,
+            grpc_proxy,
             procs,
             bridges,
             http,
@@ -426,8 +441,11 @@ impl Rig {
             report.nacks += b.stats.nacked.load(Ordering::Relaxed);
             report.unreachable += b.stats.unreachable.load(Ordering::Relaxed);
         }
-        for (name, p) in [("gcs", &self.gcs_proxy), ("bigquery", &self.bq_proxy)] {
-            let c = &p.counts;
+        for (name, c) in [
+            ("gcs", &self.gcs_proxy.counts),
+            ("bigquery", &self.bq_proxy.counts),
+            ("storage write", &self.grpc_proxy.counts),
+        ] {
             for (k, v) in [
                 ("HTTP 500/503/429", &c.errors),
                 ("held past timeout", &c.delays),
