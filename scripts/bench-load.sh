@@ -5,16 +5,23 @@
 #
 # It measures, with wrk (POST of a fixed Pub/Sub push body, bench/wrk/push.lua):
 #   - req/s, p50/p99 latency, non-2xx answers and socket errors of each scenario, and req/s as a
-#     percentage of the floor's at the same concurrency;
-#   - rows per insertAll: how well group commit batches the rows of concurrent pushes, counted by
-#     an insertAll stand-in (bench/src/bin/insertall.rs), first instant, then 50 ms slow;
+#     percentage of the floor's with the same body at the same concurrency;
+#   - the A/B of the write method (BIGQUERY_WRITE_METHOD): the Storage Write API (AppendRows over
+#     gRPC, the default) against insertAll, for sub-v2 (plain body) and to-bq (transcript body),
+#     against a BigQuery stand-in (bench/src/bin/insertall.rs: insertAll on REST, AppendRows on
+#     gRPC) first instant, then 50 ms slow at 512 connections;
+#   - rows per call (per append or per insertAll): how well group commit batches the rows of
+#     concurrent pushes, and wire bytes per row (request bytes / rows), both counted by the stand-in;
+#   - CPU seconds per push (the server's utime+stime from /proc/PID/stat over the run / requests
+#     wrk completed; the stand-in's too) and log bytes per push (growth of the server's log file);
 #   - peak RSS (VmHWM) of the server, which is restarted for each scenario;
 #   - cold start of sub-v2 (exec to the first 200 on /healthz, median of 5) and its idle RSS;
-#   - the A/B of the insertAll client (BIGQUERY_INSERT_CLIENT): the request written from the rows'
-#     text ("direct", the default) against gcp-bigquery-client, same scenarios, same run.
+#   - the A/B of the insertAll client (BIGQUERY_INSERT_CLIENT, with insert_all): the request
+#     written from the rows' text ("direct", the default) against gcp-bigquery-client.
+# The figures also go to target/bench-load/measured.json (one object per scenario).
 #
 # Everything listens on 127.0.0.1 (free ports) and is stopped on exit. Installs wrk from Debian's
-# packages if missing (needs root), builds the release binaries. Takes about 90 s plus the
+# packages if missing (needs root), builds the release binaries. Takes about 4 min plus the
 # build. Logs, bodies and wrk output: target/bench-load/.
 #
 # The services log as in production (RUST_LOG=info, JSON lines: one per push) into their log file;
@@ -32,13 +39,15 @@ OUT=${CARGO_TARGET_DIR:-$ROOT/target}/bench-load
 THREADS=2                        # wrk threads
 CONNS=64 DURATION=10s            # the ordinary runs
 HIGH_CONNS=512 HIGH_DURATION=15s # the runs against a slow BigQuery
-SLOW_LATENCY_MS=50               # insertAll latency of the slow runs
+SLOW_LATENCY_MS=50               # insertAll / AppendRows latency of the slow runs
 COLDSTART_RUNS=5
 # Group commit of the services (README.md, BIGQUERY_BATCH_*): their defaults unless set by the caller.
 LINGER_MS=${BIGQUERY_BATCH_LINGER_MS:-25} MAX_ROWS=${BIGQUERY_BATCH_MAX_ROWS:-500}
 
 declare -A PID=() PORT=() LOG=()
 declare -a ROWS=()   # Markdown table rows
+declare -a COST_ROWS=() # Markdown rows of the cost table
+declare -a JSON=()   # measured.json: one object per scenario
 declare -A FLOOR_RPS=() # "body/connections" -> the floor's req/s
 NOTES=""
 
@@ -100,15 +109,25 @@ stop() {
   unset "PID[$name]"
 }
 
-# The insertAll client of the services started next (BIGQUERY_INSERT_CLIENT).
+# The write method and insertAll client of the services started next (BIGQUERY_WRITE_METHOD,
+# BIGQUERY_INSERT_CLIENT; the client matters with insert_all only).
+WRITE_METHOD=storage_write
 INSERT_CLIENT=direct
 
-# The environment of the services (README.md, Configuration), against the insertAll stand-in.
+# The environment of the services (README.md, Configuration), against the BigQuery stand-in: its
+# REST port (tables.get, insertAll) and its gRPC port (GetWriteStream, AppendRows).
 service_env() {
   printf '%s\n' GOOGLE_CLOUD_PROJECT=bench BIGQUERY_DATASET=d \
-    "BIGQUERY_EMULATOR_HOST=127.0.0.1:${PORT[insertall]}" PUSH_AUTH=off "RUST_LOG=${LOG_LEVEL:-info}" LOG_FORMAT=json \
+    "BIGQUERY_EMULATOR_HOST=127.0.0.1:${PORT[insertall]}" \
+    "BIGQUERY_STORAGE_EMULATOR_HOST=127.0.0.1:${PORT[grpc]}" \
+    PUSH_AUTH=off "RUST_LOG=${LOG_LEVEL:-info}" LOG_FORMAT=json \
     "BIGQUERY_BATCH_LINGER_MS=$LINGER_MS" "BIGQUERY_BATCH_MAX_ROWS=$MAX_ROWS" \
-    "BIGQUERY_INSERT_CLIENT=$INSERT_CLIENT"
+    "BIGQUERY_WRITE_METHOD=$WRITE_METHOD" "BIGQUERY_INSERT_CLIENT=$INSERT_CLIENT"
+}
+
+# The method as the tables name it: storage_write, insert_all/direct, insert_all/gcp-bigquery-client.
+method_label() {
+  if [[ $WRITE_METHOD == insert_all ]]; then echo "insert_all/$INSERT_CLIENT"; else echo "$WRITE_METHOD"; fi
 }
 
 # start_target NAME: (re)starts the floor or a service, so its peak RSS is this scenario's.
@@ -128,15 +147,38 @@ start_target() {
   esac
 }
 
-# start_insertall LATENCY_MS
+# start_insertall LATENCY_MS: the BigQuery stand-in, REST on PORT[insertall], gRPC on PORT[grpc].
 start_insertall() {
   stop insertall
-  start insertall "$RELEASE/insertall" LATENCY_MS="$1"
+  PORT[grpc]=$(free_port)
+  start insertall "$RELEASE/insertall" LATENCY_MS="$1" GRPC_PORT="${PORT[grpc]}"
 }
 
-insertall_stat() { # FIELD: calls or rows
-  curl -fsS "http://127.0.0.1:${PORT[insertall]}/stats" | sed -E "s/.*\"$1\":([0-9]+).*/\1/"
+# The stand-in's counters: "calls rows bytes appends append_rows append_bytes".
+insertall_stats() {
+  local json
+  json=$(curl -fsS "http://127.0.0.1:${PORT[insertall]}/stats")
+  local f out=()
+  for f in calls rows bytes appends append_rows append_bytes; do
+    out+=("$(sed -E "s/.*\"$f\":([0-9]+).*/\1/" <<<"$json")")
+  done
+  echo "${out[*]}"
 }
+
+# cpu_ticks PID: utime+stime of a process in clock ticks (/proc/PID/stat fields 14 and 15, read
+# after the command name, which may hold spaces).
+cpu_ticks() {
+  sed -E 's/^.*\) //' "/proc/$1/stat" | awk '{print $12 + $13}'
+}
+CLK_TCK=$(getconf CLK_TCK)
+
+# per NUMERATOR DENOMINATOR [FORMAT]: the quotient, or null when the denominator is 0.
+per() {
+  awk -v a="$1" -v b="$2" -v f="${3:-%.6g}" 'BEGIN {if (b > 0) printf f, a / b; else printf "null"}'
+}
+
+# json_string TEXT
+json_string() { printf '"%s"' "$(sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' <<<"$1")"; }
 
 # --- measuring -------------------------------------------------------------------------------
 
@@ -149,9 +191,12 @@ scenario() {
   local label=$1 target=$2 body=$3 conns=$4 duration=$5
   log "$label: $target, body $body, -c$conns -d$duration"
   start_target "$target"
-  local calls0 rows0
-  calls0=$(insertall_stat calls)
-  rows0=$(insertall_stat rows)
+  local -a s0 s1
+  read -ra s0 <<<"$(insertall_stats)"
+  local cpu0 fake_cpu0 log0
+  cpu0=$(cpu_ticks "${PID[$target]}")
+  fake_cpu0=$(cpu_ticks "${PID[insertall]}")
+  log0=$(stat -c %s "${LOG[$target]}")
 
   local wrk_out=$OUT/wrk-$label.txt
   BODY_FILE=$OUT/corpus/$body.json wrk -t"$THREADS" -c"$conns" -d"$duration" --latency \
@@ -163,11 +208,23 @@ scenario() {
     exit 1
   }
 
-  local calls rows peak_kib
-  calls=$(($(insertall_stat calls) - calls0))
-  rows=$(($(insertall_stat rows) - rows0))
+  local cpu fake_cpu log_bytes peak_kib
+  cpu=$(($(cpu_ticks "${PID[$target]}") - cpu0))
+  fake_cpu=$(($(cpu_ticks "${PID[insertall]}") - fake_cpu0))
+  log_bytes=$(($(stat -c %s "${LOG[$target]}") - log0))
+  read -ra s1 <<<"$(insertall_stats)"
   peak_kib=$(awk '/^VmHWM:/ {print $2}' "/proc/${PID[$target]}/status")
   stop "$target"
+
+  # The calls of whichever method wrote (the other one's counters stand still).
+  local calls rows bytes
+  if [[ $target != floor && $WRITE_METHOD == storage_write ]]; then
+    calls=$((s1[3] - s0[3])) rows=$((s1[4] - s0[4])) bytes=$((s1[5] - s0[5]))
+  else
+    calls=$((s1[0] - s0[0])) rows=$((s1[1] - s0[1])) bytes=$((s1[2] - s0[2]))
+  fi
+  local requests
+  requests=$(field requests "$line")
 
   local rps p50 p99 non2xx socket_errors
   rps=$(field rps "$line")
@@ -184,25 +241,53 @@ scenario() {
     ratio="100 %"
     per_call="–"
   else
-    ratio=$(awk -v a="$rps" -v b="${FLOOR_RPS[$floor_key]}" 'BEGIN {printf "%.0f %%", 100 * a / b}')
+    if [[ -n ${FLOOR_RPS[$floor_key]:-} ]]; then
+      ratio=$(awk -v a="$rps" -v b="${FLOOR_RPS[$floor_key]}" 'BEGIN {printf "%.0f %%", 100 * a / b}')
+    else
+      ratio="–"
+    fi
     if ((calls > 0)); then
       per_call=$(awk -v r="$rows" -v c="$calls" 'BEGIN {printf "%.1f", r / c}')
       per_call="$per_call ($rows rows / $calls calls)"
     else
-      per_call="– (no insertAll)"
+      per_call="– (no call)"
     fi
   fi
+  # Per push (a request wrk completed) and per row.
+  local cpu_per_push fake_cpu_per_push log_per_push wire_per_row rows_per_call peak_mib
+  cpu_per_push=$(per "$cpu" "$((requests * CLK_TCK))")
+  fake_cpu_per_push=$(per "$fake_cpu" "$((requests * CLK_TCK))")
+  log_per_push=$(per "$log_bytes" "$requests" %.1f)
+  wire_per_row=$(per "$bytes" "$rows" %.1f)
+  rows_per_call=$(per "$rows" "$calls" %.2f)
+  peak_mib=$(awk -v k="$peak_kib" 'BEGIN {printf "%.1f", k / 1024}')
   if ((non2xx > 0)); then
     NOTES+="- $label: $non2xx non-2xx answers; last lines of ${LOG[$target]}:"$'\n'
     NOTES+=$(tail -n 3 "${LOG[$target]}" | sed 's/^/    /')$'\n'
   fi
 
-  local client="–"
-  [[ $target == floor || $body == skip ]] || client=$INSERT_CLIENT
-  ROWS+=("$(printf '| %s | %s | %s | %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %.1f |' \
-    "$label" "$target" "$client" "$body" "$conns" "$(insertall_latency "$target")" "$rps" "$ratio" "$p50" "$p99" \
-    "$non2xx" "$socket_errors" "$per_call" "$(awk -v k="$peak_kib" 'BEGIN {print k / 1024}')")")
-  log "$label: $(printf '%.0f' "$rps") req/s, p50 $p50 ms, p99 $p99 ms, non-2xx $non2xx, rows/insertAll $per_call"
+  local method="–" method_json=null
+  if [[ $target != floor ]]; then
+    method=$(method_label)
+    method_json=$(json_string "$WRITE_METHOD")
+  fi
+  local latency_json=null
+  [[ $target == floor ]] || latency_json=$INSERTALL_LATENCY
+  ROWS+=("$(printf '| %s | %s | %s | %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s |' \
+    "$label" "$target" "$method" "$body" "$conns" "$(insertall_latency "$target")" "$rps" "$ratio" "$p50" "$p99" \
+    "$non2xx" "$socket_errors" "$per_call" "$peak_mib")")
+  # The cost table: CPU in µs per push; "–" where there is nothing to divide.
+  local -a cost=("$(per "$((cpu * 1000000))" "$((requests * CLK_TCK))" %.1f)" "$log_per_push" "$wire_per_row" \
+    "$rows_per_call" "$(per "$((fake_cpu * 1000000))" "$((requests * CLK_TCK))" %.1f)")
+  cost=("${cost[@]/#null/–}")
+  COST_ROWS+=("$(printf '| %s | %s | %s | %s | %s | %s | %s |' "$label" "$requests" "${cost[@]}")")
+  JSON+=("$(printf '{"scenario":%s,"server":%s,"method":%s,"insert_client":%s,"body":%s,"body_bytes":%s,"conns":%s,"latency_ms":%s,"requests":%s,"rps":%s,"p50_ms":%s,"p99_ms":%s,"non2xx":%s,"socket_errors":%s,"calls":%s,"rows":%s,"request_bytes":%s,"cpu_seconds_per_push":%s,"fake_cpu_seconds_per_push":%s,"log_bytes_per_push":%s,"wire_bytes_per_row":%s,"rows_per_call":%s,"peak_rss_mib":%s}' \
+    "$(json_string "$label")" "$(json_string "$target")" "$method_json" \
+    "$(if [[ $target != floor && $WRITE_METHOD == insert_all ]]; then json_string "$INSERT_CLIENT"; else echo null; fi)" \
+    "$(json_string "$body")" "$(wc -c <"$OUT/corpus/$body.json")" "$conns" "$latency_json" "$requests" "$rps" \
+    "$p50" "$p99" "$non2xx" "$socket_errors" "$calls" "$rows" "$bytes" "$cpu_per_push" "$fake_cpu_per_push" \
+    "$log_per_push" "$wire_per_row" "$rows_per_call" "$peak_mib")")
+  log "$label: $(printf '%.0f' "$rps") req/s, p50 $p50 ms, p99 $p99 ms, non-2xx $non2xx, rows/call $per_call, CPU $cpu_per_push s/push, log $log_per_push B/push, wire $wire_per_row B/row"
 }
 
 INSERTALL_LATENCY=0
@@ -212,6 +297,7 @@ insertall_latency() { if [[ $1 == floor ]]; then echo "–"; else echo "${INSERT
 coldstart() {
   log "cold start of sub-v2 (median of $COLDSTART_RUNS)"
   local env result
+  WRITE_METHOD=storage_write INSERT_CLIENT=direct # the defaults
   mapfile -t env < <(service_env)
   result=$(env "${env[@]}" HOST=127.0.0.1 \
     "$RELEASE/coldstart" "$RELEASE/sub-v2" "$OUT/coldstart-sub-v2.log" "$COLDSTART_RUNS" \
@@ -271,27 +357,37 @@ main() {
   start_insertall "$INSERTALL_LATENCY"
   scenario floor-plain floor plain "$CONNS" "$DURATION"
   scenario floor-transcript floor transcript "$CONNS" "$DURATION"
-  for INSERT_CLIENT in gcp-bigquery-client direct; do
-    scenario "subv2-plain-$INSERT_CLIENT" sub-v2 plain "$CONNS" "$DURATION"
-    scenario "tobq-transcript-$INSERT_CLIENT" to-bq transcript "$CONNS" "$DURATION"
+  # The headline A/B: the write method. Then the insertAll client's (gcp-bigquery-client).
+  for WRITE_METHOD in storage_write insert_all; do
+    scenario "subv2-plain-$WRITE_METHOD" sub-v2 plain "$CONNS" "$DURATION"
+    scenario "tobq-transcript-$WRITE_METHOD" to-bq transcript "$CONNS" "$DURATION"
   done
-  INSERT_CLIENT=direct
+  WRITE_METHOD=insert_all INSERT_CLIENT=gcp-bigquery-client
+  scenario subv2-plain-insert_all-gcp sub-v2 plain "$CONNS" "$DURATION"
+  scenario tobq-transcript-insert_all-gcp to-bq transcript "$CONNS" "$DURATION"
+  WRITE_METHOD=storage_write INSERT_CLIENT=direct
   scenario subv2-skip sub-v2 skip "$CONNS" "$DURATION"
   if [[ -n ${BEFORE:-} ]]; then
-    INSERT_CLIENT=gcp-bigquery-client # every earlier build has it (the default up to issue 17)
+    # Every earlier build has insertAll with gcp-bigquery-client (the default up to issue 17);
+    # builds that know BIGQUERY_WRITE_METHOD are held to insert_all to compare like with like.
+    WRITE_METHOD=insert_all INSERT_CLIENT=gcp-bigquery-client
     scenario subv2-plain-before sub-v2@before plain "$CONNS" "$DURATION"
     scenario tobq-transcript-before to-bq@before transcript "$CONNS" "$DURATION"
     scenario subv2-skip-before sub-v2@before skip "$CONNS" "$DURATION"
-    INSERT_CLIENT=direct
+    WRITE_METHOD=storage_write INSERT_CLIENT=direct
   fi
 
   INSERTALL_LATENCY=$SLOW_LATENCY_MS
   start_insertall "$INSERTALL_LATENCY"
   scenario floor-plain-c$HIGH_CONNS floor plain "$HIGH_CONNS" "$HIGH_DURATION"
-  for INSERT_CLIENT in gcp-bigquery-client direct; do
-    scenario "subv2-plain-c$HIGH_CONNS-$INSERT_CLIENT" sub-v2 plain "$HIGH_CONNS" "$HIGH_DURATION"
+  scenario floor-transcript-c$HIGH_CONNS floor transcript "$HIGH_CONNS" "$HIGH_DURATION"
+  for WRITE_METHOD in storage_write insert_all; do
+    scenario "subv2-plain-c$HIGH_CONNS-$WRITE_METHOD" sub-v2 plain "$HIGH_CONNS" "$HIGH_DURATION"
+    scenario "tobq-transcript-c$HIGH_CONNS-$WRITE_METHOD" to-bq transcript "$HIGH_CONNS" "$HIGH_DURATION"
   done
-  INSERT_CLIENT=direct
+  WRITE_METHOD=insert_all INSERT_CLIENT=gcp-bigquery-client
+  scenario "subv2-plain-c$HIGH_CONNS-insert_all-gcp" sub-v2 plain "$HIGH_CONNS" "$HIGH_DURATION"
+  WRITE_METHOD=storage_write INSERT_CLIENT=direct
 
   coldstart
   stop insertall
@@ -301,14 +397,22 @@ main() {
   echo
   echo "wrk -t$THREADS, ${DURATION} at $CONNS connections, ${HIGH_DURATION} at $HIGH_CONNS; the server restarted per scenario."
   echo "% of floor: of the floor's req/s with the same body bytes at the same concurrency."
-  echo "wrk is closed-loop: a push that writes waits for its batch (linger ${LINGER_MS} ms unless $MAX_ROWS rows come first),"
-  if ((LINGER_MS > 0)); then
-    echo "so at $CONNS connections req/s cannot exceed $CONNS / (${LINGER_MS} ms + insertAll latency) = $((CONNS * 1000 / LINGER_MS)) req/s."
-  fi
+  echo "method: BIGQUERY_WRITE_METHOD (storage_write: AppendRows over gRPC; insert_all/CLIENT: insertAll with BIGQUERY_INSERT_CLIENT)."
+  echo "BigQuery latency: of the stand-in (bench/src/bin/insertall.rs) per insertAll or per append (appends pipelined)."
+  echo "wrk is closed-loop: a push that writes waits for its batch's call. A batch goes at once when no call is under way,"
+  echo "else when $MAX_ROWS rows or the linger (${LINGER_MS} ms) come first; so req/s cannot exceed connections / BigQuery latency"
+  echo "($HIGH_CONNS / $SLOW_LATENCY_MS ms = $((HIGH_CONNS * 1000 / SLOW_LATENCY_MS)) req/s in the slow runs)."
   echo
-  echo "| scenario | server | insertAll client | body | conns | insertAll latency | req/s | % of floor | p50 ms | p99 ms | non-2xx | socket errors | rows per insertAll | peak RSS MiB |"
+  echo "| scenario | server | method | body | conns | BigQuery latency | req/s | % of floor | p50 ms | p99 ms | non-2xx | socket errors | rows per call | peak RSS MiB |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${ROWS[@]}"
+  echo
+  echo "Cost per push: CPU (utime+stime of the server over the run, /proc/PID/stat) and growth of its log file, per request wrk completed;"
+  echo "wire bytes per row: request bytes the stand-in received (insertAll bodies, or AppendRows messages with their 5-byte gRPC prefix) / rows."
+  echo
+  echo "| scenario | requests | CPU µs per push | log bytes per push | wire bytes per row | rows per call | stand-in CPU µs per push |"
+  echo "|---|---|---|---|---|---|---|"
+  printf '%s\n' "${COST_ROWS[@]}"
   echo
   echo "| sub-v2 cold start (exec to first 200 on /healthz, median of $COLDSTART_RUNS) | idle RSS |"
   echo "|---|---|"
@@ -324,8 +428,28 @@ main() {
     echo "Notes:"
     printf '%s' "$NOTES"
   fi
+  write_json
   echo
-  echo "(took $((SECONDS - started)) s; logs and wrk output in $OUT)"
+  echo "(took $((SECONDS - started)) s; logs, wrk output and measured.json in $OUT)"
+}
+
+# $OUT/measured.json: the run's figures, machine-readable.
+write_json() {
+  local cpu scenarios
+  cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -n 1)
+  scenarios=$(printf '    %s,\n' "${JSON[@]}")
+  {
+    echo "{"
+    echo "  \"date\": \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\","
+    echo "  \"machine\": {\"cpu\": $(json_string "$cpu"), \"nproc\": $(nproc)},"
+    echo "  \"load_average\": {\"start\": [${LOAD_AT_START// /, }], \"end\": [$(cut -d' ' -f1-3 /proc/loadavg | sed 's/ /, /g')]},"
+    echo "  \"wrk_threads\": $THREADS, \"linger_ms\": $LINGER_MS, \"max_rows\": $MAX_ROWS, \"clk_tck\": $CLK_TCK,"
+    echo "  \"coldstart\": {\"server\": \"sub-v2\", \"method\": \"storage_write\", \"cold_start_ms\": $COLD_MS, \"idle_rss_mib\": $IDLE_MIB},"
+    echo "  \"scenarios\": ["
+    printf '%s\n' "${scenarios%,}"
+    echo "  ]"
+    echo "}"
+  } >"$OUT/measured.json"
 }
 
 main "$@"

@@ -3,9 +3,12 @@
 # (about 7 MB of data) to sub-v2 (a plain event whose large privateMetadata key is kept in the row)
 # and to to-bq (a transcript whose large responseText is redacted), each service in its own
 # process at the budget of body bytes in flight that Terraform sets for 512Mi (and, to separate the
-# two effects, with the budget out of the way), against the instant insertAll fixture.
+# two effects, with the budget out of the way), against the instant BigQuery fixture
+# (bench/src/bin/insertall.rs: insertAll, and the Storage Write API on its gRPC port), with each
+# write method (BIGQUERY_WRITE_METHOD: storage_write, the default, and insert_all).
 # Pushes answered 429/503 are sent again, as Pub/Sub would, until every one is written.
-# Prints, per service: peak RSS (VmHWM), the answers, rounds, and rows that reached insertAll.
+# Prints, per service and method: peak RSS (VmHWM), the answers, rounds, and rows that reached the
+# fixture.
 # Target (issue): peak RSS <= 384 MiB, every answer 2xx, 429 or 503, the process survives.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -42,22 +45,32 @@ open(f"{out}/to-bq.json", "w").write(push(event({"responseText": text}),
 PY
 
 bq_port=$("$RELEASE/freeport")
-PORT=$bq_port "$RELEASE/insertall" >"$work/insertall.log" 2>&1 &
+grpc_port=$("$RELEASE/freeport")
+PORT=$bq_port GRPC_PORT=$grpc_port "$RELEASE/insertall" >"$work/insertall.log" 2>&1 &
 pids+=($!)
 wait_healthy "http://127.0.0.1:$bq_port" || true
+
+# Rows that reached the fixture by either method.
+rows_written() {
+  curl -s "http://127.0.0.1:$bq_port/stats" |
+    python3 -c 'import json,sys; s=json.load(sys.stdin); print(s["rows"] + s.get("append_rows", 0))'
+}
+
+METHOD=storage_write
 
 measure() { # SERVICE BUDGET-BYTES [BINARY-DIR LABEL]
   local service=$1 budget=$2 bindir=${3:-$RELEASE} label=${4:-} port pid body="$work/$1.json"
   port=$("$RELEASE/freeport")
   HOST=127.0.0.1 PORT=$port GOOGLE_CLOUD_PROJECT=bench BIGQUERY_DATASET=d \
-    BIGQUERY_EMULATOR_HOST=127.0.0.1:$bq_port PUSH_AUTH=off RUST_LOG=warn \
+    BIGQUERY_EMULATOR_HOST=127.0.0.1:$bq_port BIGQUERY_STORAGE_EMULATOR_HOST=127.0.0.1:$grpc_port \
+    BIGQUERY_WRITE_METHOD=$METHOD PUSH_AUTH=off RUST_LOG=warn \
     MAX_BODY_BYTES_IN_FLIGHT=$budget \
     "$bindir/$service" >"$work/$service.log" 2>&1 &
   pid=$!
   pids+=("$pid")
   wait_healthy "http://127.0.0.1:$port"
   local rows_before
-  rows_before=$(curl -s "http://127.0.0.1:$bq_port/stats" | sed -E 's/.*"rows":([0-9]+).*/\1/')
+  rows_before=$(rows_written)
   local pending=$PUSHES round=0 answers=""
   while (( pending > 0 && round < 30 )); do
     round=$((round + 1))
@@ -80,22 +93,24 @@ measure() { # SERVICE BUDGET-BYTES [BINARY-DIR LABEL]
   kill -0 "$pid" 2>/dev/null || alive=no
   local hwm rows
   hwm=$(awk '/VmHWM/{printf "%.0f", $2/1024}' "/proc/$pid/status" 2>/dev/null || echo "?")
-  rows=$(curl -s "http://127.0.0.1:$bq_port/stats" | sed -E 's/.*"rows":([0-9]+).*/\1/')
+  rows=$(rows_written)
   local counts
   counts=$(tr ' ' '\n' <<<"$answers" | grep -v '^$' | sort | uniq -c | awk '{printf "%s×%s ", $1, $2}')
-  printf '| %s | %s MiB | %s MiB | %s | %s | %s | %s |\n' "$service$label" "$((budget >> 20))" "$hwm" "$counts" "$round" \
+  printf '| %s | %s | %s MiB | %s MiB | %s | %s | %s | %s |\n' "$service$label" "$METHOD" "$((budget >> 20))" "$hwm" "$counts" "$round" \
     "$((rows - rows_before))/$PUSHES" "$alive"
   kill "$pid" 2>/dev/null || true
 }
 
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'); $PUSHES concurrent pushes of $(stat -c %s "$work/sub-v2.json") bytes"
-echo "| service | MAX_BODY_BYTES_IN_FLIGHT | peak RSS | answers (count×status) | rounds | rows written | survived |"
-echo "|---|---|---|---|---|---|---|"
+echo "| service | write method | MAX_BODY_BYTES_IN_FLIGHT | peak RSS | answers (count×status) | rounds | rows written | survived |"
+echo "|---|---|---|---|---|---|---|---|"
 # 64 MiB: what Terraform sets at its default 512Mi (an eighth); 4 GiB: admission out of the way,
 # so the row shows what the fewer copies alone do.
 # BEFORE=DIR adds a row for the binaries in DIR (e.g. a release build of an older commit).
 for service in sub-v2 to-bq; do
-  if [[ -n ${BEFORE:-} ]]; then measure "$service" $((64 << 20)) "$BEFORE" " (before)"; fi
-  measure "$service" $((64 << 20))
-  measure "$service" $((4096 << 20))
+  if [[ -n ${BEFORE:-} ]]; then METHOD=insert_all measure "$service" $((64 << 20)) "$BEFORE" " (before)"; fi
+  for METHOD in storage_write insert_all; do
+    measure "$service" $((64 << 20))
+    measure "$service" $((4096 << 20))
+  done
 done
