@@ -486,7 +486,12 @@ fn parse_measured(doc: &Value) -> Result<Measured, String> {
     Ok(Measured {
         date: display(top("date")?),
         machine: display(top("machine")?),
-        load: display(top("load")?),
+        // bench-load.sh writes `load_average` (start and end); an older file, `load`.
+        load: display(
+            doc.get("load_average")
+                .or_else(|| doc.get("load"))
+                .ok_or("measured.json: no top-level `load_average`")?,
+        ),
         example: doc.get("EXAMPLE").is_some(),
         scenarios,
     })
