@@ -229,3 +229,23 @@ resource "google_monitoring_alert_policy" "oldest_unacked_message_age" {
     EOT
   }
 }
+
+# --- Request logs ----------------------------------------------------------------------------------
+
+# Cloud Run writes a request log entry for every push. For a successful one nothing reads it: push
+# latency and 429s come from Cloud Run's metrics, outcomes from the services' own lines (the
+# log-based metrics above). It is the largest Logging line of a push (docs/cost.md), so it is kept
+# out of ingestion; a failure (status 400 and up, among them the 401/403 of a push Cloud Run's IAM
+# check refused, which the runbook reads) is kept.
+resource "google_logging_project_exclusion" "successful_push_requests" {
+  count       = var.exclude_successful_request_logs ? 1 : 0
+  project     = var.project_id
+  name        = "${var.name_prefix}-ok-push-requests"
+  description = "Cloud Run request logs of the telemetry services' successful pushes (status < 400): read by nothing, kept out of ingestion (docs/cost.md)."
+  filter = join(" AND ", [
+    "resource.type = \"cloud_run_revision\"",
+    "log_id(\"run.googleapis.com/requests\")",
+    "resource.labels.service_name = (${join(" OR ", [for s in google_cloud_run_v2_service.service : "\"${s.name}\""])})",
+    "httpRequest.status < 400",
+  ])
+}

@@ -313,6 +313,12 @@ variable "bigquery_write_method" {
   }
 }
 
+variable "exclude_successful_request_logs" {
+  description = "Keep Cloud Run's request log of the services' successful pushes (status below 400) out of Cloud Logging: the largest Logging line of a push, read by nothing (docs/cost.md); failures stay."
+  type        = bool
+  default     = true
+}
+
 variable "rust_log" {
   description = "RUST_LOG: log filter of the services, e.g. \"info\" or \"info,pipeline=debug\"."
   type        = string

@@ -1119,3 +1119,43 @@ fn the_write_method_variable_is_the_services_choice() -> Result<()> {
     );
     Ok(())
 }
+
+/// The request-log exclusion drops only the services' successful pushes: a failure (the 401/403
+/// the runbook reads when Cloud Run's IAM check refuses a push) is still ingested.
+#[test]
+fn only_successful_push_request_logs_are_excluded() -> Result<()> {
+    let m = load_module()?;
+    let exclusion = m.resource(
+        "google_logging_project_exclusion",
+        "successful_push_requests",
+    )?;
+    let filter = fmt(exclusion
+        .attributes()
+        .find(|a| a.key() == "filter")
+        .map(|a| a.expr())
+        .context("filter")?);
+    for part in [
+        r#"log_id(\"run.googleapis.com/requests\")"#,
+        "httpRequest.status < 400",
+        "google_cloud_run_v2_service.service",
+        r#"resource.type = \"cloud_run_revision\""#,
+    ] {
+        ensure!(filter.contains(part), "the filter lacks {part}: {filter}");
+    }
+    let count = attr(exclusion, "count")?;
+    ensure!(
+        count.contains("var.exclude_successful_request_logs"),
+        "{count}"
+    );
+    ensure!(
+        read_runbook()?.contains("401/403 in the services' request logs"),
+        "the runbook still reads the failures"
+    );
+    Ok(())
+}
+
+fn read_runbook() -> Result<String> {
+    Ok(std::fs::read_to_string(
+        e2e::emulators::repo_root().join("docs/runbook.md"),
+    )?)
+}

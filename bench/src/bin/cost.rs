@@ -344,6 +344,9 @@ struct RunConfig {
     replay_days: f64,
     /// Lifecycle of the transcript objects (`transcript_retention_days`), days.
     retention_days: f64,
+    /// Whether Cloud Run's request log of a successful push is kept out of Cloud Logging
+    /// (`exclude_successful_request_logs`): then no push in the model pays for it.
+    request_log_excluded: bool,
 }
 
 /// The `default` of `variable "NAME"` in a Terraform file, unquoted.
@@ -393,6 +396,7 @@ fn run_config(text: &str) -> Result<RunConfig, String> {
             "transcript_retention_days",
             &tf_default(text, "transcript_retention_days")?,
         )?,
+        request_log_excluded: tf_default(text, "exclude_successful_request_logs")? == "true",
     })
 }
 
@@ -1104,12 +1108,21 @@ fn ours(e: &Event, m: &Measures, c: &Ctx) -> Usage {
             Sku::Logging,
             log,
         ),
-        line(
-            "Cloud Logging: entry metadata and Cloud Run's request log",
-            "list × estimate",
-            Sku::Logging,
-            requests * (c.a.entry_metadata_bytes + c.a.request_log_bytes),
-        ),
+        if c.run.request_log_excluded {
+            line(
+                "Cloud Logging: entry metadata (Cloud Run's request log of a 2xx push excluded)",
+                "list × estimate",
+                Sku::Logging,
+                requests * c.a.entry_metadata_bytes,
+            )
+        } else {
+            line(
+                "Cloud Logging: entry metadata and Cloud Run's request log",
+                "list × estimate",
+                Sku::Logging,
+                requests * (c.a.entry_metadata_bytes + c.a.request_log_bytes),
+            )
+        },
         bigquery,
         line(
             "Cloud Storage: Class A (one object per transcript)",
@@ -2005,6 +2018,7 @@ mod tests {
                 memory_text: "512Mi".into(),
                 replay_days: 0.0,
                 retention_days: 365.0,
+                request_log_excluded: false,
             },
         }
     }
