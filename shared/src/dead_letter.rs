@@ -29,7 +29,7 @@ use async_trait::async_trait;
 use chrono::{SecondsFormat, Utc};
 
 use crate::config::Service;
-use crate::decode::PushMessage;
+use crate::decode::{PushEnvelope, PushMessage};
 use crate::error::CallError;
 use crate::failure::Failure;
 use crate::google::pubsub::Publisher;
@@ -61,12 +61,7 @@ pub struct DeadLetter {
 impl DeadLetter {
     /// The dead letter for `failure`; `None` when it is too large to publish (then the push is
     /// refused and Pub/Sub's own dead-letter policy takes over).
-    pub fn new(
-        service: Service,
-        message: Option<&PushMessage>,
-        body: &[u8],
-        failure: &Failure,
-    ) -> Option<Self> {
+    pub fn new(service: Service, source: Source<'_>, failure: &Failure) -> Option<Self> {
         let mut added = vec![
             (HANDLER, service.name().to_owned()),
             (REASON, failure.code.to_owned()),
@@ -76,20 +71,15 @@ impl DeadLetter {
                 Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
             ),
         ];
-        let Some(m) = message.filter(|m| m.attributes.len() < PUBSUB_MAX_ATTRIBUTES) else {
-            // Undecodable, or no attribute to spare: the whole push body is the data.
-            if body.len() > MAX_MESSAGE_DATA_BYTES {
-                return None;
-            }
-            added.push((PAYLOAD, "push_body".to_owned()));
-            if let Some(m) = message {
+        let m = match source {
+            Source::Message(m) if m.attributes.len() < PUBSUB_MAX_ATTRIBUTES => m,
+            // No attribute to spare, or undecodable: a push body is the data, the message's
+            // written again as a wrapped push (data and attributes inside), or the one that came.
+            Source::Message(m) => {
                 added.push((MESSAGE_ID, m.message_id.clone()));
+                return Self::push_body(wrapped(m), added);
             }
-            return Self {
-                data: body.to_vec(),
-                attributes: one_by_one(added),
-            }
-            .publishable();
+            Source::Undecoded(body) => return Self::push_body(body.to_vec(), added),
         };
         added.push((PAYLOAD, "message_data".to_owned()));
         added.push((MESSAGE_ID, m.message_id.clone()));
@@ -112,12 +102,49 @@ impl DeadLetter {
         .publishable()
     }
 
+    /// A letter whose data is a push body (`payload=push_body`); `replay` pushes it as it is.
+    fn push_body(body: Vec<u8>, mut added: Vec<(&str, String)>) -> Option<Self> {
+        if body.len() > MAX_MESSAGE_DATA_BYTES {
+            return None;
+        }
+        added.push((PAYLOAD, "push_body".to_owned()));
+        Self {
+            data: body,
+            attributes: one_by_one(added),
+        }
+        .publishable()
+    }
+
     /// `None` when Pub/Sub would refuse it (a message near 10 MB, with the added attributes).
     fn publishable(self) -> Option<Self> {
         limits::publishable(&self.data, &self.attributes)
             .is_ok()
             .then_some(self)
     }
+}
+
+/// What a dead letter is made from. Each kind holds the bytes the letter keeps, so that no letter
+/// can be made without its message's data: a decoded message is kept as its data and attributes,
+/// or, with no attribute to spare, as a push written again from it.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// A message that decoded (wrapped or unwrapped).
+    Message(&'a PushMessage),
+    /// A push that did not decode: its body, as it came.
+    Undecoded(&'a [u8]),
+}
+
+/// `m` as a wrapped push body: its id, data, attributes, publish time and subscription.
+fn wrapped(m: &PushMessage) -> Vec<u8> {
+    let mut push =
+        PushEnvelope::new(m.message_id.clone(), m.data.bytes()).attributes(&m.attributes);
+    if let Some(t) = &m.publish_time {
+        push = push.publish_time(t.to_rfc3339_opts(SecondsFormat::Nanos, true));
+    }
+    if let Some(s) = &m.subscription {
+        push = push.subscription(s.clone());
+    }
+    push.to_bytes()
 }
 
 /// The added attributes, one each, every value within Pub/Sub's limit.
@@ -246,7 +273,7 @@ mod tests {
             code: "invalid_json",
             detail: "x".repeat(5000),
         };
-        let d = DeadLetter::new(Service::ToBq, Some(&m), b"ignored", &f).unwrap();
+        let d = DeadLetter::new(Service::ToBq, Source::Message(&m), &f).unwrap();
         assert_eq!(d.data, b"not json");
         assert_eq!(d.attributes["publisher.source"], "licensed_instance");
         assert_eq!(d.attributes[HANDLER], "to-bq");
@@ -257,14 +284,14 @@ mod tests {
         assert_eq!(d.attributes[DETAIL].len(), 1024);
         assert!(d.attributes.contains_key(TIME));
 
-        let d = DeadLetter::new(Service::ToGcs, None, b"{not an envelope", &f).unwrap();
+        let d =
+            DeadLetter::new(Service::ToGcs, Source::Undecoded(b"{not an envelope"), &f).unwrap();
         assert_eq!(d.data, b"{not an envelope");
         assert_eq!(d.attributes[PAYLOAD], "push_body");
         assert!(
             DeadLetter::new(
                 Service::ToGcs,
-                None,
-                &vec![0; MAX_MESSAGE_DATA_BYTES + 1],
+                Source::Undecoded(&vec![0; MAX_MESSAGE_DATA_BYTES + 1]),
                 &f
             )
             .is_none()
@@ -307,8 +334,7 @@ mod tests {
         let f = failure();
         for n in [0, 1, 92, 93, 95, 99, 100] {
             let m = with_maximal_attributes(n);
-            let body = format!("{{\"message\":{{\"messageId\":\"88\",\"n\":{n}}}}}");
-            let d = DeadLetter::new(Service::SubV2, Some(&m), body.as_bytes(), &f)
+            let d = DeadLetter::new(Service::SubV2, Source::Message(&m), &f)
                 .unwrap_or_else(|| panic!("{n} attributes: no dead letter"));
             assert_eq!(limits::publishable(&d.data, &d.attributes), Ok(()), "{n}");
             let added = added_attributes(&d.attributes);
@@ -333,8 +359,12 @@ mod tests {
                     "{n}: packed only when needed"
                 );
             } else {
-                // No room for even one: the push body (attributes inside) is the data.
-                assert_eq!(d.data, body.as_bytes(), "{n}");
+                // No room for even one: the push, written again from the message, is the data.
+                let back = crate::decode::PushMessage::decode(&http::HeaderMap::new(), &d.data)
+                    .unwrap_or_else(|e| panic!("{n}: {e}"));
+                assert_eq!(back.data.bytes(), m.data.bytes(), "{n}");
+                assert_eq!(back.attributes, m.attributes, "{n}");
+                assert_eq!(back.message_id, m.message_id, "{n}");
                 assert!(originals.is_empty(), "{n}");
                 assert_eq!(added[PAYLOAD], "push_body", "{n}");
             }
@@ -345,6 +375,6 @@ mod tests {
     fn a_letter_pubsub_would_refuse_is_not_made() {
         let mut m = with_maximal_attributes(50);
         m.data = RawData::new(vec![b'x'; MAX_MESSAGE_DATA_BYTES - 50 * 1280]);
-        assert!(DeadLetter::new(Service::ToBq, Some(&m), b"", &failure()).is_none());
+        assert!(DeadLetter::new(Service::ToBq, Source::Message(&m), &failure()).is_none());
     }
 }

@@ -28,7 +28,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::admission::Admission;
-use crate::dead_letter::{DeadLetter, DeadLetterSink, REPLAY_HEADER};
+use crate::dead_letter::{DeadLetter, DeadLetterSink, REPLAY_HEADER, Source};
 use crate::decode::PushMessage;
 use crate::failure::{Failure, FailureKind};
 use crate::handler::Handler;
@@ -194,14 +194,14 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Bytes) -> Report {
             drop(body);
             let mut report = state.handler.handle(&message).await;
             if !replay {
-                report.dead_letter = dead_letter(state, Some(&message), &[], &report).await;
+                report.dead_letter = dead_letter(state, Source::Message(&message), &report).await;
             }
             report
         }
         Err(e) => {
             let mut report = Report::failed(e.into());
             if !replay {
-                report.dead_letter = dead_letter(state, None, &body, &report).await;
+                report.dead_letter = dead_letter(state, Source::Undecoded(&body), &report).await;
             }
             report
         }
@@ -211,8 +211,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Bytes) -> Report {
 /// Publishes a permanent failure to the dead-letter topic: the message id, or why not.
 async fn dead_letter(
     state: &AppState,
-    message: Option<&PushMessage>,
-    body: &[u8],
+    source: Source<'_>,
     report: &Report,
 ) -> Option<Result<String, String>> {
     let sink = state.dead_letters.as_ref()?;
@@ -221,7 +220,7 @@ async fn dead_letter(
         return None;
     }
     Some(
-        match DeadLetter::new(state.handler.service(), message, body, failure) {
+        match DeadLetter::new(state.handler.service(), source, failure) {
             None => Err("too large to dead-letter; left to the subscription's policy".into()),
             Some(letter) => sink
                 .publish(&letter)

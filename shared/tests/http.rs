@@ -649,3 +649,72 @@ async fn an_unwrapped_push_with_the_most_attributes_pubsub_sends_is_handled() {
     assert_eq!(store.objects().len(), 1);
     app.stop().await.unwrap();
 }
+
+/// A push with 100 attributes (Pub/Sub's most) whose data is not JSON fails permanently: its dead
+/// letter has no attribute to spare, so the push itself is the letter's data, written again from the
+/// message (issue 24: it used to be empty, and the message was acked and lost). Wrapped and
+/// unwrapped, the letter decodes back to the original data and attributes, which is what `replay`
+/// pushes.
+#[tokio::test]
+async fn a_message_with_100_attributes_is_dead_lettered_with_its_data() {
+    let dlq = Arc::new(MemoryDeadLetters::default());
+    let app = support::spawn_local(
+        Service::SubV2,
+        VARS,
+        Destination::Rows(Arc::new(MemoryRows::default())),
+        Some(dlq.clone()),
+    )
+    .await;
+    let attributes: std::collections::BTreeMap<String, String> = (0..100)
+        .map(|i| (format!("attr-{i:03}"), format!("value-{i}")))
+        .collect();
+    let client = reqwest::Client::new();
+    // Wrapped.
+    let wrapped = support::push("100", b"not json")
+        .attributes(&attributes)
+        .subscription("projects/p/subscriptions/s")
+        .to_json()
+        .to_string();
+    let (status, v) = post(&app.url, wrapped).await;
+    assert_eq!(
+        (status, v["outcome"].as_str()),
+        (200, Some("dead_lettered")),
+        "{v}"
+    );
+    // Unwrapped: every attribute a header.
+    let mut req = client
+        .post(format!("{}/", app.url))
+        .header("x-goog-pubsub-message-id", "101")
+        .header("x-goog-pubsub-publish-time", "2026-11-27T18:36:36.963Z")
+        .header(
+            "x-goog-pubsub-subscription-name",
+            "projects/p/subscriptions/s",
+        );
+    for (k, v) in &attributes {
+        req = req.header(k, v);
+    }
+    let r = req.body("not json").send().await.unwrap();
+    let status = r.status().as_u16();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (status, v["outcome"].as_str()),
+        (200, Some("dead_lettered")),
+        "{v}"
+    );
+
+    let letters = dlq.letters();
+    assert_eq!(letters.len(), 2);
+    for (letter, id) in letters.iter().zip(["100", "101"]) {
+        assert_eq!(
+            letter.attributes["dead_letter.payload"], "push_body",
+            "{id}"
+        );
+        assert!(!letter.data.is_empty(), "{id}: the letter lost the message");
+        let back = pipeline::PushMessage::decode(&http::HeaderMap::new(), &letter.data)
+            .unwrap_or_else(|e| panic!("{id}: the letter is not a push: {e}"));
+        assert_eq!(back.message_id, id);
+        assert_eq!(&back.data.bytes()[..], b"not json", "{id}");
+        assert_eq!(back.attributes, attributes, "{id}");
+    }
+    app.stop().await.unwrap();
+}

@@ -223,6 +223,8 @@ impl Rig {
                 Service::ToGcs => env.insert("STORAGE_EMULATOR_HOST".into(), gcs_proxy.host()),
                 _ => {
                     env.insert("BIGQUERY_STORAGE_EMULATOR_HOST".into(), grpc_proxy.host());
+                    // The services' default, which the stack's environment does not use.
+                    env.insert("BIGQUERY_WRITE_METHOD".into(), "storage_write".into());
                     env.insert("BIGQUERY_EMULATOR_HOST".into(), bq_proxy.host())
                 }
             };
