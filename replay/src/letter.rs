@@ -228,7 +228,7 @@ mod tests {
     #[test]
     fn a_letter_of_a_message_with_maximal_attributes_reads_back_whole() {
         use base64::Engine as _;
-        use pipeline::dead_letter::DeadLetter;
+        use pipeline::dead_letter::{DeadLetter, Source};
         use pipeline::failure::{Failure, FailureKind};
         use pipeline::limits;
 
@@ -248,7 +248,7 @@ mod tests {
                 .to_bytes();
             let message = PushMessage::decode(&Default::default(), &body).expect("a push");
             let failure = Failure::new(FailureKind::Malformed, "invalid_event", "no feature");
-            let dead = DeadLetter::new(Service::SubV2, Some(&message), &body, &failure)
+            let dead = DeadLetter::new(Service::SubV2, Source::Message(&message), &failure)
                 .expect("a dead letter");
             assert_eq!(limits::publishable(&dead.data, &dead.attributes), Ok(()));
 
