@@ -1320,14 +1320,27 @@ fn header(cells: &[String]) -> String {
 
 /// A per-million table: one row per line, one column per kind, and the total.
 fn cost_table(out: &mut String, title: &str, kinds: &[Kind], usages: &[Usage], c: &Ctx) {
-    let _ = writeln!(out, "**{title}**, USD per million events:\n");
+    let heading = format!("**{title}**, USD per million events:");
+    lines_table(out, &heading, kinds, usages, usages, c);
+}
+
+/// The lines of `lines` (one column per kind) under `heading`, and the totals of `totals`.
+fn lines_table(
+    out: &mut String,
+    heading: &str,
+    kinds: &[Kind],
+    lines: &[Usage],
+    totals: &[Usage],
+    c: &Ctx,
+) {
+    let _ = writeln!(out, "{heading}\n");
     let mut head = vec!["item".to_string(), "from".to_string()];
     head.extend(kinds.iter().map(|k| k.title.clone()));
     out.push_str(&header(&head));
-    for (i, l) in usages[0].lines.iter().enumerate() {
+    for (i, l) in lines[0].lines.iter().enumerate() {
         let mut cells = vec![l.label.clone(), l.basis.to_string()];
         cells.extend(
-            usages
+            lines
                 .iter()
                 .map(|u| usd(line_cost(&u.lines[i], c) * MILLION)),
         );
@@ -1335,7 +1348,7 @@ fn cost_table(out: &mut String, title: &str, kinds: &[Kind], usages: &[Usage], c
     }
     let mut total = vec!["**total**".to_string(), String::new()];
     total.extend(
-        usages
+        totals
             .iter()
             .map(|u| format!("**{}**", usd(per_million(u, c)))),
     );
@@ -1622,30 +1635,14 @@ fn render(r: &Report) -> String {
             .map(|(a, _)| a.clone())
             .collect();
     }
-    let _ = writeln!(
-        out,
-        "**Ours with `BIGQUERY_WRITE_METHOD=insert_all`**: the lines that differ, and the total:\n"
+    lines_table(
+        &mut out,
+        "**Ours with `BIGQUERY_WRITE_METHOD=insert_all`**: the lines that differ, and the total:",
+        &r.kinds,
+        &differing,
+        &ours_i,
+        c,
     );
-    let mut head = vec!["item".to_string(), "from".to_string()];
-    head.extend(r.kinds.iter().map(|k| k.title.clone()));
-    out.push_str(&header(&head));
-    for (j, l) in differing[0].lines.iter().enumerate() {
-        let mut cells = vec![l.label.clone(), l.basis.to_string()];
-        cells.extend(
-            differing
-                .iter()
-                .map(|u| usd(line_cost(&u.lines[j], c) * MILLION)),
-        );
-        out.push_str(&row(&cells));
-    }
-    let mut total = vec!["**total**".to_string(), String::new()];
-    total.extend(
-        ours_i
-            .iter()
-            .map(|u| format!("**{}**", usd(per_million(u, c)))),
-    );
-    out.push_str(&row(&total));
-    out.push('\n');
     cost_table(
         &mut out,
         "(a) Pub/Sub BigQuery subscription + JavaScript SMT, Cloud Storage subscription + SMT",

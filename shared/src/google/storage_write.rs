@@ -38,6 +38,8 @@ pub const APPEND_PERMISSION: &str = "bigquery.tables.updateData";
 
 /// A table's default stream, open for appends.
 pub struct StorageWrite {
+    client: Write,
+    table: TableRef,
     writers: Vec<DefaultWriter<Arrow>>,
     next: AtomicUsize,
     timeout: Duration,
@@ -93,6 +95,8 @@ impl StorageWrite {
             writers.push(writer);
         }
         Ok(Self {
+            client,
+            table: table.clone(),
             writers,
             next: AtomicUsize::new(0),
             timeout,
@@ -126,37 +130,25 @@ impl StorageWrite {
             Ok(Err(other)) => Err(GoogleError::transport(call, other.to_string())),
         }
     }
-}
 
-/// The start-up check of the default stream (`GetWriteStream` on `_default`): the table is there
-/// and this identity may write to it through the Storage Write API.
-pub async fn check_default_stream(
-    table: &TableRef,
-    emulator: Option<&str>,
-    credentials: Arc<Credentials>,
-    timeout: Duration,
-) -> Result<(), GoogleError> {
-    let call = calls::STORAGE_WRITE_GET_WRITE_STREAM;
-    let mut builder = Write::builder().with_credentials(credentials.for_google_client());
-    if let Some(endpoint) = emulator {
-        builder = builder.with_endpoint(endpoint);
-    }
-    let client = builder
-        .build()
-        .await
-        .map_err(|e| GoogleError::transport(call, e.to_string()))?;
-    // A multiplexed writer asks for the stream (its location) when it is built.
-    let opened = client
-        .open_default_stream(table.resource())
-        .with_multiplexing(true)
-        .with_retry_policy(ClassifiedRetries::within(timeout))
-        .build_arrow(ArrowSchema::new())
-        .await;
-    match opened {
-        Ok(_) => Ok(()),
-        Err(google_cloud_bigquery::error::WriterBuilderError::Rpc { source, .. }) => {
-            Err(GoogleError::from_gax(call, &source))
+    /// The start-up check of the default stream (`GetWriteStream` on `_default`): the table is
+    /// there and this identity may write to it through the Storage Write API.
+    pub async fn check(&self) -> Result<(), GoogleError> {
+        let call = calls::STORAGE_WRITE_GET_WRITE_STREAM;
+        // A multiplexed writer asks for the stream (its location) when it is built.
+        let opened = self
+            .client
+            .open_default_stream(self.table.resource())
+            .with_multiplexing(true)
+            .with_retry_policy(ClassifiedRetries::within(self.timeout))
+            .build_arrow(ArrowSchema::new())
+            .await;
+        match opened {
+            Ok(_) => Ok(()),
+            Err(google_cloud_bigquery::error::WriterBuilderError::Rpc { source, .. }) => {
+                Err(GoogleError::from_gax(call, &source))
+            }
+            Err(other) => Err(GoogleError::transport(call, other.to_string())),
         }
-        Err(other) => Err(GoogleError::transport(call, other.to_string())),
     }
 }

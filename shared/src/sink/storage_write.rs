@@ -25,9 +25,7 @@ use super::bigquery::check_table;
 use super::{RowSink, SinkCheck};
 use crate::error::CallError;
 use crate::google::bigquery::{BigQuery, INSERT_SCOPE, READ_SCOPE, RowError, TableRef};
-use crate::google::storage_write::{
-    APPEND_PERMISSION, Appended, StorageWrite, check_default_stream,
-};
+use crate::google::storage_write::{APPEND_PERMISSION, Appended, StorageWrite};
 use crate::google::{BIGQUERY, Class, Credentials, GoogleError};
 use crate::row::PreparedRow;
 use crate::row::arrow::{ArrowRows, Unfit};
@@ -35,12 +33,9 @@ use crate::row::arrow::{ArrowRows, Unfit};
 pub struct StorageWriteSink {
     stream: StorageWrite,
     arrow: ArrowRows,
-    /// For the start-up checks: `tables.get` and the default stream.
+    /// For the start-up check's `tables.get`.
     client: BigQuery,
-    credentials: Arc<Credentials>,
     table: TableRef,
-    /// The emulator's gRPC endpoint, when there is one.
-    grpc_emulator: Option<String>,
     timeout: Duration,
 }
 
@@ -64,7 +59,7 @@ impl StorageWriteSink {
             &table,
             arrow.serialized_schema(),
             grpc_emulator,
-            credentials.clone(),
+            credentials,
             timeout,
         )
         .await?;
@@ -72,9 +67,7 @@ impl StorageWriteSink {
             stream,
             arrow,
             client,
-            credentials,
             table,
-            grpc_emulator: grpc_emulator.map(str::to_owned),
             timeout,
         })
     }
@@ -84,14 +77,7 @@ impl StorageWriteSink {
     pub async fn check(&self) -> Result<(), SinkCheck> {
         check_table(&self.client, &self.table).await?;
         let table = &self.table;
-        check_default_stream(
-            table,
-            self.grpc_emulator.as_deref(),
-            self.credentials.clone(),
-            self.timeout,
-        )
-        .await
-        .map_err(|e| match (e.class(), e.status) {
+        self.stream.check().await.map_err(|e| match (e.class(), e.status) {
             (Class::Misconfigured, Some(401 | 403)) => SinkCheck::Wrong(format!(
                 "this service account may not append to table {table} through the Storage Write \
                  API: it needs {APPEND_PERMISSION} ({e})"

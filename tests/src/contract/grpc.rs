@@ -159,6 +159,25 @@ impl Protos {
     }
 }
 
+/// An error in a streamed body.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// A body streamed frame by frame (a gRPC stream, forwarded as it comes).
+pub type StreamedBody = http_body_util::combinators::BoxBody<bytes::Bytes, BoxError>;
+/// Where the frames of a [`StreamedBody`] are sent.
+pub type Frames = tokio::sync::mpsc::Sender<Result<hyper::body::Frame<bytes::Bytes>, BoxError>>;
+
+/// A body whose frames are what is sent on the returned sender, until it is dropped.
+pub fn streamed_body() -> (Frames, StreamedBody) {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|frame| (frame, rx))
+    });
+    (
+        tx,
+        http_body_util::BodyExt::boxed(http_body_util::StreamBody::new(stream)),
+    )
+}
+
 /// Splits gRPC's length-prefixed messages off the front of `buffer`: each is a compressed flag,
 /// a 4-byte big-endian length and the message. What is left is an incomplete message.
 pub fn take_messages(buffer: &mut Vec<u8>) -> Vec<Result<Vec<u8>, String>> {

@@ -24,7 +24,7 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -56,7 +56,7 @@ struct Inner {
     http1: Client<HttpConnector, Full<Bytes>>,
     http2: Client<HttpConnector, Full<Bytes>>,
     /// gRPC streams, forwarded as they come.
-    streams: Client<HttpConnector, Body>,
+    streams: Client<HttpConnector, grpc::StreamedBody>,
 }
 
 impl Recorder {
@@ -197,16 +197,7 @@ async fn forward(
     let Ok(uri) = format!("{}{path_query}", inner.upstream).parse::<hyper::Uri>() else {
         return refuse(grpc, StatusCode::BAD_REQUEST, "unparsable path");
     };
-    let mut out = Request::builder().method(parts.method.clone()).uri(uri);
-    for (name, value) in &parts.headers {
-        if !matches!(
-            name.as_str(),
-            "host" | "connection" | "keep-alive" | "transfer-encoding" | "upgrade"
-        ) {
-            out = out.header(name, value);
-        }
-    }
-    let Ok(out) = out.body(Full::new(body)) else {
+    let Ok(out) = upstream_request(&parts, uri, Full::new(body)) else {
         return refuse(grpc, StatusCode::BAD_REQUEST, "unforwardable request");
     };
     let client = if grpc || parts.version == hyper::Version::HTTP_2 {
@@ -243,7 +234,7 @@ async fn stream(inner: &Inner, protos: &Arc<Protos>, req: Request<Incoming>) -> 
         }
     };
     entry.call = Some(Protos::call_id(inner.api, &method));
-    let (frames, incoming) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(16);
+    let (frames, upstream_body) = grpc::streamed_body();
     let (protos, persist) = (protos.clone(), inner.persist);
     tokio::spawn(async move {
         let mut buffer = Vec::new();
@@ -284,13 +275,25 @@ async fn stream(inner: &Inner, protos: &Arc<Protos>, req: Request<Incoming>) -> 
             }
         }
     });
-    let upstream = futures_util::stream::unfold(incoming, |mut rx| async move {
-        rx.recv().await.map(|frame| (frame, rx))
-    });
-    let body: Body = BodyExt::boxed(http_body_util::StreamBody::new(upstream));
     let Ok(uri) = format!("{}{path}", inner.upstream).parse::<hyper::Uri>() else {
         return refuse(true, StatusCode::BAD_REQUEST, "unparsable path");
     };
+    let Ok(out) = upstream_request(&parts, uri, upstream_body) else {
+        return refuse(true, StatusCode::BAD_REQUEST, "unforwardable request");
+    };
+    match inner.streams.request(out).await {
+        Ok(response) => response.map(|b| b.map_err(|e| e.into()).boxed()),
+        Err(_) => refuse(true, StatusCode::BAD_GATEWAY, "the emulator is unreachable"),
+    }
+}
+
+/// The caller's request as sent to the emulator: its method and headers (less the hop-by-hop
+/// ones), `uri`, `body`.
+fn upstream_request<B>(
+    parts: &hyper::http::request::Parts,
+    uri: hyper::Uri,
+    body: B,
+) -> hyper::http::Result<Request<B>> {
     let mut out = Request::builder().method(parts.method.clone()).uri(uri);
     for (name, value) in &parts.headers {
         if !matches!(
@@ -300,16 +303,8 @@ async fn stream(inner: &Inner, protos: &Arc<Protos>, req: Request<Incoming>) -> 
             out = out.header(name, value);
         }
     }
-    let Ok(out) = out.body(body) else {
-        return refuse(true, StatusCode::BAD_REQUEST, "unforwardable request");
-    };
-    match inner.streams.request(out).await {
-        Ok(response) => response.map(|b| b.map_err(|e| e.into()).boxed()),
-        Err(_) => refuse(true, StatusCode::BAD_GATEWAY, "the emulator is unreachable"),
-    }
+    out.body(body)
 }
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A Google-style error answer (JSON for HTTP; a trailers-only status for gRPC).
 fn refuse(grpc: bool, status: StatusCode, why: &str) -> Response<Body> {

@@ -21,8 +21,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use arrow_array::cast::AsArray;
 use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, StreamBody};
+use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
 use hyper_util::client::legacy::Client;
@@ -34,12 +33,10 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::proxy::{FaultRates, ProxyCounts};
-use crate::contract::grpc::{Protos, take_messages};
+use crate::contract::grpc::{BoxError, Frames, Protos, StreamedBody, streamed_body, take_messages};
 use crate::samples::Rng;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type Body = BoxBody<Bytes, BoxError>;
-type Frames = mpsc::Sender<Result<Frame<Bytes>, BoxError>>;
+type Body = StreamedBody;
 
 const PACKAGE: &str = "google.cloud.bigquery.storage.v1";
 
@@ -143,7 +140,7 @@ enum Fate {
 async fn handle(inner: Arc<Inner>, req: Request<Incoming>) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
-    let (to_upstream, upstream_body) = channel();
+    let (to_upstream, upstream_body) = streamed_body();
     let mut out = Request::builder()
         .method(parts.method.clone())
         .uri(format!("{}{path}", inner.upstream));
@@ -164,7 +161,7 @@ async fn handle(inner: Arc<Inner>, req: Request<Incoming>) -> Response<Body> {
         };
     }
     inner.counts.requests.fetch_add(1, Ordering::Relaxed);
-    let (to_caller, caller_body) = channel();
+    let (to_caller, caller_body) = streamed_body();
     tokio::spawn(serve_appends(inner, body, out, to_upstream, to_caller));
     let mut response = Response::new(caller_body);
     response.headers_mut().insert(
@@ -452,14 +449,6 @@ fn grpc_frame(message: &[u8]) -> Bytes {
     out.extend_from_slice(&(message.len() as u32).to_be_bytes());
     out.extend_from_slice(message);
     Bytes::from(out)
-}
-
-fn channel() -> (Frames, Body) {
-    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(16);
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|frame| (frame, rx))
-    });
-    (tx, BodyExt::boxed(StreamBody::new(stream)))
 }
 
 /// Copies the caller's frames upstream as they come.
