@@ -4,7 +4,8 @@
 //! (`cody.fixup.response` sends `responseText` with no flag) or from a customer instance that
 //! allowlisted `promptText`, and the BigQuery handlers cannot tell those apart from the attributes.
 //!
-//! Matching is on the key name, case-insensitively (Unicode lower case), at any depth: keys of
+//! Matching is on the key name, case-insensitively by Unicode full case folding (`unicase`: so
+//! `responſeText` with U+017F and `STRASSE` for a configured `straße` match too), at any depth: keys of
 //! nested objects and of objects inside arrays are removed too, with their whole value. The keys
 //! are the convention's two transcript keys, `promptText` and `responseText`, always, plus any
 //! listed in `REDACT_KEYS` (other `privateMetadata` keys that carry code or prose, see docs/design.md,
@@ -77,9 +78,9 @@ impl Redactor {
     }
 
     fn matches(&self, key: &str) -> bool {
-        // Cheap ASCII check first; full Unicode lower-casing only when it could matter.
-        self.keys.iter().any(|k| k.eq_ignore_ascii_case(key))
-            || (!key.is_ascii() && self.keys.contains(&key.to_lowercase()))
+        // Full case folding, not lower-casing: `ſ` (U+017F) and `K` (U+212A) fold to ASCII
+        // letters. `unicase` compares ASCII-only pairs without folding tables.
+        self.keys.iter().any(|k| unicase::eq(k.as_str(), key))
     }
 
     /// Step 3 for a row: `privateMetadata` without the configured keys, written in one pass over
@@ -420,7 +421,33 @@ mod tests {
     #[test]
     fn unicode_case_folding() {
         let r = Redactor::with_extra(["straße"]).unwrap();
-        let mut m = obj(json!({"STRAßE": 1, "keep": 2}));
-        assert_eq!(r.redact(&mut m), vec!["STRAßE"]);
+        let mut m = obj(json!({"STRAßE": 1, "STRASSE": 3, "keep": 2}));
+        assert_eq!(r.redact(&mut m), vec!["STRASSE", "STRAßE"]);
+        assert_eq!(m, obj(json!({"keep": 2})));
+    }
+
+    #[test]
+    fn keys_that_fold_to_the_transcript_keys_are_removed_by_every_walk() {
+        // U+017F LATIN SMALL LETTER LONG S folds to `s`, U+212A KELVIN SIGN to `k`; lower-casing
+        // leaves `ſ` as it is, so `responſeText` went to BigQuery.
+        let r = Redactor::default();
+        let original =
+            obj(json!({"responſeText": "a", "nested": [{"promptText": "b"}], "keep": 1}));
+        let mut in_place = original.clone();
+        assert_eq!(
+            r.redact(&mut in_place),
+            vec!["responſeText", "nested[0].promptText"]
+        );
+        assert_eq!(in_place, obj(json!({"nested": [{}], "keep": 1})));
+        let text = serde_json::to_string(&original).unwrap();
+        let single = r.redact_private(Some(&PrivateMetadata::from_json(&text).unwrap()));
+        let json: Value = serde_json::from_str(&single.json().unwrap()).unwrap();
+        assert_eq!(json, Value::Object(in_place));
+        // Not folded together: other letters that merely look alike.
+        let mut m = obj(json!({"ｐromptText": 1, "promptTеxt": 2}));
+        assert!(
+            r.redact(&mut m).is_empty(),
+            "fullwidth p and Cyrillic е are other keys"
+        );
     }
 }

@@ -1,6 +1,11 @@
 //! Redaction over arbitrary JSON: the configured keys are planted at random depths, in random
-//! letter cases, inside objects and arrays; after redaction no such key and no value that was
-//! under one survives, and everything else does.
+//! letter cases (and with letters swapped for others that fold to them, or only look like them),
+//! inside objects and arrays; after redaction no such key and no value that was under one
+//! survives, and everything else does.
+//!
+//! Which keys are redacted is decided here independently of the redactor: by `caseless`'s
+//! Unicode default case folding (the redactor uses `unicase`), so a mistake the redactor and its
+//! tree oracle share still shows.
 
 use pipeline::event::PrivateMetadata;
 use pipeline::redact::Redactor;
@@ -29,16 +34,19 @@ fn key() -> impl Strategy<Value = String> {
         1 => Just("chatModel".to_string()),
     ]
     .prop_flat_map(|k| {
-        // Random letter case for every key.
-        proptest::collection::vec(any::<bool>(), k.len()).prop_map(move |upper| {
+        // Random letter case for every key, and now and then a letter swapped for another that
+        // folds to it (`ſ` U+017F → s, `K` U+212A → k) or only looks like it (Cyrillic `е`,
+        // fullwidth `ｐ`: not the same key).
+        proptest::collection::vec(0..8u8, k.len()).prop_map(move |how| {
             k.chars()
-                .zip(upper)
-                .map(|(c, u)| {
-                    if u {
-                        c.to_ascii_uppercase()
-                    } else {
-                        c.to_ascii_lowercase()
-                    }
+                .zip(how)
+                .map(|(c, h)| match (c.to_ascii_lowercase(), h) {
+                    ('s', 0) => 'ſ',
+                    ('k', 0) => '\u{212A}',
+                    ('e', 0) => 'е',
+                    ('p', 0) => 'ｐ',
+                    (_, h) if h % 2 == 1 => c.to_ascii_uppercase(),
+                    _ => c.to_ascii_lowercase(),
                 })
                 .collect()
         })
@@ -55,8 +63,25 @@ fn json_tree() -> impl Strategy<Value = Value> {
     })
 }
 
+/// The oracle's own comparison: Unicode default case folding by another crate.
 fn is_redacted_key(k: &str) -> bool {
-    k.eq_ignore_ascii_case("promptText") || k.eq_ignore_ascii_case("responseText")
+    use caseless::Caseless;
+    let folds_to = |key: &str| {
+        k.chars()
+            .default_case_fold()
+            .eq(key.chars().default_case_fold())
+    };
+    folds_to("promptText") || folds_to("responseText")
+}
+
+#[test]
+fn the_oracle_folds_case() {
+    for key in ["promptText", "PROMPTTEXT", "responſeText", "RESPONSETEXT"] {
+        assert!(is_redacted_key(key), "{key}");
+    }
+    for key in ["prompt", "ｐromptText", "promptTеxt", "promptTexts"] {
+        assert!(!is_redacted_key(key), "{key}");
+    }
 }
 
 /// Replaces every string leaf with a marker: `SECRET-n` under a redacted key, `KEEP-n` elsewhere.

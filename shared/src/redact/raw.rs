@@ -6,8 +6,8 @@
 //! trusts its grammar and only tracks where it is: an explicit stack of open objects and arrays
 //! (no recursion, whatever the nesting), the path of the current member (for the record of what
 //! was removed), and the deepest nesting written (for BigQuery's JSON column limit). A member whose
-//! key matches the redactor (ASCII case-insensitively; Unicode lower case for other keys, after
-//! decoding any `\u` escapes in the key) is skipped with its whole value, never copied.
+//! key matches the redactor (by Unicode full case folding, after decoding any `\u` escapes in
+//! the key) is skipped with its whole value, never copied.
 //!
 //! Everything kept is copied byte for byte (string escapes as published), minus insignificant
 //! whitespace, and escaped once for the literal: `"` → `\"`, `\` → `\\` (nothing else needs it:
