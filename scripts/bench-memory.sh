@@ -108,7 +108,9 @@ echo "|---|---|---|---|---|---|---|---|"
 # so the row shows what the fewer copies alone do.
 # BEFORE=DIR adds a row for the binaries in DIR (e.g. a release build of an older commit).
 for service in sub-v2 to-bq; do
-  if [[ -n ${BEFORE:-} ]]; then METHOD=insert_all measure "$service" $((64 << 20)) "$BEFORE" " (before)"; fi
+  if [[ -n ${BEFORE:-} ]]; then
+    for METHOD in storage_write insert_all; do measure "$service" $((64 << 20)) "$BEFORE" " (before)"; done
+  fi
   for METHOD in storage_write insert_all; do
     measure "$service" $((64 << 20))
     measure "$service" $((4096 << 20))

@@ -13,13 +13,13 @@
 //! server waits for in-flight pushes, and so for the flush of their rows.
 //!
 //! Every push waits at most `timeout` (`SINK_TIMEOUT_SECONDS`) for its verdict, whatever holds
-//! it: the queue (bounded), calls in flight, the access token, the call (each call is bounded by
-//! the same timeout, so a hung one frees its slot). A push that gave up is answered 503 and
+//! it: the queue (bounded), calls in flight, the access token, the call. A batch's calls, the
+//! halves of a refused one included, go one after the other in its one in-flight slot and stop at
+//! its pushes' deadline (so a hung call frees its slot, and a split never multiplies the calls
+//! under way or the time they take). A push that gave up is answered 503 and
 //! redelivered; its row, if still queued, is not sent (the redelivery brings it again). A send
 //! task that panics fails only its own pushes.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -66,10 +66,12 @@ impl Default for BatchSettings {
 
 type Verdict = Result<Result<(), RowError>, CallError>;
 
-/// One row waiting for its batch, and where its verdict goes with the size of its call.
+/// One row waiting for its batch, where its verdict goes with the size of its call, and when its
+/// push stops waiting.
 struct Pending {
     row: PreparedRow,
     reply: oneshot::Sender<(Verdict, usize)>,
+    deadline: Instant,
 }
 
 /// Coalesces the rows of concurrent pushes into shared `insertAll` calls.
@@ -93,13 +95,21 @@ impl GroupCommit {
     }
 
     /// Each row's verdict and the number of rows of the call that carried it.
-    async fn verdicts(&self, rows: Vec<PreparedRow>) -> Result<Vec<(Verdict, usize)>, CallError> {
+    async fn verdicts(
+        &self,
+        rows: Vec<PreparedRow>,
+        deadline: Instant,
+    ) -> Result<Vec<(Verdict, usize)>, CallError> {
         let stopped = || CallError::Transient("the BigQuery batcher has stopped".into());
         let mut waiting = Vec::with_capacity(rows.len());
         for row in rows {
             let (reply, verdict) = oneshot::channel();
             self.queue
-                .send(Pending { row, reply })
+                .send(Pending {
+                    row,
+                    reply,
+                    deadline,
+                })
                 .await
                 .map_err(|_| stopped())?;
             waiting.push(verdict);
@@ -116,7 +126,8 @@ impl GroupCommit {
         &self,
         rows: Vec<PreparedRow>,
     ) -> Result<Vec<(Verdict, usize)>, CallError> {
-        tokio::time::timeout(self.timeout, self.verdicts(rows))
+        let deadline = Instant::now() + self.timeout;
+        tokio::time::timeout_at(deadline, self.verdicts(rows, deadline))
             .await
             .unwrap_or_else(|_| {
                 Err(CallError::Transient(format!(
@@ -176,7 +187,7 @@ async fn collect(
         let inner = inner.clone();
         let call = Call::start(idle.clone(), permit);
         tokio::spawn(async move {
-            send(inner.as_ref(), batch, settings.timeout).await;
+            send(inner.as_ref(), batch).await;
             drop(call);
         });
     }
@@ -251,66 +262,76 @@ async fn fill(
 }
 
 /// One call for the batch; each row's verdict to its push. Rows whose push has already gone are
-/// left out.
-async fn send(inner: &dyn RowSink, batch: Vec<Pending>, timeout: Duration) {
-    let (rows, replies): (Vec<PreparedRow>, Vec<oneshot::Sender<(Verdict, usize)>>) = batch
-        .into_iter()
-        .filter(|p| !p.reply.is_closed())
-        .map(|p| (p.row, p.reply))
-        .unzip();
-    if rows.is_empty() {
+/// left out; the calls end by the last deadline of the pushes left (no one waits for more).
+async fn send(inner: &dyn RowSink, batch: Vec<Pending>) {
+    let live: Vec<Pending> = batch.into_iter().filter(|p| !p.reply.is_closed()).collect();
+    let Some(deadline) = live.iter().map(|p| p.deadline).max() else {
         return;
-    }
+    };
+    let (rows, replies): (Vec<PreparedRow>, Vec<oneshot::Sender<(Verdict, usize)>>) =
+        live.into_iter().map(|p| (p.row, p.reply)).unzip();
     let n = rows.len();
     for (reply, verdict) in replies
         .into_iter()
-        .zip(verdicts(inner, rows, timeout).await)
+        .zip(verdicts(inner, rows, deadline).await)
     {
         // A push that gave up (its client went away) no longer listens; nothing to do.
         let _ = reply.send((verdict, n));
     }
 }
 
-/// The verdict of each row: one call (bounded by `timeout`), whose failure is every row's; but
-/// when BigQuery refuses the request as a whole as permanent (a 400 `invalid` that one row
-/// caused), the two halves are sent again, until the rows it refuses are alone, so that a bad
-/// row never dead-letters its neighbours.
-fn verdicts<'a>(
-    inner: &'a dyn RowSink,
-    mut rows: Vec<PreparedRow>,
-    timeout: Duration,
-) -> Pin<Box<dyn Future<Output = Vec<Verdict>> + Send + 'a>> {
-    Box::pin(async move {
-        let n = rows.len();
+/// The verdict of each row: one call, whose failure is every row's; but when BigQuery refuses
+/// the request as a whole as permanent (a 400 `invalid` that one row caused), the two halves are
+/// sent again, until the rows it refuses are alone, so that a bad row never dead-letters its
+/// neighbours. The calls go one after the other (in the batch's one in-flight slot: n rows all
+/// refused make 2n − 1 calls, never more than one at a time), each bounded by `deadline`; rows
+/// not decided by then fail as transient, to come back with Pub/Sub's redelivery.
+async fn verdicts(inner: &dyn RowSink, rows: Vec<PreparedRow>, deadline: Instant) -> Vec<Verdict> {
+    let n = rows.len();
+    let mut out: Vec<Option<Verdict>> = vec![None; n];
+    // Parts still to send, by the index of their first row; the next to send is on top.
+    let mut parts = vec![(0, rows)];
+    while let Some((at, mut part)) = parts.pop() {
+        let len = part.len();
         // The rows are shared text (`Arc`): keeping them for a split costs no copy.
-        let answer = tokio::time::timeout(timeout, inner.insert(rows.clone()))
+        let answer = tokio::time::timeout_at(deadline, inner.insert(part.clone()))
             .await
             .unwrap_or_else(|_| {
-                Err(CallError::Transient(format!(
-                    "BigQuery did not answer within {timeout:?} (SINK_TIMEOUT_SECONDS)"
-                )))
+                Err(CallError::Transient(
+                    "BigQuery did not answer before the pushes' deadline (SINK_TIMEOUT_SECONDS)"
+                        .into(),
+                ))
             });
-        match answer {
-            Ok(verdicts) if verdicts.len() == n => verdicts.into_iter().map(Ok).collect(),
+        let decided: Vec<Verdict> = match answer {
+            Ok(verdicts) if verdicts.len() == len => verdicts.into_iter().map(Ok).collect(),
             Ok(verdicts) => {
                 let e = CallError::Transient(format!(
-                    "BigQuery answered {} verdicts for {n} rows",
+                    "BigQuery answered {} verdicts for {len} rows",
                     verdicts.len()
                 ));
-                vec![Err(e); n]
+                vec![Err(e); len]
             }
-            Err(CallError::Permanent(_)) if n > 1 => {
-                let second = rows.split_off(n / 2);
-                let (mut a, b) = tokio::join!(
-                    verdicts(inner, rows, timeout),
-                    verdicts(inner, second, timeout)
-                );
-                a.extend(b);
-                a
+            Err(CallError::Permanent(_)) if len > 1 && Instant::now() < deadline => {
+                let second = part.split_off(len / 2);
+                parts.push((at + len / 2, second));
+                parts.push((at, part));
+                continue;
             }
-            Err(e) => vec![Err(e); n],
+            Err(CallError::Permanent(why)) if len > 1 => {
+                let e = CallError::Transient(format!(
+                    "no time left to find the row BigQuery refused (SINK_TIMEOUT_SECONDS): {why}"
+                ));
+                vec![Err(e); len]
+            }
+            Err(e) => vec![Err(e); len],
+        };
+        for (slot, verdict) in out[at..at + len].iter_mut().zip(decided) {
+            *slot = Some(verdict);
         }
-    })
+    }
+    out.into_iter()
+        .map(|v| v.unwrap_or_else(|| Err(CallError::Transient("no verdict".into()))))
+        .collect()
 }
 
 #[cfg(test)]
@@ -326,6 +347,11 @@ mod tests {
         calls: Mutex<Vec<Vec<String>>>,
         gate: Option<tokio::sync::Semaphore>,
         delay: Duration,
+        /// Every call is refused as a whole as permanent (a request-level 400 whatever its rows).
+        refuse_all: bool,
+        /// Calls under way now, and the most ever at once.
+        active: AtomicUsize,
+        most_active: AtomicUsize,
     }
 
     #[async_trait]
@@ -336,11 +362,17 @@ mod tests {
         ) -> Result<Vec<Result<(), RowError>>, CallError> {
             let ids: Vec<String> = rows.iter().map(|r| r.insert_id.clone()).collect();
             assert!(!ids.iter().any(|i| i == "panic"), "a bug in a send task");
+            let now = self.active.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_active.fetch_max(now, Ordering::SeqCst);
             if let Some(gate) = &self.gate {
                 let _ = gate.acquire().await;
             }
             tokio::time::sleep(self.delay).await;
+            self.active.fetch_sub(1, Ordering::SeqCst);
             self.calls.lock().unwrap().push(ids.clone());
+            if self.refuse_all {
+                return Err(CallError::Permanent("HTTP 400 invalid".into()));
+            }
             if ids.iter().any(|i| i == "poison") {
                 return Err(CallError::Transient("HTTP 503".into()));
             }
@@ -608,6 +640,83 @@ mod tests {
     /// BigQuery refuses a request as a whole (400 `invalid`) for one row in it: the batch is sent
     /// again in halves until the row it refuses is alone, so only that push fails permanently
     /// (and is dead-lettered); its neighbours are written.
+    /// Eight rows in one batch behind a held call, on a table that refuses every request.
+    async fn a_refused_batch_of_eight(
+        timeout: Duration,
+        delay: Duration,
+    ) -> (Arc<Table>, Vec<Result<Result<(), RowError>, CallError>>) {
+        let table = Arc::new(Table {
+            refuse_all: true,
+            delay,
+            ..Table::default()
+        });
+        let settings = BatchSettings {
+            max_in_flight: 1,
+            timeout,
+            ..settings(500, 1 << 20, 1_000)
+        };
+        let sink = Arc::new(GroupCommit::new(table.clone(), settings));
+        let first = tokio::spawn({
+            let sink = sink.clone();
+            async move { push(&sink, "first").await }
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let eight: Vec<_> = (0..8)
+            .map(|i| {
+                let sink = sink.clone();
+                tokio::spawn(async move { push(&sink, &format!("r{i}")).await })
+            })
+            .collect();
+        let mut answers = vec![first.await.unwrap()];
+        for t in eight {
+            answers.push(t.await.unwrap());
+        }
+        (table, answers)
+    }
+
+    #[tokio::test]
+    async fn a_split_stays_inside_the_in_flight_limit() {
+        let (table, answers) =
+            a_refused_batch_of_eight(Duration::from_secs(30), Duration::from_millis(2)).await;
+        let calls = table.calls.lock().unwrap().clone();
+        // `first` alone, then the eight: 2n − 1 = 15 calls down to single rows.
+        assert_eq!(calls.len(), 1 + 15, "{calls:?}");
+        assert_eq!(calls[1].len(), 8, "the eight went as one batch: {calls:?}");
+        assert_eq!(
+            table.most_active.load(Ordering::SeqCst),
+            1,
+            "max_in_flight is 1: the halves go one after the other in the batch's slot"
+        );
+        for answer in answers {
+            assert!(
+                matches!(answer, Err(CallError::Permanent(_))),
+                "each row refused alone, as permanent: {answer:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_split_ends_by_the_pushes_deadline() {
+        // 50 ms per call and 400 ms for the pushes: the eight's batch starts about 50 ms in and
+        // has room for about seven of its fifteen calls, not fifteen fresh timeouts.
+        let started = Instant::now();
+        let (table, answers) =
+            a_refused_batch_of_eight(Duration::from_millis(400), Duration::from_millis(50)).await;
+        let calls = table.calls.lock().unwrap().clone();
+        assert!(calls.len() <= 9, "{} calls: {calls:?}", calls.len());
+        assert!(started.elapsed() < Duration::from_millis(600));
+        // Let any call still running finish: none is started after the deadline.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(table.calls.lock().unwrap().len() <= 9);
+        // Rows whose own call refused them are permanent; the rest, undecided, transient.
+        let transient = answers[1..]
+            .iter()
+            .filter(|a| matches!(a, Err(CallError::Transient(_))))
+            .count();
+        assert!(transient > 0, "{answers:?}");
+        assert!(answers.iter().all(Result::is_err), "{answers:?}");
+    }
+
     #[tokio::test]
     async fn a_request_refused_for_one_row_fails_only_that_row() {
         let ids = ["a", "b", "refused", "c"];
