@@ -10,10 +10,22 @@ pub enum Auth {
     IdToken(IDTokenCredentials),
 }
 
+/// Whether `url` names a handler on this machine (`localhost` or a loopback address): such a
+/// handler gets no ID token.
+pub fn is_local(url: &str) -> Result<bool> {
+    let parsed = reqwest::Url::parse(url).context("--to must be an absolute URL")?;
+    let host = parsed.host_str().unwrap_or_default();
+    Ok(
+        match host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.is_loopback(),
+            Err(_) => host.eq_ignore_ascii_case("localhost"),
+        },
+    )
+}
+
 impl Auth {
     pub fn for_url(url: &str) -> Result<Self> {
-        let parsed = reqwest::Url::parse(url).context("--to must be an absolute URL")?;
-        if matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]")) {
+        if is_local(url)? {
             return Ok(Auth::None);
         }
         let audience = url.trim_end_matches('/').to_owned();
@@ -45,10 +57,19 @@ mod tests {
     fn local_handlers_get_no_token() {
         for url in [
             "http://127.0.0.1:8080",
+            "http://127.1.2.3:8080",
             "http://localhost:1/",
+            "http://LOCALHOST:1/",
             "http://[::1]:8080",
         ] {
             assert!(matches!(Auth::for_url(url), Ok(Auth::None)), "{url}");
+        }
+        for url in [
+            "https://to-bq-abc-uc.a.run.app",
+            "http://localhost.example.com",
+            "http://10.0.0.1",
+        ] {
+            assert!(!is_local(url).unwrap(), "{url}");
         }
         assert!(Auth::for_url("not a url").is_err());
     }

@@ -15,7 +15,26 @@ use serde_json::Value;
 use crate::id_token::Auth;
 use crate::letter::Letter;
 
-/// The handler answering at `--to`.
+/// Refuses to push letters from one world to the other: letters from an emulator (whenever
+/// `PUBSUB_EMULATOR_HOST` is set, wherever it points) go only to a handler on this machine, and
+/// letters from Pub/Sub only to a deployed one. Otherwise a fake "emulator" could feed forged
+/// letters to a real service under the replay identity's ID token, and real dead letters (raw
+/// transcripts) could go to an unauthenticated local port.
+pub fn check_pairing(emulator: Option<&str>, to: &str) -> Result<()> {
+    match (emulator, crate::id_token::is_local(to)?) {
+        (Some(host), false) => anyhow::bail!(
+            "letters from the Pub/Sub emulator (PUBSUB_EMULATOR_HOST={host}) are pushed only to a \
+             handler on this machine (localhost or a loopback address), not to {to}: unset \
+             PUBSUB_EMULATOR_HOST to replay from Pub/Sub"
+        ),
+        (None, true) => anyhow::bail!(
+            "letters from Pub/Sub are pushed only to a deployed handler, not to {to} on this \
+             machine: set PUBSUB_EMULATOR_HOST to replay from the emulator"
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// The longest one re-delivered push may take (the services' ack deadline, 120 s by default).
 pub const PUSH_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -131,6 +150,23 @@ mod tests {
 
     fn ok(body: Value) -> Verdict {
         judge(StatusCode::OK, &answer(body))
+    }
+
+    #[test]
+    fn letters_stay_in_their_world() {
+        let real = "https://to-bq-abc-uc.a.run.app";
+        let local = "http://127.0.0.1:8080";
+        assert!(check_pairing(Some("127.0.0.1:8085"), local).is_ok());
+        assert!(check_pairing(None, real).is_ok());
+        let forged = check_pairing(Some("attacker.example:8085"), real).unwrap_err();
+        assert!(
+            forged.to_string().contains("PUBSUB_EMULATOR_HOST"),
+            "{forged}"
+        );
+        assert!(check_pairing(Some("127.0.0.1:8085"), real).is_err());
+        let leaked = check_pairing(None, local).unwrap_err();
+        assert!(leaked.to_string().contains("deployed handler"), "{leaked}");
+        assert!(check_pairing(None, "http://[::1]:1").is_err());
     }
 
     #[test]

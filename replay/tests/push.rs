@@ -147,3 +147,23 @@ async fn a_backlog_is_pushed_a_bounded_number_at_a_time() -> Result<()> {
     ensure!(left.is_empty(), "{} letter(s) not acked", left.len());
     Ok(())
 }
+
+/// Letters from an emulator never go to a deployed handler (they would carry the replay
+/// identity's ID token), and the refusal comes before anything is pulled or any token is minted.
+#[test]
+fn letters_from_an_emulator_are_not_pushed_to_a_deployed_handler() -> Result<()> {
+    let out = Command::new(BIN)
+        .args(["push", "--subscription", SUBSCRIPTION])
+        .args(["--to", "https://to-bq-abc-uc.a.run.app"])
+        // Nothing listens there: the run must stop before it would pull.
+        .env("PUBSUB_EMULATOR_HOST", "127.0.0.1:9")
+        .env("GOOGLE_CLOUD_PROJECT", PROJECT)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success(), "it pushed: {stderr}");
+    ensure!(
+        stderr.contains("only to a handler on this machine"),
+        "not refused for the pairing: {stderr}"
+    );
+    Ok(())
+}

@@ -2,7 +2,9 @@
 //! after that handler took it.
 //!
 //! The steps, in order:
-//! 1. find which handler answers at `--to` ([`Target::find`]);
+//! 1. refuse letters from the emulator to a deployed handler, or from Pub/Sub to a local one
+//!    ([`crate::target::check_pairing`]), then find which handler answers at `--to`
+//!    ([`Target::find`]);
 //! 2. pull a small batch ([`Replay::next_batch`]) and sort it: letters another handler failed, or
 //!    whose handler is unknown, are reported and released at once; a dry run reports and releases
 //!    the rest too ([`Replay::sort`]);
@@ -52,6 +54,8 @@ pub struct Options {
 
 /// Exit 0 when no letter is still failing, 1 otherwise.
 pub async fn run(sub: &str, to: &str, options: Options) -> Result<ExitCode> {
+    let emulator = pipeline::config::pubsub_emulator(&pipeline::config::Env::process())?;
+    crate::target::check_pairing(emulator.as_deref(), to)?;
     let letters = Subscription::connect(sub)?;
     let target = Target::find(to).await?;
     let mut replay = Replay::new(&letters, &target, &options);
