@@ -7,7 +7,9 @@
 //!   carries Pub/Sub's `CloudPubSubDeadLetterSource*` attributes and no reason of ours.
 //!
 //! Either way the original data and attributes are unchanged, so the original push can be
-//! rebuilt exactly: [`Letter::push_body`] strips the added attributes again.
+//! rebuilt exactly: [`Letter::push_body`] strips the added attributes again. A message whose own
+//! attributes are named like ours is kept by the handler as a push body (ours alone on the
+//! letter), and on a letter Pub/Sub moved such attributes are the publisher's, never read as ours.
 
 use std::collections::BTreeMap;
 
@@ -30,8 +32,21 @@ pub struct Letter {
 
 impl Letter {
     pub fn new(received: ReceivedMessage) -> Self {
-        let added = dl::added_attributes(&received.message.attributes);
+        // A message Pub/Sub moved carries only its publisher's attributes (and Pub/Sub's): any
+        // named like ours are the publisher's. The handlers never add theirs to such a message.
+        let added = if Self::moved_by_pubsub(&received) {
+            BTreeMap::new()
+        } else {
+            dl::added_attributes(&received.message.attributes)
+        };
         Self { received, added }
+    }
+
+    fn moved_by_pubsub(received: &ReceivedMessage) -> bool {
+        received
+            .message
+            .attributes
+            .contains_key(SOURCE_SUBSCRIPTION)
     }
 
     fn attr(&self, k: &str) -> Option<&str> {
@@ -115,7 +130,10 @@ impl Letter {
             .message
             .attributes
             .iter()
-            .filter(|(k, _)| !dl::is_added(k) && !k.starts_with("CloudPubSubDeadLetterSource"))
+            .filter(|(k, _)| {
+                !k.starts_with("CloudPubSubDeadLetterSource")
+                    && (Self::moved_by_pubsub(&self.received) || !dl::is_added(k))
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     }
@@ -221,6 +239,45 @@ mod tests {
             })
         );
         assert_eq!(letter.handler().as_deref(), Some("to-bq"));
+    }
+
+    /// A message Pub/Sub moved itself (after too many deliveries) keeps its publisher's
+    /// attributes as they were: a `dead_letter.handler` among them is the publisher's, and
+    /// neither steers replay nor is stripped from the push.
+    #[test]
+    fn a_publishers_dead_letter_attributes_are_its_own() {
+        let attributes = [
+            ("dead_letter.handler", "to-gcs"),
+            ("dead_letter.payload", "push_body"),
+            ("dead_letter", "{}"),
+            (
+                "CloudPubSubDeadLetterSourceSubscription",
+                "event-telemetry-sub-v2",
+            ),
+            ("CloudPubSubDeadLetterSourceSubscriptionProject", "p"),
+            ("CloudPubSubDeadLetterSourceDeliveryCount", "5"),
+        ];
+        let letter = Letter::new(ReceivedMessage {
+            ack_id: "ack".into(),
+            message: WireMessage {
+                data: Some("e30=".into()),
+                attributes: attributes
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                message_id: "dl-2".into(),
+                publish_time: Some("2026-01-02T00:00:00Z".into()),
+            },
+            delivery_attempt: None,
+        });
+        assert_eq!(letter.handler().as_deref(), Some("sub-v2"));
+        assert!(!letter.is_push_body());
+        let body: Value = serde_json::from_slice(&letter.push_body()).expect("JSON");
+        assert_eq!(
+            body["message"]["attributes"],
+            json!({"dead_letter.handler": "to-gcs", "dead_letter.payload": "push_body", "dead_letter": "{}"})
+        );
+        assert_eq!(body["message"]["data"], "e30=");
     }
 
     /// A message with up to Pub/Sub's 100 attributes, each as large as allowed, is dead-lettered

@@ -72,9 +72,16 @@ impl DeadLetter {
             ),
         ];
         let m = match source {
-            Source::Message(m) if m.attributes.len() < PUBSUB_MAX_ATTRIBUTES => m,
-            // No attribute to spare, or undecodable: a push body is the data, the message's
-            // written again as a wrapped push (data and attributes inside), or the one that came.
+            Source::Message(m)
+                if m.attributes.len() < PUBSUB_MAX_ATTRIBUTES
+                    && !m.attributes.keys().any(|k| is_added(k)) =>
+            {
+                m
+            }
+            // No attribute to spare, attributes named like ours (a publisher's `dead_letter` or
+            // `dead_letter.handler` would be overwritten by, or read as, ours), or undecodable:
+            // a push body is the data, the message's written again as a wrapped push (data and
+            // attributes inside), or the one that came.
             Source::Message(m) => {
                 added.push((MESSAGE_ID, m.message_id.clone()));
                 return Self::push_body(wrapped(m), added);
@@ -251,6 +258,36 @@ mod tests {
     use crate::decode::PushFormat;
     use crate::event::RawData;
     use crate::failure::FailureKind;
+
+    #[test]
+    fn attributes_named_like_ours_are_kept_apart_from_ours() {
+        let attrs: BTreeMap<String, String> = [
+            ("dead_letter", "the publisher's"),
+            ("dead_letter.handler", "to-gcs"),
+            ("event.feature", "cody.chat-question"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let m = PushMessage {
+            message_id: "78".into(),
+            publish_time: None,
+            subscription: Some("projects/p/subscriptions/s-sub-v2".into()),
+            delivery_attempt: None,
+            attributes: attrs.clone(),
+            data: RawData::new(b"not json".to_vec()),
+            format: PushFormat::Wrapped,
+        };
+        let d = DeadLetter::new(Service::SubV2, Source::Message(&m), &failure()).unwrap();
+        // Ours alone on the letter; the publisher's, untouched, inside the push it carries.
+        assert_eq!(d.attributes[HANDLER], "sub-v2");
+        assert_eq!(d.attributes[PAYLOAD], "push_body");
+        assert!(!d.attributes.contains_key(PACKED), "{:?}", d.attributes);
+        let back = PushMessage::decode(&Default::default(), &d.data).unwrap();
+        assert_eq!(back.attributes, attrs);
+        assert_eq!(back.data.bytes().as_ref(), b"not json");
+        assert_eq!(back.message_id, "78");
+    }
 
     #[test]
     fn keeps_data_and_attributes_and_adds_the_reason() {
