@@ -84,9 +84,13 @@ enum Command {
         /// At most this many messages.
         #[arg(long, default_value_t = 100)]
         limit: usize,
-        /// Write to this file instead of standard output.
+        /// Write to this file (mode 0600) instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Print raw letters (transcripts) even when standard output is a terminal, where they
+        /// would land in scrollback and session recordings; refused without it.
+        #[arg(long)]
+        to_terminal: bool,
     },
     /// Explain each dead letter: where it came from, why it failed, and what each handler would
     /// do with it now (write, skip, dead-letter), with the (redacted) BigQuery row it would write.
@@ -182,7 +186,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             subscription,
             limit,
             out,
-        } => cmd::pull::run(&sub(&subscription)?, limit, out.as_deref()).await,
+            to_terminal,
+        } => cmd::pull::run(&sub(&subscription)?, limit, out.as_deref(), to_terminal).await,
         Command::Inspect {
             file,
             subscription,

@@ -9,7 +9,15 @@ use anyhow::{Context, Result};
 
 use crate::subscription::Subscription;
 
-pub async fn run(sub: &str, limit: usize, out: Option<&Path>) -> Result<ExitCode> {
+pub async fn run(
+    sub: &str,
+    limit: usize,
+    out: Option<&Path>,
+    to_terminal: bool,
+) -> Result<ExitCode> {
+    use std::io::IsTerminal;
+    // Before anything is pulled (and leased).
+    refuse_a_terminal(out, std::io::stdout().is_terminal(), to_terminal)?;
     // In a Cloud Run job (the replay job) standard output and files end up in Cloud Logging or a
     // throwaway disk: raw letters hold transcripts, so they are only saved from a person's machine.
     if std::env::var_os("CLOUD_RUN_JOB").is_some() {
@@ -32,6 +40,18 @@ pub async fn run(sub: &str, limit: usize, out: Option<&Path>) -> Result<ExitCode
         None => std::io::stdout().write_all(text.as_bytes())?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Raw letters are not printed to a terminal unless asked (`--to-terminal`): they would stay in
+/// its scrollback, a multiplexer's buffer or a session recording. A pipe or a file is fine.
+fn refuse_a_terminal(out: Option<&Path>, stdout_is_terminal: bool, asked: bool) -> Result<()> {
+    if out.is_none() && stdout_is_terminal && !asked {
+        anyhow::bail!(
+            "`pull` prints raw dead letters (transcripts) and standard output is a terminal: give \
+             --out FILE (saved with mode 0600), pipe it, or add --to-terminal"
+        );
+    }
+    Ok(())
 }
 
 /// Writes `text` to `path` readable and writable by its owner only (`0600`), whether the file is
@@ -68,6 +88,15 @@ mod tests {
             .permissions()
             .mode()
             & 0o777
+    }
+
+    #[test]
+    fn a_terminal_gets_raw_letters_only_when_asked() {
+        let file = Some(Path::new("letters.json"));
+        assert!(refuse_a_terminal(None, true, false).is_err());
+        assert!(refuse_a_terminal(None, true, true).is_ok());
+        assert!(refuse_a_terminal(None, false, false).is_ok(), "a pipe");
+        assert!(refuse_a_terminal(file, true, false).is_ok());
     }
 
     #[test]
