@@ -14,13 +14,9 @@ pub enum Auth {
 /// handler gets no ID token.
 pub fn is_local(url: &str) -> Result<bool> {
     let parsed = reqwest::Url::parse(url).context("--to must be an absolute URL")?;
-    let host = parsed.host_str().unwrap_or_default();
-    Ok(
-        match host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
-            Ok(ip) => ip.is_loopback(),
-            Err(_) => host.eq_ignore_ascii_case("localhost"),
-        },
-    )
+    Ok(pipeline::config::is_loopback_host(
+        parsed.host_str().unwrap_or_default(),
+    ))
 }
 
 impl Auth {

@@ -513,17 +513,37 @@ impl AuthConfig {
         let jwks_url = env
             .get("PUSH_AUTH_JWKS_URL")
             .unwrap_or_else(|| GOOGLE_JWKS_URL.into());
-        if !(jwks_url.starts_with("https://") || jwks_url.starts_with("http://")) {
-            return Err(err(
-                "PUSH_AUTH_JWKS_URL",
-                format!("`{jwks_url}` is not an http(s) URL"),
-            ));
-        }
+        check_jwks_url(&jwks_url)?;
         Ok(Some(AuthConfig {
             audience,
             service_accounts,
             jwks_url,
         }))
+    }
+}
+
+/// Whether a URL's host (as `Url::host_str` gives it) is this machine: `localhost`, or a
+/// loopback address (127.0.0.0/8, `[::1]`).
+pub fn is_loopback_host(host: &str) -> bool {
+    match host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
+/// The keys that decide who may push are fetched over HTTPS; plain HTTP only from this machine
+/// (a test's key server), since anyone on the path could otherwise serve their own keys.
+fn check_jwks_url(url: &str) -> Result<(), ConfigError> {
+    let bad = |why: &str| err("PUSH_AUTH_JWKS_URL", format!("`{url}` {why}"));
+    let parsed = reqwest::Url::parse(url).map_err(|_| bad("is not an absolute URL"))?;
+    let host = parsed.host_str().unwrap_or_default();
+    match parsed.scheme() {
+        "https" if !host.is_empty() => Ok(()),
+        "http" if is_loopback_host(host) => Ok(()),
+        "http" => Err(bad(
+            "is plain HTTP off this machine: the push-signing keys must come over https://",
+        )),
+        _ => Err(bad("is not an https:// URL")),
     }
 }
 
@@ -756,6 +776,28 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(missing.var, "PUSH_AUTH_AUDIENCE");
+    }
+
+    #[test]
+    fn push_signing_keys_come_over_https_or_from_this_machine() {
+        for ok in [
+            GOOGLE_JWKS_URL,
+            "https://keys.example.com/certs",
+            "http://127.0.0.1:8080/certs",
+            "http://localhost:1/",
+            "http://[::1]:9/k",
+        ] {
+            assert!(check_jwks_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://www.googleapis.com/oauth2/v3/certs",
+            "http://10.0.0.1/certs",
+            "ftp://127.0.0.1/",
+            "keys",
+        ] {
+            let e = check_jwks_url(bad).unwrap_err();
+            assert_eq!(e.var, "PUSH_AUTH_JWKS_URL", "{bad}");
+        }
     }
 
     #[test]
