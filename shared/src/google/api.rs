@@ -141,12 +141,27 @@ impl Api {
     }
 
     /// Sends the request `make` builds, retrying [`Class::Retry`] answers within the timeout.
+    /// Each attempt, its access token included (a metadata server that never answers), ends
+    /// within the time left.
     async fn send<T: DeserializeOwned>(
         &self,
         call: Call,
         make: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<T, GoogleError> {
-        with_retries(self.timeout, |left| self.once(call, make().timeout(left))).await
+        with_retries(self.timeout, |left| {
+            let attempt = self.once(call, make().timeout(left));
+            async move {
+                tokio::time::timeout(left, attempt)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(GoogleError::transport(
+                            call,
+                            format!("no answer (the access token included) within {left:?}"),
+                        ))
+                    })
+            }
+        })
+        .await
     }
 
     async fn once<T: DeserializeOwned>(
@@ -270,6 +285,46 @@ mod tests {
     #[test]
     fn a_path_segment_keeps_no_slash() {
         assert_eq!(segment("t/2026/a b.json"), "t%2F2026%2Fa%20b.json");
+    }
+
+    #[tokio::test]
+    async fn a_token_that_never_comes_is_bounded_by_the_calls_timeout() {
+        // A token endpoint that takes the connection and never answers.
+        let held = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let token_uri = format!("http://{}/token", held.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = held.accept().await {
+                open.push(socket);
+            }
+        });
+        let tokens = google_cloud_auth::credentials::user_account::Builder::new(
+            serde_json::json!({"type": "authorized_user", "client_id": "c", "client_secret": "s", "refresh_token": "r"}),
+        )
+        .with_token_uri(token_uri)
+        .build_access_token_credentials()
+        .unwrap();
+        let api = Api::with_credentials(
+            &STORAGE,
+            Some("http://127.0.0.1:1"),
+            Arc::new(Credentials::from_tokens(tokens)),
+            Duration::from_millis(500),
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(20),
+            api.get::<serde_json::Value>(crate::google::calls::OBJECTS_LIST, "b/x/o", &[]),
+        )
+        .await
+        .expect("the call waited for the token past its own timeout");
+        let e = answer.unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(e.class(), Class::Retry, "{e}");
     }
 
     #[tokio::test]

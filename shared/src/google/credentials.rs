@@ -43,6 +43,14 @@ impl Credentials {
         })
     }
 
+    /// Tokens from `tokens` (a test's own token source).
+    #[cfg(test)]
+    pub fn from_tokens(tokens: AccessTokenCredentials) -> Self {
+        Self {
+            tokens: Some(tokens),
+        }
+    }
+
     /// Against an emulator: no token is sent.
     pub fn is_emulator(&self) -> bool {
         self.tokens.is_none()
