@@ -37,9 +37,10 @@ resource "google_cloud_run_v2_job" "replay" {
         image = var.images["replay"]
         # Overridden on each execution (--args); alone it prints the commands.
         args = ["--help"]
-        # `replay inspect` judges letters and redacts the rows it prints as the services do.
+        # `replay inspect` judges letters and redacts the rows it prints as the services do;
+        # `replay push` waits for a push as long as a service may take (SINK_TIMEOUT_SECONDS).
         dynamic "env" {
-          for_each = local.rules_env
+          for_each = merge(local.rules_env, { SINK_TIMEOUT_SECONDS = tostring(var.sink_timeout_seconds) })
           content {
             name  = env.key
             value = env.value

@@ -35,11 +35,23 @@ pub fn check_pairing(emulator: Option<&str>, to: &str) -> Result<()> {
     }
 }
 
-/// The longest one re-delivered push may take (the services' ack deadline, 120 s by default).
-pub const PUSH_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long `replay` waits for one re-delivered push: the longest a service may take
+/// ([`pipeline::limits::push_worst_case`] of the deployment's `SINK_TIMEOUT_SECONDS`, which the
+/// replay job gets from Terraform as the services do), and a margin for the way there and back.
+/// Shorter, a push still under way would be given up and its letter kept while it may have
+/// written.
+pub fn push_timeout(env: &pipeline::config::Env<'_>) -> Result<Duration> {
+    let sink = pipeline::config::sink_timeout(env)?;
+    Ok(pipeline::limits::push_worst_case(sink) + PUSH_MARGIN)
+}
+
+/// The way to the service and back, beyond its own worst case.
+const PUSH_MARGIN: Duration = Duration::from_secs(10);
 
 pub struct Target {
     http: reqwest::Client,
+    /// How long one push may take ([`push_timeout`]).
+    pub timeout: Duration,
     auth: Auth,
     /// Where pushes go: the handler's root, as Pub/Sub pushes to it.
     pub endpoint: String,
@@ -49,10 +61,10 @@ pub struct Target {
 
 impl Target {
     /// Asks `to`'s `/healthz` which of the pipeline's services it is.
-    pub async fn find(to: &str) -> Result<Self> {
+    pub async fn find(to: &str, timeout: Duration) -> Result<Self> {
         let auth = Auth::for_url(to)?;
         let http = reqwest::Client::builder()
-            .timeout(PUSH_TIMEOUT)
+            .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
         let base = to.trim_end_matches('/').to_owned();
@@ -73,6 +85,7 @@ impl Target {
             .to_owned();
         Ok(Self {
             http,
+            timeout,
             auth,
             endpoint: format!("{base}/"),
             service,
@@ -150,6 +163,27 @@ mod tests {
 
     fn ok(body: Value) -> Verdict {
         judge(StatusCode::OK, &answer(body))
+    }
+
+    #[test]
+    fn a_push_is_waited_for_as_long_as_the_service_may_take() {
+        let env = |v: Option<&'static str>| {
+            pipeline::config::Env::from_fn(move |k| {
+                (k == "SINK_TIMEOUT_SECONDS")
+                    .then_some(v)
+                    .flatten()
+                    .map(str::to_owned)
+            })
+        };
+        for (sink, seconds) in [(None, 30), (Some("7"), 7), (Some("540"), 540)] {
+            let sink_timeout = Duration::from_secs(seconds);
+            let waited = push_timeout(&env(sink)).unwrap();
+            assert!(
+                waited > pipeline::limits::push_worst_case(sink_timeout),
+                "{sink:?}"
+            );
+        }
+        assert!(push_timeout(&env(Some("0"))).is_err());
     }
 
     #[test]

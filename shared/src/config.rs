@@ -300,18 +300,7 @@ pub enum SinkTarget {
 
 impl SinkConfig {
     pub fn from_env(service: Service, env: &Env<'_>, project: &str) -> Result<Self, ConfigError> {
-        let timeout = match env.get("SINK_TIMEOUT_SECONDS") {
-            None => crate::limits::DEFAULT_SINK_TIMEOUT,
-            Some(v) => match v.parse::<u64>() {
-                Ok(s) if (1..=540).contains(&s) => Duration::from_secs(s),
-                _ => {
-                    return Err(err(
-                        "SINK_TIMEOUT_SECONDS",
-                        format!("`{v}` is not a whole number of seconds from 1 to 540"),
-                    ));
-                }
-            },
-        };
+        let timeout = sink_timeout(env)?;
         let mut target = match service {
             Service::ToGcs => SinkTarget::gcs_from_env(env)?,
             Service::ToBq | Service::SubV2 => SinkTarget::bigquery_from_env(env, project)?,
@@ -519,6 +508,21 @@ impl AuthConfig {
             service_accounts,
             jwks_url,
         }))
+    }
+}
+
+/// `SINK_TIMEOUT_SECONDS`: how long one write may take (1 to 540 s; 30 s when unset). `replay`
+/// reads it too, to wait for a re-delivered push as long as the service may take.
+pub fn sink_timeout(env: &Env<'_>) -> Result<Duration, ConfigError> {
+    match env.get("SINK_TIMEOUT_SECONDS") {
+        None => Ok(crate::limits::DEFAULT_SINK_TIMEOUT),
+        Some(v) => match v.parse::<u64>() {
+            Ok(s) if (1..=540).contains(&s) => Ok(Duration::from_secs(s)),
+            _ => Err(err(
+                "SINK_TIMEOUT_SECONDS",
+                format!("`{v}` is not a whole number of seconds from 1 to 540"),
+            )),
+        },
     }
 }
 

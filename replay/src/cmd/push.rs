@@ -9,7 +9,7 @@
 //!    whose handler is unknown, are reported and released at once; a dry run reports and releases
 //!    the rest too ([`Replay::sort`]);
 //! 3. push this handler's letters, at most `--concurrency` at a time and `--rate` starts a
-//!    second; before each push, lease the letters not yet started for one more push ([`LEASE`]),
+//!    second; before each push, lease the letters not yet started for one more push ([`LEASE_MARGIN`]),
 //!    so that no lease expires before its ack ([`Replay::push_all`], [`Target::push`]);
 //! 4. ack each letter the handler took as soon as it answers, release the rest;
 //! 5. print the tally ([`Tally`]): a line on stderr, the JSON summary on stdout.
@@ -31,11 +31,14 @@ use crate::letter::Letter;
 use crate::subscription::Subscription;
 use crate::target::{Target, Verdict};
 
-/// How long the letters of a batch stay leased from the start of each push: one push's longest
-/// time and a margin, so that no lease ends before its letter's ack or release. A letter waits
-/// for its start at most one push ([`crate::target::PUSH_TIMEOUT`], for a free slot) or one
-/// interval of the slowest `--rate` (100 s), both shorter.
-const LEASE: Duration = Duration::from_secs(crate::target::PUSH_TIMEOUT.as_secs() + 60);
+/// How long the letters of a batch stay leased from the start of each push, beyond one push's
+/// longest time ([`Target::timeout`]), so that no lease ends before its letter's ack or release.
+/// A letter waits for its start at most one push (for a free slot) or one interval of the
+/// slowest `--rate` (100 s), both within one push and this margin.
+/// (Pub/Sub leases for 600 s at most, [`Subscription::extend`]: with `SINK_TIMEOUT_SECONDS`
+/// above 239 a lease can end during a push; this run still never pushes a letter twice, since it
+/// skips message ids it has seen.)
+const LEASE_MARGIN: Duration = Duration::from_secs(60);
 
 /// Letters pulled at a time, at least: enough to keep `--concurrency` pushes busy, few enough
 /// that a failure stops the run with most letters never leased.
@@ -57,7 +60,8 @@ pub async fn run(sub: &str, to: &str, options: Options) -> Result<ExitCode> {
     let emulator = pipeline::config::pubsub_emulator(&pipeline::config::Env::process())?;
     crate::target::check_pairing(emulator.as_deref(), to)?;
     let letters = Subscription::connect(sub)?;
-    let target = Target::find(to).await?;
+    let env = pipeline::config::Env::process();
+    let target = Target::find(to, crate::target::push_timeout(&env)?).await?;
     let mut replay = Replay::new(&letters, &target, &options);
     replay.drain().await?;
     replay.bar.finish_and_clear();
@@ -224,7 +228,9 @@ impl<'a> Replay<'a> {
                 }
                 // The subscription's own deadline (60 s) is shorter than a push may take: the
                 // letters not yet started are leased for one more.
-                letters.extend(&messages[i..], LEASE).await?;
+                letters
+                    .extend(&messages[i..], target.timeout + LEASE_MARGIN)
+                    .await?;
                 let pushed = match target.push(letter).await? {
                     Verdict::Ack(outcome, reason) => {
                         letters.ack(std::slice::from_ref(m)).await?;
