@@ -31,7 +31,7 @@ pub const MAX_HEADER_BYTES: usize = 160 * 1024;
 pub const MAX_BATCH_ROWS: usize = 10_000;
 
 /// The most bytes of rows one `insertAll` may carry: BigQuery refuses requests above 10 MB, and
-/// the request adds at most 64 bytes to its rows ([`crate::sink::bigquery::request_body`]).
+/// the request adds at most 64 bytes to its rows ([`crate::google::bigquery::insert_all_body`]).
 pub const MAX_BATCH_BYTES: usize = 9_000_000;
 
 /// BigQuery `insertAll`: one encoded row may be at most this large, because it has to fit into a

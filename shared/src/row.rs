@@ -22,6 +22,7 @@ use crate::classify::Classification;
 use crate::decode::PushMessage;
 use crate::event::EventId;
 use crate::event::{Event, Interaction, Parameters, RequestMetadata, TelemetryPayload, User};
+use crate::google::bigquery::InsertRow;
 use crate::limits;
 use crate::redact::Redacted;
 
@@ -397,7 +398,7 @@ impl<'a> EventRow<'a> {
     /// the largest JSON column left is too (only they can be that large, and the transcript keys
     /// are gone already). Each is recorded in `dropped_columns`, never silently. A row still too
     /// large without them is an error, and the message is dead-lettered with it.
-    pub fn encode(mut self, insert_id: String) -> Result<PreparedRow, RowError> {
+    pub fn encode(mut self, insert_id: String) -> Result<PreparedRow, EncodeError> {
         for column in JsonColumn::ALL {
             // Measured when the column was written (by the redaction's walk for privateMetadata).
             let too_deep = column
@@ -410,7 +411,7 @@ impl<'a> EventRow<'a> {
         }
         loop {
             let row =
-                PreparedRow::new(insert_id.clone(), &self).map_err(|_| RowError::Unencodable)?;
+                PreparedRow::new(insert_id.clone(), &self).map_err(|_| EncodeError::Unencodable)?;
             if row.json.get().len() <= limits::MAX_ROW_BYTES {
                 return Ok(row);
             }
@@ -420,7 +421,7 @@ impl<'a> EventRow<'a> {
                 .max_by_key(|(len, _)| *len);
             match largest {
                 Some((_, column)) => self.drop_column(column, "too_large"),
-                None => return Err(RowError::TooLarge(row.json.get().len())),
+                None => return Err(EncodeError::TooLarge(row.json.get().len())),
             }
         }
     }
@@ -437,7 +438,7 @@ impl<'a> EventRow<'a> {
 
 /// Why a row cannot be sent at all. Neither says anything about the row's content.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RowError {
+pub enum EncodeError {
     #[error("the row cannot be encoded as JSON")]
     Unencodable,
     #[error(
@@ -446,11 +447,11 @@ pub enum RowError {
     TooLarge(usize),
 }
 
-impl RowError {
+impl EncodeError {
     pub fn code(&self) -> &'static str {
         match self {
-            RowError::Unencodable => "row_unencodable",
-            RowError::TooLarge(_) => "row_too_large",
+            EncodeError::Unencodable => "row_unencodable",
+            EncodeError::TooLarge(_) => "row_too_large",
         }
     }
 }
@@ -510,19 +511,17 @@ impl PreparedRow {
         })
     }
 
-    /// The bytes this row adds to an `insertAll` request: its JSON, its quoted and escaped insert
-    /// id, and `{"insertId":…,"json":…},`.
+    /// The row as `insertAll` takes it: its insert id and JSON text.
+    pub fn insert_row(&self) -> InsertRow<'_> {
+        InsertRow {
+            insert_id: &self.insert_id,
+            json: self.json.get(),
+        }
+    }
+
+    /// The bytes this row adds to an `insertAll` request ([`InsertRow::encoded_len`]).
     pub fn encoded_len(&self) -> usize {
-        let id: usize = self
-            .insert_id
-            .chars()
-            .map(|c| match c {
-                '"' | '\\' => 2,
-                c if (c as u32) < 0x20 => 6,
-                c => c.len_utf8(),
-            })
-            .sum();
-        self.json.get().len() + id + 2 + 22
+        self.insert_row().encoded_len()
     }
 
     /// The row as a JSON tree (tests and `replay inspect` look at it).

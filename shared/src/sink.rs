@@ -26,9 +26,47 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::error::CallError;
-use crate::google::bigquery::RowError;
-use crate::google::{Class, GoogleError};
+use crate::google::bigquery::InsertError;
+use crate::google::{Class, GoogleError, classify};
 use crate::row::PreparedRow;
+
+/// Why one row was not written: BigQuery's reason (from `insertAll`'s `insertErrors` or the
+/// Storage Write API's `row_errors`), or the sink's own (`stopped`: not sent or not decided).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    pub reason: String,
+    pub location: String,
+    pub message: String,
+}
+
+impl RowError {
+    /// `invalid` means the row itself is wrong; `stopped` (another row of the call failed),
+    /// `backendError`, `timeout` and the rest can succeed on a retry (the one classifier decides,
+    /// by the reason: a row's error has no status of its own).
+    pub fn is_permanent(&self) -> bool {
+        classify(None, Some(&self.reason)) == Class::Permanent
+    }
+}
+
+impl From<InsertError> for RowError {
+    fn from(e: InsertError) -> Self {
+        Self {
+            reason: e.reason,
+            location: e.location,
+            message: e.message,
+        }
+    }
+}
+
+impl std::fmt::Display for RowError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} at `{}`: {}",
+            self.reason, self.location, self.message
+        )
+    }
+}
 
 /// How rows reach BigQuery (`BIGQUERY_WRITE_METHOD`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::error::CallError;
-use crate::google::bigquery::RowError;
 use crate::row::PreparedRow;
+use crate::sink::RowError;
 use crate::sink::memory::lock;
 use crate::sink::{NewObject, ObjectStore, RowSink, Stored};
 

@@ -506,8 +506,7 @@ impl RowSink for HeldTable {
     async fn insert(
         &self,
         rows: Vec<pipeline::row::PreparedRow>,
-    ) -> Result<Vec<Result<(), pipeline::google::bigquery::RowError>>, pipeline::error::CallError>
-    {
+    ) -> Result<Vec<Result<(), pipeline::sink::RowError>>, pipeline::error::CallError> {
         self.called.store(true, std::sync::atomic::Ordering::SeqCst);
         self.release.notified().await;
         self.rows.insert(rows).await
@@ -527,8 +526,7 @@ impl RowSink for SlowTable {
     async fn insert(
         &self,
         rows: Vec<pipeline::row::PreparedRow>,
-    ) -> Result<Vec<Result<(), pipeline::google::bigquery::RowError>>, pipeline::error::CallError>
-    {
+    ) -> Result<Vec<Result<(), pipeline::sink::RowError>>, pipeline::error::CallError> {
         use std::sync::atomic::Ordering::SeqCst;
         let now = self.now.fetch_add(1, SeqCst) + 1;
         self.most.fetch_max(now, SeqCst);

@@ -3,6 +3,11 @@
 //! out) is an edge, and the graph of top-level modules must be acyclic. A cycle means two
 //! modules are one in all but name: one of them should own the shared part (as `error` owns the
 //! retry-or-not error and `limits` every limit).
+//!
+//! And the layers point down: `google` (the clients of Google's APIs) is the bottom layer. It
+//! names only leaves, modules that name no other module (`error`, `limits`, `schema`), never
+//! rows, events, redaction, sinks or handlers: it takes insert ids and JSON text, or Arrow
+//! bytes, and returns Google's verdicts, which the sinks map.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -144,6 +149,44 @@ fn the_modules_of_the_shared_crate_import_each_other_without_a_cycle() {
             c.join(" -> ")
         );
     }
+}
+
+/// The modules `bottom` names that are not leaves of `graph` (each with what it names).
+fn above_the_bottom(graph: &Graph, bottom: &str) -> Vec<String> {
+    graph
+        .get(bottom)
+        .into_iter()
+        .flatten()
+        .filter(|m| graph.get(*m).is_some_and(|e| !e.is_empty()))
+        .map(|m| format!("{bottom} names {m}, which names {:?}", graph[m]))
+        .collect()
+}
+
+#[test]
+fn the_google_layer_names_only_leaves() {
+    let graph = graph_of(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    assert!(
+        graph.get("google").is_some_and(|e| !e.is_empty()),
+        "google names nothing? {graph:?}"
+    );
+    let wrong = above_the_bottom(&graph, "google");
+    assert!(wrong.is_empty(), "the layers point up: {wrong:?}");
+}
+
+#[test]
+fn the_layer_rule_fails_when_broken() {
+    let graph: Graph = [
+        ("google", vec!["limits", "row"]),
+        ("row", vec!["event"]),
+        ("limits", vec![]),
+        ("event", vec![]),
+    ]
+    .into_iter()
+    .map(|(m, e)| (m.to_owned(), e.into_iter().map(String::from).collect()))
+    .collect();
+    let wrong = above_the_bottom(&graph, "google");
+    assert_eq!(wrong.len(), 1, "{wrong:?}");
+    assert!(wrong[0].starts_with("google names row"), "{wrong:?}");
 }
 
 #[test]

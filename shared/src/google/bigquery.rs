@@ -1,6 +1,9 @@
 //! BigQuery through `gcp-bigquery-client` (built without its default `gzip` feature): the
 //! start-up check's `tables.get`, the audit's `jobs.query` and `jobs.getQueryResults`, and
-//! `tabledata.insertAll` for the sinks.
+//! `tabledata.insertAll` for the sinks, by the crate or through the JSON layer with the request
+//! written from the rows' text ([`insert_all_text`]). Rows are only insert ids and JSON text here
+//! ([`InsertRow`]), and the answer is Google's per-row verdict ([`InsertError`]): what a row is,
+//! and what a verdict means for a push, is the sink's business (`crate::sink::bigquery`).
 //!
 //! The crate is given the [`Credentials`] every other client uses ([`BigQueryToken`]) and, for
 //! the emulator, the emulator's base URL. Each call is bounded by the timeout given here, and its
@@ -25,9 +28,7 @@ use serde_json::Value;
 
 use super::api::with_retries;
 use super::credentials::BigQueryToken;
-use super::{BIGQUERY, Call, Credentials, Endpoint, GoogleError, calls};
-use super::{Class, classify};
-use crate::row::PreparedRow;
+use super::{Api, BIGQUERY, Call, Credentials, Endpoint, GoogleError, calls};
 use crate::schema::Field;
 
 /// Streaming inserts.
@@ -134,12 +135,12 @@ impl BigQuery {
     }
 
     /// Streams `rows` into `table` (`insertAll` with `skipInvalidRows`, `insertId` per row): one
-    /// verdict per row, in order. A row is reported written only when no error names it.
+    /// verdict per row, in order, `None` when no error names the row.
     pub async fn insert_all(
         &self,
         table: &TableRef,
-        rows: &[PreparedRow],
-    ) -> Result<Vec<Result<(), RowError>>, GoogleError> {
+        rows: &[InsertRow<'_>],
+    ) -> Result<Vec<Option<InsertError>>, GoogleError> {
         let call = calls::TABLEDATA_INSERT_ALL;
         let first = insert_request(rows).map_err(|e| error(call, e))?;
         // A retry builds its request again rather than every call keeping a copy.
@@ -217,18 +218,85 @@ impl BigQuery {
     }
 }
 
-/// The `insertAll` request for `rows`, with `skipInvalidRows` and each row's `insertId`. The
-/// crate takes each row as a tree: the row's JSON text is parsed here, and serialised again by
-/// the crate.
-fn insert_request(rows: &[PreparedRow]) -> Result<TableDataInsertAllRequest, BQError> {
+/// One row of an `insertAll`: its `insertId` and its JSON object as text.
+#[derive(Debug, Clone, Copy)]
+pub struct InsertRow<'a> {
+    pub insert_id: &'a str,
+    pub json: &'a str,
+}
+
+impl InsertRow<'_> {
+    /// The bytes this row adds to an `insertAll` request ([`insert_all_body`]): its JSON, its
+    /// quoted and escaped insert id, and `{"insertId":…,"json":…},`.
+    pub fn encoded_len(&self) -> usize {
+        let id: usize = self
+            .insert_id
+            .chars()
+            .map(|c| match c {
+                '"' | '\\' => 2,
+                c if (c as u32) < 0x20 => 6,
+                c => c.len_utf8(),
+            })
+            .sum();
+        self.json.len() + id + 2 + 22
+    }
+}
+
+/// What the request adds to its rows' [`InsertRow::encoded_len`], at most.
+pub const INSERT_ALL_ENVELOPE_BYTES: usize = 64;
+
+/// Streams `rows` into `table` through the JSON layer, the request written from the rows' text
+/// ([`insert_all_body`]): the same call and verdicts as [`BigQuery::insert_all`], without the
+/// crate parsing every row into a tree and serialising it again.
+pub async fn insert_all_text(
+    api: &Api,
+    table: &TableRef,
+    rows: &[InsertRow<'_>],
+) -> Result<Vec<Option<InsertError>>, GoogleError> {
+    let path = format!(
+        "projects/{}/datasets/{}/tables/{}/insertAll",
+        table.project, table.dataset, table.table
+    );
+    let body = bytes::Bytes::from(insert_all_body(rows));
+    let answer: TableDataInsertAllResponse = api
+        .post_json_text(calls::TABLEDATA_INSERT_ALL, &path, body)
+        .await?;
+    Ok(verdicts(answer, rows.len()))
+}
+
+/// The `insertAll` request for `rows`, with `skipInvalidRows` and each row's `insertId`: each
+/// row's JSON text as it was encoded, not re-serialised.
+pub fn insert_all_body(rows: &[InsertRow<'_>]) -> Vec<u8> {
+    let capacity =
+        INSERT_ALL_ENVELOPE_BYTES + rows.iter().map(InsertRow::encoded_len).sum::<usize>();
+    let mut body = Vec::with_capacity(capacity);
+    body.extend_from_slice(br#"{"skipInvalidRows":true,"rows":["#);
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(br#"{"insertId":"#);
+        // A string always serialises.
+        let _ = serde_json::to_writer(&mut body, row.insert_id);
+        body.extend_from_slice(br#","json":"#);
+        body.extend_from_slice(row.json.as_bytes());
+        body.push(b'}');
+    }
+    body.extend_from_slice(b"]}");
+    body
+}
+
+/// The same request as the crate takes it: each row as a tree, the row's JSON text parsed here
+/// and serialised again by the crate.
+fn insert_request(rows: &[InsertRow<'_>]) -> Result<TableDataInsertAllRequest, BQError> {
     let mut request = TableDataInsertAllRequest::new();
     request.skip_invalid_rows();
     let rows = rows
         .iter()
         .map(|r| {
             Ok(TableDataInsertAllRequestRows {
-                insert_id: Some(r.insert_id.clone()),
-                json: serde_json::from_str::<Value>(r.json.get())?,
+                insert_id: Some(r.insert_id.to_owned()),
+                json: serde_json::from_str::<Value>(r.json)?,
             })
         })
         .collect::<Result<Vec<_>, BQError>>()?;
@@ -236,10 +304,10 @@ fn insert_request(rows: &[PreparedRow]) -> Result<TableDataInsertAllRequest, BQE
     Ok(request)
 }
 
-/// One verdict per row from `insertErrors`: a row is written only when no error names it; an
-/// error naming no row fails them all.
-pub(crate) fn verdicts(answer: TableDataInsertAllResponse, n: usize) -> Vec<Result<(), RowError>> {
-    let mut results: Vec<Result<(), RowError>> = vec![Ok(()); n];
+/// One verdict per row from `insertErrors`: `None` when no error names the row; an error naming
+/// no row is every row's.
+fn verdicts(answer: TableDataInsertAllResponse, n: usize) -> Vec<Option<InsertError>> {
+    let mut results: Vec<Option<InsertError>> = vec![None; n];
     for failed in answer.insert_errors.unwrap_or_default() {
         let index = failed
             .index
@@ -251,7 +319,7 @@ pub(crate) fn verdicts(answer: TableDataInsertAllResponse, n: usize) -> Vec<Resu
             .into_iter()
             .next()
             .unwrap_or_default();
-        let error = RowError {
+        let error = InsertError {
             reason: first.reason.unwrap_or_else(|| "unknown".into()),
             location: first.location.unwrap_or_default(),
             message: first
@@ -260,8 +328,8 @@ pub(crate) fn verdicts(answer: TableDataInsertAllResponse, n: usize) -> Vec<Resu
                 .unwrap_or_default(),
         };
         match index {
-            Some(i) => results[i] = Err(error),
-            None => results.iter_mut().for_each(|r| *r = Err(error.clone())),
+            Some(i) => results[i] = Some(error),
+            None => results.iter_mut().for_each(|r| *r = Some(error.clone())),
         }
     }
     results
@@ -343,31 +411,13 @@ fn error(call: Call, e: BQError) -> GoogleError {
     }
 }
 
-/// Why BigQuery refused one row.
+/// BigQuery's error for one row of an `insertAll` (the first of `insertErrors[].errors` naming
+/// it): its reason, where in the row, and its message (cut to 300 characters).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RowError {
+pub struct InsertError {
     pub reason: String,
     pub location: String,
     pub message: String,
-}
-
-impl RowError {
-    /// `invalid` means the row itself is wrong; `stopped` (another row of the call failed),
-    /// `backendError`, `timeout` and the rest can succeed on a retry (the one classifier decides,
-    /// by the reason: a row's error has no status of its own).
-    pub fn is_permanent(&self) -> bool {
-        classify(None, Some(&self.reason)) == Class::Permanent
-    }
-}
-
-impl std::fmt::Display for RowError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} at `{}`: {}",
-            self.reason, self.location, self.message
-        )
-    }
 }
 
 #[cfg(test)]
@@ -382,14 +432,42 @@ mod tests {
         )
         .unwrap();
         let v = verdicts(answer, 4);
-        assert!(v[0].is_ok() && v[3].is_ok());
-        assert!(v[1].as_ref().unwrap_err().is_permanent());
-        assert_eq!(v[2].as_ref().unwrap_err().reason, "backendError");
-        assert!(!v[2].as_ref().unwrap_err().is_permanent());
+        assert!(v[0].is_none() && v[3].is_none());
+        assert_eq!(v[1].as_ref().unwrap().reason, "invalid");
+        assert_eq!(v[1].as_ref().unwrap().location, "f");
+        assert_eq!(v[2].as_ref().unwrap().reason, "backendError");
         let unattributed: TableDataInsertAllResponse =
             serde_json::from_str(r#"{"insertErrors":[{"errors":[{"reason":"stopped"}]}]}"#)
                 .unwrap();
-        assert!(verdicts(unattributed, 2).iter().all(Result::is_err));
+        assert!(verdicts(unattributed, 2).iter().all(Option::is_some));
+    }
+
+    #[test]
+    fn the_request_is_the_rows_json_text() {
+        let rows = [
+            InsertRow {
+                insert_id: "a\"1",
+                json: r#"{"x":1}"#,
+            },
+            InsertRow {
+                insert_id: "b",
+                json: r#"{"y":"z"}"#,
+            },
+        ];
+        let body = insert_all_body(&rows);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"skipInvalidRows": true, "rows": [
+                {"insertId": "a\"1", "json": {"x": 1}}, {"insertId": "b", "json": {"y": "z"}}]})
+        );
+        let rows_bytes: usize = rows.iter().map(InsertRow::encoded_len).sum();
+        assert!(body.len() <= INSERT_ALL_ENVELOPE_BYTES + rows_bytes);
+        let crate_request = serde_json::to_value(insert_request(&rows).unwrap()).unwrap();
+        assert_eq!(
+            crate_request["rows"], v["rows"],
+            "both clients send the same rows"
+        );
     }
 
     #[test]

@@ -30,8 +30,8 @@ use tokio::time::Instant;
 
 use super::{OneRow, RowSink};
 use crate::error::CallError;
-use crate::google::bigquery::RowError;
 use crate::row::PreparedRow;
+use crate::sink::RowError;
 
 /// When a batch is sent. Read from `BIGQUERY_BATCH_*` (see `config.rs` and the README).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,16 +21,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use gcp_bigquery_client::model::table_data_insert_all_response::TableDataInsertAllResponse;
 
-use super::{RowSink, SinkCheck};
+use super::{RowError, RowSink, SinkCheck};
 use crate::error::CallError;
-use crate::google::bigquery::RowError;
-use crate::google::bigquery::{BigQuery, INSERT_SCOPE, READ_SCOPE, verdicts};
-use crate::google::{Api, BIGQUERY, Credentials, GoogleError, calls};
+use crate::google::bigquery::{BigQuery, INSERT_SCOPE, InsertRow, READ_SCOPE, TableRef};
+use crate::google::bigquery::{InsertError, insert_all_text};
+use crate::google::{Api, BIGQUERY, Credentials};
 use crate::row::PreparedRow;
-
-use crate::google::bigquery::TableRef;
 
 /// Which client sends `insertAll`. The default is [`InsertClient::Direct`]: `gcp-bigquery-client`
 /// measured below 85 % of it for `sub-v2` (median of seven runs, `BENCHMARKS.md`, issue 17).
@@ -102,27 +99,6 @@ impl BigQuerySink {
     pub async fn check(&self) -> Result<(), SinkCheck> {
         check_table(&self.client, &self.table).await
     }
-
-    /// `insertAll` through the JSON layer, the body written from the rows' text.
-    async fn insert_direct(
-        &self,
-        json: &Api,
-        rows: &[PreparedRow],
-    ) -> Result<Vec<Result<(), RowError>>, GoogleError> {
-        let t = &self.table;
-        let path = format!(
-            "projects/{}/datasets/{}/tables/{}/insertAll",
-            t.project, t.dataset, t.table
-        );
-        let answer: TableDataInsertAllResponse = json
-            .post_json_text(
-                calls::TABLEDATA_INSERT_ALL,
-                &path,
-                bytes::Bytes::from(request_body(rows)),
-            )
-            .await?;
-        Ok(verdicts(answer, rows.len()))
-    }
 }
 
 /// Start-up check of either write method: `table` exists and has every column a row can carry
@@ -143,61 +119,44 @@ pub async fn check_table(client: &BigQuery, table: &TableRef) -> Result<(), Sink
     }
 }
 
-/// The `insertAll` request for `rows`: each row's JSON text as it was encoded, not re-serialised.
-pub fn request_body(rows: &[PreparedRow]) -> Vec<u8> {
-    let capacity = 64 + rows.iter().map(PreparedRow::encoded_len).sum::<usize>();
-    let mut body = Vec::with_capacity(capacity);
-    body.extend_from_slice(br#"{"skipInvalidRows":true,"rows":["#);
-    for (i, row) in rows.iter().enumerate() {
-        if i > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(br#"{"insertId":"#);
-        // A string always serialises.
-        let _ = serde_json::to_writer(&mut body, &row.insert_id);
-        body.extend_from_slice(br#","json":"#);
-        body.extend_from_slice(row.json.get().as_bytes());
-        body.push(b'}');
-    }
-    body.extend_from_slice(b"]}");
-    body
-}
-
 #[async_trait]
 impl RowSink for BigQuerySink {
     async fn insert(&self, rows: Vec<PreparedRow>) -> Result<Vec<Result<(), RowError>>, CallError> {
-        let result = match &self.json {
-            Some(json) => self.insert_direct(json, &rows).await,
+        let rows: Vec<InsertRow<'_>> = rows.iter().map(PreparedRow::insert_row).collect();
+        let answer = match &self.json {
+            Some(json) => insert_all_text(json, &self.table, &rows).await,
             None => self.client.insert_all(&self.table, &rows).await,
         };
         // A request-level answer: retried within the timeout if it could heal; what is left is a
         // nack, or (400 `invalid`) the rows' own fault.
-        result.map_err(CallError::from)
+        Ok(answer
+            .map_err(CallError::from)?
+            .into_iter()
+            .map(verdict)
+            .collect())
     }
+}
+
+/// A row is written when no error names it.
+fn verdict(error: Option<InsertError>) -> Result<(), RowError> {
+    error.map_or(Ok(()), |e| Err(e.into()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn row(id: &str, json: &str) -> PreparedRow {
-        PreparedRow {
-            insert_id: id.into(),
-            json: Arc::from(serde_json::value::RawValue::from_string(json.into()).unwrap()),
-        }
-    }
-
     #[test]
-    fn the_request_is_the_rows_json_text() {
-        let rows = [row("a\"1", r#"{"x":1}"#), row("b", r#"{"y":"z"}"#)];
-        let body = request_body(&rows);
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(
-            v,
-            serde_json::json!({"skipInvalidRows": true, "rows": [
-                {"insertId": "a\"1", "json": {"x": 1}}, {"insertId": "b", "json": {"y": "z"}}]})
-        );
-        assert!(body.len() <= 64 + rows.iter().map(PreparedRow::encoded_len).sum::<usize>());
+    fn a_row_is_written_when_no_error_names_it() {
+        assert_eq!(verdict(None), Ok(()));
+        let refused = verdict(Some(InsertError {
+            reason: "invalid".into(),
+            location: "f".into(),
+            message: "m".into(),
+        }))
+        .unwrap_err();
+        assert!(refused.is_permanent());
+        assert_eq!(refused.to_string(), "invalid at `f`: m");
     }
 
     #[test]

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::error::CallError;
-use crate::google::bigquery::RowError;
 use crate::row::PreparedRow;
+use crate::sink::RowError;
 use crate::sink::{NewObject, ObjectStore, RowSink, Stored};
 
 /// A poisoned lock only means another thread panicked; the data is still what it was.

@@ -24,11 +24,12 @@ use tokio::time::Instant;
 use super::bigquery::check_table;
 use super::{RowSink, SinkCheck};
 use crate::error::CallError;
-use crate::google::bigquery::{BigQuery, INSERT_SCOPE, READ_SCOPE, RowError, TableRef};
+use crate::google::bigquery::{BigQuery, INSERT_SCOPE, READ_SCOPE, TableRef};
 use crate::google::storage_write::{APPEND_PERMISSION, Appended, StorageWrite};
 use crate::google::{BIGQUERY, Class, Credentials, GoogleError};
 use crate::row::PreparedRow;
 use crate::row::arrow::{ArrowRows, Unfit};
+use crate::sink::RowError;
 
 pub struct StorageWriteSink {
     stream: StorageWrite,
