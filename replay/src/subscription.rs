@@ -24,11 +24,11 @@ pub fn subscription_path(cli_project: Option<&str>, s: &str) -> Result<String> {
 }
 
 /// One dead-letter subscription, read through the shared crate's Google layer.
-pub struct Subscription {
+pub struct DeadLetterSubscription {
     api: Api,
 }
 
-impl Subscription {
+impl DeadLetterSubscription {
     /// Pub/Sub with Application Default Credentials, or the emulator at PUBSUB_EMULATOR_HOST.
     pub fn connect(path: &str) -> Result<Self> {
         let emulator = pipeline::config::pubsub_emulator(&Env::process())?;

@@ -93,7 +93,7 @@ impl Target {
     }
 
     /// Pushes the letter's original push, marked as a replay, and judges the answer.
-    pub async fn push(&self, letter: &Letter) -> Result<Verdict> {
+    pub async fn push(&self, letter: &Letter) -> Result<Decision> {
         let mut req = self
             .http
             .post(&self.endpoint)
@@ -104,7 +104,7 @@ impl Target {
             req = req.header("authorization", h);
         }
         Ok(match req.send().await {
-            Err(e) => Verdict::Keep(format!("unreachable: {}", e.without_url())),
+            Err(e) => Decision::Keep(format!("unreachable: {}", e.without_url())),
             Ok(resp) => {
                 let status = resp.status();
                 // Anything that is not the handlers' answer reads as an empty one: kept.
@@ -117,7 +117,7 @@ impl Target {
 
 /// What the handler's answer means for the dead letter.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Decision {
     /// Stored (`written`, `already_stored`) or deliberately skipped (with the skip's reason):
     /// ack the dead letter.
     Ack(Label, String),
@@ -129,23 +129,25 @@ pub enum Verdict {
 /// whose `outcome` says stored, or skipped for a reason of the handler's own. Not
 /// [`Label::is_ack`]: a `dead_lettered` answer is acked by Pub/Sub, but for a replay it would
 /// mean the letter is gone from this subscription with nothing stored.
-pub fn judge(status: StatusCode, body: &PushAnswer) -> Verdict {
+pub fn judge(status: StatusCode, body: &PushAnswer) -> Decision {
     if !status.is_success() {
         let error = body.error.as_deref().unwrap_or("");
-        return Verdict::Keep(format!("HTTP {} {error}", status.as_u16()));
+        return Decision::Keep(format!("HTTP {} {error}", status.as_u16()));
     }
     let outcome = Label::parse(&body.outcome);
     let reason = body.reason.as_deref().unwrap_or("");
     match outcome {
-        Some(label @ (Label::Written | Label::AlreadyStored)) => Verdict::Ack(label, String::new()),
+        Some(label @ (Label::Written | Label::AlreadyStored)) => {
+            Decision::Ack(label, String::new())
+        }
         // Sent to a handler that does not own it: nothing was stored, keep the dead letter.
         Some(Label::Skipped) if reason == NOT_FOR_THIS_SUBSCRIPTION => {
-            Verdict::Keep(format!("skipped: {NOT_FOR_THIS_SUBSCRIPTION}"))
+            Decision::Keep(format!("skipped: {NOT_FOR_THIS_SUBSCRIPTION}"))
         }
-        Some(Label::Skipped) if !reason.is_empty() => Verdict::Ack(Label::Skipped, reason.into()),
+        Some(Label::Skipped) if !reason.is_empty() => Decision::Ack(Label::Skipped, reason.into()),
         // A 2xx that is not one of the handler's stored answers (a proxy, a login page, or an
         // outcome such as dead_lettered): keep it.
-        _ => Verdict::Keep(format!(
+        _ => Decision::Keep(format!(
             "HTTP {} without a handler outcome",
             status.as_u16()
         )),
@@ -161,7 +163,7 @@ mod tests {
         serde_json::from_value(body).unwrap_or_default()
     }
 
-    fn ok(body: Value) -> Verdict {
+    fn ok(body: Value) -> Decision {
         judge(StatusCode::OK, &answer(body))
     }
 
@@ -207,39 +209,39 @@ mod tests {
     fn acks_only_stored_or_deliberately_skipped() {
         assert_eq!(
             ok(json!({"outcome": "written"})),
-            Verdict::Ack(Label::Written, String::new())
+            Decision::Ack(Label::Written, String::new())
         );
         assert_eq!(
             ok(json!({"outcome": "already_stored"})),
-            Verdict::Ack(Label::AlreadyStored, String::new())
+            Decision::Ack(Label::AlreadyStored, String::new())
         );
         assert_eq!(
             ok(json!({"outcome": "skipped", "reason": "not_a_transcript"})),
-            Verdict::Ack(Label::Skipped, "not_a_transcript".into())
+            Decision::Ack(Label::Skipped, "not_a_transcript".into())
         );
     }
 
     #[test]
     fn keeps_everything_else() {
-        let bare = Verdict::Keep("HTTP 200 without a handler outcome".into());
+        let bare = Decision::Keep("HTTP 200 without a handler outcome".into());
         assert_eq!(ok(Value::Null), bare);
         assert_eq!(ok(json!({"outcome": "skipped"})), bare);
         assert_eq!(ok(json!({"outcome": "dead_lettered"})), bare);
         assert_eq!(ok(json!({"outcome": "something_else"})), bare);
         assert_eq!(
             ok(json!({"outcome": "skipped", "reason": NOT_FOR_THIS_SUBSCRIPTION})),
-            Verdict::Keep("skipped: not_for_this_subscription".into())
+            Decision::Keep("skipped: not_for_this_subscription".into())
         );
         assert_eq!(
             judge(
                 StatusCode::BAD_REQUEST,
                 &answer(json!({"outcome": "rejected", "error": "invalid_payload"}))
             ),
-            Verdict::Keep("HTTP 400 invalid_payload".into())
+            Decision::Keep("HTTP 400 invalid_payload".into())
         );
         assert_eq!(
             judge(StatusCode::SERVICE_UNAVAILABLE, &answer(Value::Null)),
-            Verdict::Keep("HTTP 503 ".into())
+            Decision::Keep("HTTP 503 ".into())
         );
     }
 }

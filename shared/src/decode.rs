@@ -152,7 +152,7 @@ impl DecodeError {
 #[serde(rename_all = "camelCase")]
 struct Envelope<'a> {
     #[serde(borrow)]
-    message: Option<WireMessage<'a>>,
+    message: Option<PushedMessage<'a>>,
     #[serde(default)]
     subscription: Option<String>,
     #[serde(default, alias = "delivery_attempt")]
@@ -161,7 +161,7 @@ struct Envelope<'a> {
 
 /// Field order matters for nothing; both spellings are read, camelCase wins.
 #[derive(Deserialize)]
-struct WireMessage<'a> {
+struct PushedMessage<'a> {
     /// Borrowed from the body (base64 has nothing to unescape): no copy of a 13 MB text.
     #[serde(default, borrow)]
     data: Option<std::borrow::Cow<'a, str>>,

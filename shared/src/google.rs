@@ -54,7 +54,7 @@ pub use error::{Class, GoogleError, classify};
 /// One Google API: where it lives, as its discovery document says (`rootUrl` + `servicePath`).
 /// An emulator serves the same paths under its own `http://host:port/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Service {
+pub struct GoogleApi {
     /// For messages: `Cloud Storage`, `BigQuery`, `Pub/Sub`.
     pub name: &'static str,
     /// The discovery document's `rootUrl`.
@@ -63,19 +63,19 @@ pub struct Service {
     pub service_path: &'static str,
 }
 
-pub const STORAGE: Service = Service {
+pub const STORAGE: GoogleApi = GoogleApi {
     name: "Cloud Storage",
     root_url: "https://storage.googleapis.com/",
     service_path: "storage/v1/",
 };
 
-pub const BIGQUERY: Service = Service {
+pub const BIGQUERY: GoogleApi = GoogleApi {
     name: "BigQuery",
     root_url: "https://bigquery.googleapis.com/",
     service_path: "bigquery/v2/",
 };
 
-pub const PUBSUB: Service = Service {
+pub const PUBSUB: GoogleApi = GoogleApi {
     name: "Pub/Sub",
     root_url: "https://pubsub.googleapis.com/",
     service_path: "",

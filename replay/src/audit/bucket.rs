@@ -35,9 +35,9 @@ impl Object {
     }
 }
 
-pub struct Bucket(storage::Bucket);
+pub struct AuditBucket(storage::Bucket);
 
-impl Bucket {
+impl AuditBucket {
     pub async fn connect(bucket: &str, emulator: Option<&str>) -> Result<Self> {
         storage::Bucket::connect(
             bucket,

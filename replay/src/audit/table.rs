@@ -9,13 +9,13 @@ use pipeline::google::bigquery::{self, QUERY_SCOPE};
 /// Rows a page: the audit's queries return ids only.
 const PAGE_ROWS: u32 = 10_000;
 
-pub struct BigQuery {
+pub struct AuditTable {
     client: bigquery::BigQuery,
     /// Where the query jobs run (and are billed).
     project: String,
 }
 
-impl BigQuery {
+impl AuditTable {
     pub async fn connect(project: &str, emulator: Option<&str>) -> Result<Self> {
         let client =
             bigquery::BigQuery::connect(emulator, &[QUERY_SCOPE], Duration::from_secs(300))

@@ -24,9 +24,9 @@ use pipeline::event::TelemetryPayload;
 use serde_json::{Value, json};
 
 use crate::audit::Window;
-use crate::audit::bucket::{Bucket, Object};
+use crate::audit::bucket::{AuditBucket, Object};
 use crate::audit::queries::{self, Table};
-use crate::audit::table::BigQuery;
+use crate::audit::table::AuditTable;
 
 /// How many ids of each finding the summary lists.
 const FIRST: usize = 20;
@@ -52,9 +52,9 @@ pub async fn run(window: Window) -> Result<ExitCode> {
 
 /// Where the audit reads, and what it counted there.
 struct Sources {
-    bucket: Arc<Bucket>,
+    bucket: Arc<AuditBucket>,
     prefix: String,
-    bigquery: BigQuery,
+    bigquery: AuditTable,
     table: Table,
 }
 
@@ -83,9 +83,9 @@ impl Sources {
             return Err(anyhow!("unexpected sink configuration"));
         };
         Ok(Self {
-            bucket: Arc::new(Bucket::connect(&bucket, gcs_emulator.as_deref()).await?),
+            bucket: Arc::new(AuditBucket::connect(&bucket, gcs_emulator.as_deref()).await?),
             prefix,
-            bigquery: BigQuery::connect(project, bq_emulator.as_deref()).await?,
+            bigquery: AuditTable::connect(project, bq_emulator.as_deref()).await?,
             table: Table::new(&table.project, &table.dataset, &table.table)
                 .map_err(|e| anyhow!(e))?,
         })
@@ -182,7 +182,7 @@ async fn list_window(sources: &Sources, window: &Window) -> Result<Vec<Object>> 
 /// Reads each object back and classifies it with the services' rules: the event ids of objects
 /// that are not transcript events, and the names of objects that are not telemetry payloads.
 async fn classify_objects(
-    bucket: &Arc<Bucket>,
+    bucket: &Arc<AuditBucket>,
     rules: &Rules,
     objects: &[Object],
 ) -> Result<(BTreeSet<String>, BTreeSet<String>)> {

@@ -7,11 +7,11 @@ use anyhow::Result;
 use pipeline::google::pubsub::ReceivedMessage;
 
 use crate::letter::Letter;
-use crate::subscription::Subscription;
+use crate::subscription::DeadLetterSubscription;
 
 /// Acks the given messages; releases the others. Exit 1 when some id was not found.
 pub async fn run(sub: &str, message_ids: &[String]) -> Result<ExitCode> {
-    let letters = Subscription::connect(sub)?;
+    let letters = DeadLetterSubscription::connect(sub)?;
     let messages = letters.pull_distinct(10_000).await?;
     let (chosen, rest): (Vec<_>, Vec<_>) = messages
         .into_iter()

@@ -28,7 +28,7 @@ use pipeline::sink::memory::{MemoryRows, MemoryStore};
 use serde_json::{Value, json};
 
 use crate::letter::Letter;
-use crate::subscription::{Subscription, subscription_path};
+use crate::subscription::{DeadLetterSubscription, subscription_path};
 
 /// One JSON line per letter, read from `file` or else from `subscription` (released, not acked).
 pub async fn run(
@@ -47,7 +47,7 @@ pub async fn run(
         (Some(path), _) => read_pull_file(&path)?,
         (None, Some(s)) => {
             let sub = subscription_path(project, &s)?;
-            Subscription::connect(&sub)?.peek(limit).await?
+            DeadLetterSubscription::connect(&sub)?.peek(limit).await?
         }
         (None, None) => bail!("give --file or --subscription"),
     };

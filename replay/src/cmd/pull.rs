@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
-use crate::subscription::Subscription;
+use crate::subscription::DeadLetterSubscription;
 
 pub async fn run(
     sub: &str,
@@ -26,7 +26,7 @@ pub async fn run(
              output goes to Cloud Logging. Run it where the file stays as restricted as the bucket."
         );
     }
-    let messages = Subscription::connect(sub)?.peek(limit).await?;
+    let messages = DeadLetterSubscription::connect(sub)?.peek(limit).await?;
     let text = serde_json::to_string_pretty(&messages)? + "\n";
     match out {
         Some(path) => {

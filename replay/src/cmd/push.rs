@@ -28,14 +28,14 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::letter::Letter;
-use crate::subscription::Subscription;
-use crate::target::{Target, Verdict};
+use crate::subscription::DeadLetterSubscription;
+use crate::target::{Decision, Target};
 
 /// How long the letters of a batch stay leased from the start of each push, beyond one push's
 /// longest time ([`Target::timeout`]), so that no lease ends before its letter's ack or release.
 /// A letter waits for its start at most one push (for a free slot) or one interval of the
 /// slowest `--rate` (100 s), both within one push and this margin.
-/// (Pub/Sub leases for 600 s at most, [`Subscription::extend`]: with `SINK_TIMEOUT_SECONDS`
+/// (Pub/Sub leases for 600 s at most, [`DeadLetterSubscription::extend`]: with `SINK_TIMEOUT_SECONDS`
 /// above 239 a lease can end during a push; this run still never pushes a letter twice, since it
 /// skips message ids it has seen.)
 const LEASE_MARGIN: Duration = Duration::from_secs(60);
@@ -59,7 +59,7 @@ pub struct Options {
 pub async fn run(sub: &str, to: &str, options: Options) -> Result<ExitCode> {
     let emulator = pipeline::config::pubsub_emulator(&pipeline::config::Env::process())?;
     crate::target::check_pairing(emulator.as_deref(), to)?;
-    let letters = Subscription::connect(sub)?;
+    let letters = DeadLetterSubscription::connect(sub)?;
     let env = pipeline::config::Env::process();
     let target = Target::find(to, crate::target::push_timeout(&env)?).await?;
     let mut replay = Replay::new(&letters, &target, &options);
@@ -70,7 +70,7 @@ pub async fn run(sub: &str, to: &str, options: Options) -> Result<ExitCode> {
 
 /// One `replay push` under way.
 struct Replay<'a> {
-    letters: &'a Subscription,
+    letters: &'a DeadLetterSubscription,
     target: &'a Target,
     options: &'a Options,
     /// The time between two push starts at `--rate`.
@@ -96,7 +96,7 @@ enum Pushed {
 }
 
 impl<'a> Replay<'a> {
-    fn new(letters: &'a Subscription, target: &'a Target, options: &'a Options) -> Self {
+    fn new(letters: &'a DeadLetterSubscription, target: &'a Target, options: &'a Options) -> Self {
         let bar = ProgressBar::new_spinner();
         bar.set_style(
             ProgressStyle::with_template("{spinner} {pos} processed {msg}")
@@ -232,11 +232,11 @@ impl<'a> Replay<'a> {
                     .extend(&messages[i..], target.timeout + LEASE_MARGIN)
                     .await?;
                 let pushed = match target.push(letter).await? {
-                    Verdict::Ack(outcome, reason) => {
+                    Decision::Ack(outcome, reason) => {
                         letters.ack(std::slice::from_ref(m)).await?;
                         Pushed::Acked(outcome, reason)
                     }
-                    Verdict::Keep(why) => Pushed::Kept(why),
+                    Decision::Keep(why) => Pushed::Kept(why),
                 };
                 anyhow::Ok((i, pushed))
             }

@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
-use super::{Call, Class, Credentials, GoogleError, Service};
+use super::{Call, Class, Credentials, GoogleApi, GoogleError};
 
 /// Where an API is reached: Google's address, or an emulator serving the same paths.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +27,7 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// `service` at Google, or at `emulator` (`http://host:port`).
-    pub fn new(service: &Service, emulator: Option<&str>) -> Self {
+    pub fn new(service: &GoogleApi, emulator: Option<&str>) -> Self {
         match emulator {
             Some(e) => Self {
                 base: format!("{}/{}", e.trim_end_matches('/'), service.service_path),
@@ -59,7 +59,7 @@ impl Api {
     /// A client for `service` at Google (Application Default Credentials with `scopes`), or at
     /// `emulator` (`http://host:port`, no credentials). `timeout` bounds a call, retries included.
     pub fn new(
-        service: &'static Service,
+        service: &'static GoogleApi,
         emulator: Option<&str>,
         scopes: &[&str],
         timeout: Duration,
@@ -70,7 +70,7 @@ impl Api {
 
     /// As [`Api::new`], sharing credentials made for another client of the same service.
     pub fn with_credentials(
-        service: &'static Service,
+        service: &'static GoogleApi,
         emulator: Option<&str>,
         credentials: Arc<Credentials>,
         timeout: Duration,

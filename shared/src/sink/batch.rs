@@ -64,13 +64,13 @@ impl Default for BatchSettings {
     }
 }
 
-type Verdict = Result<Result<(), RowError>, CallError>;
+type RowAnswer = Result<Result<(), RowError>, CallError>;
 
 /// One row waiting for its batch, where its verdict goes with the size of its call, and when its
 /// push stops waiting.
 struct Pending {
     row: PreparedRow,
-    reply: oneshot::Sender<(Verdict, usize)>,
+    reply: oneshot::Sender<(RowAnswer, usize)>,
     deadline: Instant,
 }
 
@@ -99,7 +99,7 @@ impl GroupCommit {
         &self,
         rows: Vec<PreparedRow>,
         deadline: Instant,
-    ) -> Result<Vec<(Verdict, usize)>, CallError> {
+    ) -> Result<Vec<(RowAnswer, usize)>, CallError> {
         let stopped = || CallError::Transient("the BigQuery batcher has stopped".into());
         let mut waiting = Vec::with_capacity(rows.len());
         for row in rows {
@@ -125,7 +125,7 @@ impl GroupCommit {
     async fn within_timeout(
         &self,
         rows: Vec<PreparedRow>,
-    ) -> Result<Vec<(Verdict, usize)>, CallError> {
+    ) -> Result<Vec<(RowAnswer, usize)>, CallError> {
         let deadline = Instant::now() + self.timeout;
         tokio::time::timeout_at(deadline, self.verdicts(rows, deadline))
             .await
@@ -185,7 +185,7 @@ async fn collect(
             break;
         };
         let inner = inner.clone();
-        let call = Call::start(idle.clone(), permit);
+        let call = InFlight::start(idle.clone(), permit);
         tokio::spawn(async move {
             send(inner.as_ref(), batch).await;
             drop(call);
@@ -206,19 +206,19 @@ struct Idle {
 
 /// One call under way: counted in [`Idle`] and holding its in-flight slot until dropped, which
 /// happens however its task ends (a panic included).
-struct Call {
+struct InFlight {
     idle: Arc<Idle>,
     _slot: OwnedSemaphorePermit,
 }
 
-impl Call {
+impl InFlight {
     fn start(idle: Arc<Idle>, slot: OwnedSemaphorePermit) -> Self {
         idle.calls.fetch_add(1, Ordering::SeqCst);
         Self { idle, _slot: slot }
     }
 }
 
-impl Drop for Call {
+impl Drop for InFlight {
     fn drop(&mut self) {
         if self.idle.calls.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.idle.now.notify_one();
@@ -268,7 +268,7 @@ async fn send(inner: &dyn RowSink, batch: Vec<Pending>) {
     let Some(deadline) = live.iter().map(|p| p.deadline).max() else {
         return;
     };
-    let (rows, replies): (Vec<PreparedRow>, Vec<oneshot::Sender<(Verdict, usize)>>) =
+    let (rows, replies): (Vec<PreparedRow>, Vec<oneshot::Sender<(RowAnswer, usize)>>) =
         live.into_iter().map(|p| (p.row, p.reply)).unzip();
     let n = rows.len();
     for (reply, verdict) in replies
@@ -286,9 +286,13 @@ async fn send(inner: &dyn RowSink, batch: Vec<Pending>) {
 /// neighbours. The calls go one after the other (in the batch's one in-flight slot: n rows all
 /// refused make 2n − 1 calls, never more than one at a time), each bounded by `deadline`; rows
 /// not decided by then fail as transient, to come back with Pub/Sub's redelivery.
-async fn verdicts(inner: &dyn RowSink, rows: Vec<PreparedRow>, deadline: Instant) -> Vec<Verdict> {
+async fn verdicts(
+    inner: &dyn RowSink,
+    rows: Vec<PreparedRow>,
+    deadline: Instant,
+) -> Vec<RowAnswer> {
     let n = rows.len();
-    let mut out: Vec<Option<Verdict>> = vec![None; n];
+    let mut out: Vec<Option<RowAnswer>> = vec![None; n];
     // Parts still to send, by the index of their first row; the next to send is on top.
     let mut parts = vec![(0, rows)];
     while let Some((at, mut part)) = parts.pop() {
@@ -302,7 +306,7 @@ async fn verdicts(inner: &dyn RowSink, rows: Vec<PreparedRow>, deadline: Instant
                         .into(),
                 ))
             });
-        let decided: Vec<Verdict> = match answer {
+        let decided: Vec<RowAnswer> = match answer {
             Ok(verdicts) if verdicts.len() == len => verdicts.into_iter().map(Ok).collect(),
             Ok(verdicts) => {
                 let e = CallError::Transient(format!(
