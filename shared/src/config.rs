@@ -54,8 +54,9 @@ impl std::fmt::Display for Service {
     }
 }
 
-/// Every environment variable a service reads (the README's Configuration table lists each one,
-/// and a test holds Terraform's service environments to this list).
+/// Every environment variable a service reads: tests hold the code to this list
+/// (`shared/tests/variables.rs`), and this list to the README's Configuration table and
+/// Terraform's service environments.
 pub const VARIABLES: &[&str] = &[
     "PORT",
     "HOST",
