@@ -34,7 +34,7 @@ use crate::error::CallError;
 use crate::failure::Failure;
 use crate::google::pubsub::Publisher;
 use crate::limits::MAX_MESSAGE_DATA_BYTES;
-use crate::limits::{self, PUBSUB_MAX_ATTRIBUTE_VALUE_BYTES, PUBSUB_MAX_ATTRIBUTES};
+use crate::limits::{self, PUBSUB_MAX_ATTRIBUTE_VALUE_BYTES, PUBSUB_MAX_ATTRIBUTES, clip_bytes};
 
 pub const HANDLER: &str = "dead_letter.handler";
 pub const SUBSCRIPTION: &str = "dead_letter.subscription";
@@ -158,7 +158,12 @@ fn wrapped(m: &PushMessage) -> Vec<u8> {
 fn one_by_one(added: Vec<(&str, String)>) -> BTreeMap<String, String> {
     added
         .into_iter()
-        .map(|(k, v)| (k.to_owned(), clip(&v, PUBSUB_MAX_ATTRIBUTE_VALUE_BYTES)))
+        .map(|(k, v)| {
+            (
+                k.to_owned(),
+                clip_bytes(&v, PUBSUB_MAX_ATTRIBUTE_VALUE_BYTES).to_owned(),
+            )
+        })
         .collect()
 }
 
@@ -179,13 +184,13 @@ fn packed(added: Vec<(&str, String)>) -> String {
     let (mut fits, mut over) = (0, detail.len() + 1);
     while fits + 1 < over {
         let mid = (fits + over) / 2;
-        if with(&mut fields, &clip(&detail, mid)).len() <= PUBSUB_MAX_ATTRIBUTE_VALUE_BYTES {
+        if with(&mut fields, clip_bytes(&detail, mid)).len() <= PUBSUB_MAX_ATTRIBUTE_VALUE_BYTES {
             fits = mid;
         } else {
             over = mid;
         }
     }
-    with(&mut fields, &clip(&detail, fits))
+    with(&mut fields, clip_bytes(&detail, fits))
 }
 
 /// The attributes dead-lettering added (`dead_letter.*`, by their full names), from either form:
@@ -208,17 +213,6 @@ pub fn added_attributes(attributes: &BTreeMap<String, String>) -> BTreeMap<Strin
 /// Whether an attribute was added by dead-lettering (not the message's own).
 pub fn is_added(key: &str) -> bool {
     key == PACKED || key.starts_with(PREFIX)
-}
-
-fn clip(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_owned()
 }
 
 /// Where dead letters go.

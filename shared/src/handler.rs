@@ -247,5 +247,5 @@ async fn write_row(
 /// Feature and action are short identifiers (`^[a-z][a-zA-Z-.]+$`, at most 64 characters, checked
 /// by the gateway); clip anything longer before it reaches a log line or object metadata.
 fn clip(s: &str) -> String {
-    s.chars().take(64).collect()
+    crate::limits::clip_chars(s, crate::limits::MAX_LOGGED_NAME_CHARS)
 }

@@ -26,6 +26,32 @@ pub const MAX_PUSH_BODY_BYTES: usize = 14 * 1024 * 1024;
 /// keys, 1024-byte values) into headers, about 128 KiB, plus the request's own headers.
 pub const MAX_HEADER_BYTES: usize = 160 * 1024;
 
+/// Google's messages (an error's, a refused row's) are kept to this many characters: enough to
+/// name the resource and the problem, short enough for a log line or a dead letter's detail.
+pub const MAX_GOOGLE_MESSAGE_CHARS: usize = 300;
+
+/// Identifiers from a payload (feature, action, an attribute key in an error) are kept to this
+/// many characters in log lines, object metadata and messages (the gateway allows 64).
+pub const MAX_LOGGED_NAME_CHARS: usize = 64;
+
+/// At most `max` characters of `s`: messages and names for people (logs, errors).
+pub fn clip_chars(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+/// The longest prefix of `s` within `max` bytes, cut at a character boundary: for limits Google
+/// counts in bytes (Pub/Sub attribute values).
+pub fn clip_bytes(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// The most rows `BIGQUERY_BATCH_MAX_ROWS` may ask for in one `insertAll`: BigQuery takes up to
 /// 50,000 rows a request and recommends about 500; beyond 10,000 a batch is only slower to fail.
 pub const MAX_BATCH_ROWS: usize = 10_000;
@@ -114,7 +140,7 @@ pub fn publishable(data: &[u8], attributes: &BTreeMap<String, String>) -> Result
         if v.len() > PUBSUB_MAX_ATTRIBUTE_VALUE_BYTES {
             return Err(format!(
                 "attribute `{}` has {} bytes; Pub/Sub takes at most {PUBSUB_MAX_ATTRIBUTE_VALUE_BYTES}",
-                k.chars().take(64).collect::<String>(),
+                clip_chars(k, MAX_LOGGED_NAME_CHARS),
                 v.len()
             ));
         }
@@ -213,6 +239,16 @@ pub fn string_end(text: &[u8], i: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+
+    #[test]
+    fn clipping_counts_characters_or_bytes_and_never_splits_a_character() {
+        assert_eq!(super::clip_chars("ßßß", 2), "ßß");
+        assert_eq!(super::clip_chars("ab", 5), "ab");
+        // `ß` is two bytes: three bytes hold one of them, not one and a half.
+        assert_eq!(super::clip_bytes("ßßß", 3), "ß");
+        assert_eq!(super::clip_bytes("ßßß", 4), "ßß");
+        assert_eq!(super::clip_bytes("ab", 5), "ab");
+    }
 
     #[test]
     fn publishable_holds_pubsubs_documented_limits() {

@@ -29,6 +29,7 @@ use serde_json::Value;
 use super::api::with_retries;
 use super::credentials::BigQueryToken;
 use super::{Api, BIGQUERY, Call, Credentials, Endpoint, GoogleError, calls};
+use crate::limits::{MAX_GOOGLE_MESSAGE_CHARS, clip_chars};
 use crate::schema::Field;
 
 /// Streaming inserts.
@@ -324,7 +325,7 @@ fn verdicts(answer: TableDataInsertAllResponse, n: usize) -> Vec<Option<InsertEr
             location: first.location.unwrap_or_default(),
             message: first
                 .message
-                .map(|m| m.chars().take(300).collect())
+                .map(|m| clip_chars(&m, MAX_GOOGLE_MESSAGE_CHARS))
                 .unwrap_or_default(),
         };
         match index {
@@ -388,7 +389,7 @@ fn error(call: Call, e: BQError) -> GoogleError {
                 .errors
                 .iter()
                 .find_map(|m| m.get("reason").cloned()),
-            detail: error.error.message.chars().take(300).collect(),
+            detail: clip_chars(&error.error.message, MAX_GOOGLE_MESSAGE_CHARS),
         },
         BQError::RequestError(e) => GoogleError {
             call,

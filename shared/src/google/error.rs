@@ -23,6 +23,7 @@ use serde::Deserialize;
 
 use super::Call;
 use crate::error::CallError;
+use crate::limits;
 
 /// What to do about a failed call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,9 +88,6 @@ pub struct GoogleError {
     /// Google's message (clipped), or what went wrong on the way.
     pub detail: String,
 }
-
-/// Google's messages are kept to this many characters.
-const MAX_DETAIL: usize = 300;
 
 impl GoogleError {
     /// No answer: the connection failed, broke, or timed out.
@@ -262,7 +260,7 @@ fn http_status_of(code: &str) -> u16 {
 }
 
 fn clip(s: &str) -> String {
-    s.chars().take(MAX_DETAIL).collect()
+    limits::clip_chars(s, limits::MAX_GOOGLE_MESSAGE_CHARS)
 }
 
 /// Google's JSON error answer, as every JSON API sends it.

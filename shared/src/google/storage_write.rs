@@ -122,7 +122,10 @@ impl StorageWrite {
                     .map(|e| RefusedRow {
                         index: usize::try_from(e.index).unwrap_or(usize::MAX),
                         code: format!("{:?}", e.code),
-                        message: e.message.chars().take(300).collect(),
+                        message: crate::limits::clip_chars(
+                            &e.message,
+                            crate::limits::MAX_GOOGLE_MESSAGE_CHARS,
+                        ),
                     })
                     .collect(),
             )),
