@@ -23,7 +23,6 @@ use chrono::{DateTime, Utc};
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 
 /// The bytes of `message.data`, exactly as published.
 #[derive(Clone, PartialEq, Eq)]
@@ -419,14 +418,6 @@ impl PrivateMetadata<'_> {
         let raw = RawValue::from_string(text.to_owned()).map_err(|e| e.to_string())?;
         PrivateMetadata::object(Cow::Owned(raw))
             .map_err(|_| "privateMetadata must be a JSON object".to_owned())
-    }
-
-    /// The object as a tree (tests and tools; the services never build one).
-    pub fn to_map(&self) -> Result<Map<String, Value>, String> {
-        let mut de = serde_json::Deserializer::from_str(self.json());
-        de.disable_recursion_limit();
-        let stacked = serde_stacker::Deserializer::new(&mut de);
-        Map::deserialize(stacked).map_err(|e| e.to_string())
     }
 }
 

@@ -179,14 +179,15 @@ pub fn push_worst_case(sink_timeout: std::time::Duration) -> std::time::Duration
 /// How long a push waits for room in the byte budget before it is answered 429 (`admission`).
 pub const ADMISSION_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// One fetch of Google's JWKS (`auth`).
+/// One fetch of Google's JWKS ([`crate::push_auth`]).
 pub const JWKS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How long reading a push body may take. Pub/Sub sends it at once; a trickling body is not a
-/// push (`server`).
+/// push ([`crate::routes`]).
 pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// How long a dead letter's publish may take, retries included (`startup`).
+/// How long a dead letter's publish may take, retries included (its publisher is made in
+/// [`crate::startup`]).
 pub const DEAD_LETTER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A connection must send a whole request head within this long of opening or of its previous

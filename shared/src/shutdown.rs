@@ -1,6 +1,7 @@
 //! Shutdown, owned by one type (as in mini-redis): a [`ShutdownTrigger`] fires once, and every
 //! [`Shutdown`] clone sees it. `startup` hands one to the server, which then stops accepting
-//! connections and waits for in-flight requests to finish before `run` returns.
+//! connections and waits for in-flight requests to finish before
+//! `Application::run_until_stopped` returns.
 //!
 //! In production the trigger is SIGTERM (what Cloud Run sends, 10 s before SIGKILL) or Ctrl-C;
 //! tests fire it by hand.
