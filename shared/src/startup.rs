@@ -37,9 +37,45 @@ pub struct Application {
     state: AppState,
 }
 
+/// Why a service could not start, by stage; the text names the bucket, table, topic, address or
+/// client concerned. Every kind stops the service (Cloud Run's deploy then fails, naming it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StartupError {
+    /// A client could not be made (credentials, the HTTP or gRPC client, the row schema).
+    #[error("{what}: {why}")]
+    Client { what: &'static str, why: String },
+    /// The sink's start-up check: the bucket or table is missing, wrong or not writable, or
+    /// Google stayed unavailable for [`SINK_CHECK_PATIENCE`].
+    #[error("sink check failed: {0}")]
+    SinkCheck(String),
+    /// The push handler's rules or the push authentication could not be set up.
+    #[error("{what}: {why}")]
+    Handler { what: &'static str, why: String },
+    /// The port could not be bound.
+    #[error("cannot listen on {address}: {why}")]
+    Listen { address: String, why: String },
+}
+
+impl StartupError {
+    /// The stage, for the log line's `stage` field (one alert condition per stage).
+    pub fn stage(&self) -> &'static str {
+        match self {
+            StartupError::Client { .. } => "client",
+            StartupError::SinkCheck(_) => "sink_check",
+            StartupError::Handler { .. } => "handler",
+            StartupError::Listen { .. } => "listen",
+        }
+    }
+}
+
+/// A client constructor's message as a [`StartupError::Client`] about `what`.
+fn client(what: &'static str) -> impl FnOnce(String) -> StartupError {
+    move |why| StartupError::Client { what, why }
+}
+
 impl Application {
     /// Connects the configured sink (and dead-letter topic) and binds `HOST:PORT`.
-    pub async fn build(config: &Config) -> Result<Self, String> {
+    pub async fn build(config: &Config) -> Result<Self, StartupError> {
         let destination = connect_sink(config).await?;
         let dead_letters = connect_dead_letters(config).await?;
         Self::build_with(config, destination, dead_letters).await
@@ -50,19 +86,34 @@ impl Application {
         config: &Config,
         destination: Destination,
         dead_letters: Option<Arc<dyn DeadLetterSink>>,
-    ) -> Result<Self, String> {
-        let handler = Handler::new(config.service, config.rules.clone(), destination)?;
-        let addr = config.server.address();
-        let listener = TcpListener::bind(&addr)
+    ) -> Result<Self, StartupError> {
+        let handler =
+            Handler::new(config.service, config.rules.clone(), destination).map_err(|why| {
+                StartupError::Handler {
+                    what: "the push handler",
+                    why,
+                }
+            })?;
+        let address = config.server.address();
+        let listener = TcpListener::bind(&address)
             .await
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            .map_err(|e| StartupError::Listen {
+                address: address.clone(),
+                why: e.to_string(),
+            })?;
+        let verifier = (config.auth.clone().map(Verifier::new).transpose()).map_err(|why| {
+            StartupError::Handler {
+                what: "push authentication",
+                why,
+            }
+        })?;
         Ok(Self {
             listener,
             state: AppState {
                 handler,
                 project: config.project.clone(),
                 dead_letters,
-                verifier: config.auth.clone().map(Verifier::new).transpose()?,
+                verifier,
                 admission: Admission::new(config.server.body_budget),
             },
         })
@@ -124,7 +175,7 @@ impl RunningApp {
 }
 
 /// Builds the service's real sink client from its configuration.
-pub async fn connect_sink(config: &Config) -> Result<Destination, String> {
+pub async fn connect_sink(config: &Config) -> Result<Destination, StartupError> {
     let timeout = config.sink.timeout;
     Ok(match &config.sink.target {
         SinkTarget::Gcs {
@@ -132,7 +183,9 @@ pub async fn connect_sink(config: &Config) -> Result<Destination, String> {
             prefix,
             emulator,
         } => {
-            let store = GcsStore::connect(bucket, emulator.as_deref(), timeout).await?;
+            let store = GcsStore::connect(bucket, emulator.as_deref(), timeout)
+                .await
+                .map_err(client("the Cloud Storage client"))?;
             check_sink(|| store.check()).await?;
             Destination::Objects {
                 store: Arc::new(store),
@@ -155,14 +208,16 @@ pub async fn connect_sink(config: &Config) -> Result<Destination, String> {
                         storage_emulator.as_deref(),
                         timeout,
                     )
-                    .await?;
+                    .await
+                    .map_err(client("the BigQuery Storage Write client"))?;
                     check_sink(|| sink.check()).await?;
                     Arc::new(sink)
                 }
                 WriteMethod::InsertAll => {
                     let sink =
                         BigQuerySink::connect(table.clone(), emulator.as_deref(), timeout, *insert)
-                            .await?;
+                            .await
+                            .map_err(client("the BigQuery client"))?;
                     check_sink(|| sink.check()).await?;
                     Arc::new(sink)
                 }
@@ -178,7 +233,7 @@ pub const SINK_CHECK_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Runs a sink's start-up check: a wrong bucket, table, schema or grant stops the service with
 /// a message that names it (and Cloud Run's deploy fails) instead of 503 loops for 40 minutes.
-async fn check_sink<F, Fut>(check: F) -> Result<(), String>
+async fn check_sink<F, Fut>(check: F) -> Result<(), StartupError>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<(), SinkCheck>>,
@@ -191,11 +246,11 @@ where
         let result = attempt.unwrap_or_else(|_| Err(SinkCheck::Unavailable("no answer".into())));
         match result {
             Ok(()) => return Ok(()),
-            Err(SinkCheck::Wrong(problem)) => return Err(format!("sink check failed: {problem}")),
+            Err(SinkCheck::Wrong(problem)) => return Err(StartupError::SinkCheck(problem)),
             Err(SinkCheck::Unavailable(why)) if tokio::time::Instant::now() >= deadline => {
-                return Err(format!(
-                    "sink check failed: still unavailable after {SINK_CHECK_PATIENCE:?}: {why}"
-                ));
+                return Err(StartupError::SinkCheck(format!(
+                    "still unavailable after {SINK_CHECK_PATIENCE:?}: {why}"
+                )));
             }
             Err(SinkCheck::Unavailable(why)) => {
                 tracing::warn!("sink check: {why}; asking again");
@@ -208,12 +263,14 @@ where
 /// The dead-letter topic's publisher, when `DEAD_LETTER_TOPIC` is set.
 pub async fn connect_dead_letters(
     config: &Config,
-) -> Result<Option<Arc<dyn DeadLetterSink>>, String> {
+) -> Result<Option<Arc<dyn DeadLetterSink>>, StartupError> {
     let Some(topic) = &config.dead_letters.topic else {
         return Ok(None);
     };
     let emulator = config.dead_letters.pubsub_emulator.as_deref();
-    let publisher = Publisher::connect(topic, emulator, crate::limits::DEAD_LETTER_TIMEOUT).await?;
+    let publisher = Publisher::connect(topic, emulator, crate::limits::DEAD_LETTER_TIMEOUT)
+        .await
+        .map_err(client("the dead-letter publisher"))?;
     Ok(Some(Arc::new(PubSubDeadLetters::new(publisher))))
 }
 
@@ -259,7 +316,11 @@ async fn serve(config: Config) -> ExitCode {
     let app = match Application::build(&config).await {
         Ok(app) => app,
         Err(e) => {
-            tracing::error!(service = service.name(), "start-up failed: {e}");
+            tracing::error!(
+                service = service.name(),
+                stage = e.stage(),
+                "start-up failed: {e}"
+            );
             eprintln!("{service}: start-up failed: {e}");
             return ExitCode::FAILURE;
         }

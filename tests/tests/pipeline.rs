@@ -420,12 +420,20 @@ async fn a_service_with_a_wrong_bucket_or_table_refuses_to_start() -> Result<()>
         .await
         .err()
         .context("started")?;
-    ensure!(e.contains("gs://no-such-bucket not found"), "{e}");
+    ensure!(e.stage() == "sink_check", "{e:?}");
+    ensure!(
+        e.to_string().contains("gs://no-such-bucket not found"),
+        "{e}"
+    );
     let wrong_table = stack.config(Service::SubV2, &[("BIGQUERY_TABLE", "no_such_table")])?;
     let e = Application::build(&wrong_table)
         .await
         .err()
         .context("started")?;
-    ensure!(e.contains("no_such_table does not exist"), "{e}");
+    ensure!(e.stage() == "sink_check", "{e:?}");
+    ensure!(
+        e.to_string().contains("no_such_table does not exist"),
+        "{e}"
+    );
     Ok(())
 }
