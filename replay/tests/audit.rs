@@ -166,7 +166,7 @@ fn row(event_id: &str, private_metadata: Option<&str>) -> Value {
 async fn a_redelivery_after_a_lost_ack_is_one_row_in_the_view_and_counted_by_the_audit()
 -> Result<()> {
     let stack = Stack::start("audit-redelivery").await?;
-    // The default write method, as deployed (the stack's environment asks for insertAll).
+    // The default write method, as deployed, named here so the test keeps it if the default moves.
     let config = stack.config(
         pipeline::Service::SubV2,
         &[(

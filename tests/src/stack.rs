@@ -164,11 +164,6 @@ impl Stack {
                 env.insert("BIGQUERY_DATASET".into(), DATASET.into());
                 env.insert("BIGQUERY_TABLE".into(), TABLE.into());
                 env.insert("BIGQUERY_EMULATOR_HOST".into(), self.bigquery_host());
-                // insertAll here: bqemulator 1.4.0's Storage Write API hung (REST queries too)
-                // when the three services appended at once through the Pub/Sub emulator's push
-                // (tests/README.md, emulator gaps). The Storage Write API is driven end to end by
-                // the group-commit, audit and soak tests, which ask for it by name.
-                env.insert("BIGQUERY_WRITE_METHOD".into(), "insert_all".into());
                 env.insert(
                     "BIGQUERY_STORAGE_EMULATOR_HOST".into(),
                     self.bigquery_storage_host(),

@@ -4,8 +4,9 @@
 //! - the Pub/Sub emulator ignores subscription filters, so every service receives every message;
 //!   the handlers' own routing is what these tests prove (the filters are proven in `terraform/`'s
 //!   tests);
-//! - the BigQuery emulator does not deduplicate on `insertId`, so an event the test publishes
-//!   twice is counted twice in BigQuery (once in production, best effort);
+//! - an event the test publishes twice is two rows in BigQuery: the services write through the
+//!   Storage Write API's default stream, which never deduplicates (in production either;
+//!   `event_telemetry_once` and the audit count by event id);
 //! - the Pub/Sub emulator sends no `deliveryAttempt` in pushes and no OIDC token.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -90,8 +91,8 @@ async fn events_land_where_they_belong_and_transcripts_never_reach_bigquery() ->
         transcripts.len() > 20,
         "the generator should yield many transcript events"
     );
-    // BigQuery rows: one per event, plus one for the event published twice (no insertId dedup
-    // in the emulator).
+    // BigQuery rows: one per event, plus one for the event published twice (the default stream
+    // does not deduplicate).
     let expected_rows = messages.len() + 1;
 
     let rows = stack

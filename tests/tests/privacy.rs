@@ -200,7 +200,7 @@ async fn transcript_text_reaches_the_bucket_and_nothing_else() -> Result<()> {
     }
 
     // The same messages pushed straight to every handler: every response body is checked. (These
-    // deliveries add a second BigQuery row per event: the emulator does not deduplicate insertIds.)
+    // deliveries add a second BigQuery row per event: the default stream does not deduplicate.)
     let client = reqwest::Client::new();
     let mut responses = String::new();
     for (i, (data, attrs)) in valid
