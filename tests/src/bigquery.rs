@@ -1,6 +1,8 @@
 //! A small REST client for the BigQuery emulator: create the dataset and the `event_telemetry`
 //! table from the schema file, and read rows back as JSON objects.
 
+use std::collections::BTreeMap;
+
 use anyhow::{Context, Result, bail};
 
 use crate::emulators::json_answer;
@@ -154,4 +156,63 @@ pub fn once_view_sql(project: &str, dataset: &str, table: &str) -> Result<String
     let reference = "${google_bigquery_table.event_telemetry.project}.${google_bigquery_table.event_telemetry.dataset_id}.${google_bigquery_table.event_telemetry.table_id}";
     anyhow::ensure!(sql.contains(reference), "the view reads {reference}: {sql}");
     Ok(sql.replace(reference, &format!("{project}.{dataset}.{table}")))
+}
+
+/// What was published once: an event id and the Pub/Sub message id that carried it.
+pub type Publication = (String, String);
+
+/// Rows grouped by publication. The Storage Write API's default stream does not deduplicate, so
+/// a push Pub/Sub delivers again (an ack lost, a deadline passed after the append succeeded) is
+/// a second row with the same message id. Tests count publications and report redeliveries,
+/// instead of relying on there being none: only a row of a message nobody published, or a
+/// publication without a row, is a defect.
+pub fn by_publication(rows: &[Value]) -> BTreeMap<Publication, Vec<&Value>> {
+    let mut grouped: BTreeMap<Publication, Vec<&Value>> = BTreeMap::new();
+    for row in rows {
+        let field = |name: &str| row[name].as_str().unwrap_or_default().to_owned();
+        grouped
+            .entry((field("event_id"), field("message_id")))
+            .or_default()
+            .push(row);
+    }
+    grouped
+}
+
+/// The event ids that have more than one row only because one message was delivered more than
+/// once (every row of the event has the same message id).
+pub fn redelivered_events(rows: &[Value]) -> std::collections::BTreeSet<String> {
+    let grouped = by_publication(rows);
+    let mut publications: BTreeMap<&str, usize> = BTreeMap::new();
+    for (event_id, _) in grouped.keys() {
+        *publications.entry(event_id.as_str()).or_default() += 1;
+    }
+    grouped
+        .iter()
+        .filter(|((event_id, _), rows)| rows.len() > 1 && publications[event_id.as_str()] == 1)
+        .map(|((event_id, _), _)| event_id.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redelivery_is_one_publication_and_a_republish_is_two() {
+        let row = |e: &str, m: &str| json!({"event_id": e, "message_id": m});
+        let rows = [
+            row("a", "1"),
+            row("a", "1"), // redelivered
+            row("b", "2"),
+            row("b", "3"), // published twice
+            row("c", "4"),
+        ];
+        let grouped = by_publication(&rows);
+        assert_eq!(grouped.len(), 4);
+        assert_eq!(grouped[&("a".into(), "1".into())].len(), 2);
+        assert_eq!(
+            redelivered_events(&rows),
+            std::collections::BTreeSet::from(["a".to_owned()])
+        );
+    }
 }

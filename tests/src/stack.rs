@@ -196,17 +196,20 @@ impl Stack {
         Config::from_lookup(service, |k| env.get(k).cloned()).map_err(|e| anyhow::anyhow!("{e}"))
     }
 
-    /// Waits until the table holds at least `n` rows; returns them.
+    /// Waits until the table holds rows of at least `n` publications (event id and message id,
+    /// so a redelivery, which the default stream writes again, does not count twice; see
+    /// [`crate::bigquery::by_publication`]); returns every row.
     pub async fn wait_rows(&self, n: usize, timeout: Duration) -> Result<Vec<serde_json::Value>> {
         let bq = self.bigquery.clone();
-        eventually(&format!("{n} BigQuery rows"), timeout, || {
+        eventually(&format!("rows of {n} publications"), timeout, || {
             let bq = bq.clone();
             async move {
                 let rows = bq.all_rows(DATASET, TABLE).await?;
-                Ok(if rows.len() >= n {
+                let got = crate::bigquery::by_publication(&rows).len();
+                Ok(if got >= n {
                     Ok(rows)
                 } else {
-                    Err(format!("{} of {n} rows", rows.len()))
+                    Err(format!("rows of {got} of {n} publications"))
                 })
             }
         })
