@@ -233,7 +233,7 @@ mod tests {
 
         let column: ArrayRef = Arc::new(Int64Array::from_iter_values(0..37));
         let batch = RecordBatch::try_from_iter([("n", column)]).unwrap();
-        let ipc = pipeline::row::arrow::ipc_batch(&batch).unwrap();
+        let ipc = pipeline::row::arrow::ipc_batch(batch).unwrap();
         assert_eq!(grpc::ipc_batch_rows(&ipc), Some(37));
 
         let mut record_batch = Vec::new();

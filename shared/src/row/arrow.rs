@@ -144,7 +144,7 @@ impl ArrowRows {
     /// `rows` as one Arrow IPC record batch message (`ArrowRecordBatch.serialized_record_batch`).
     pub fn encode(&self, rows: &[PreparedRow]) -> Result<Bytes, Vec<Unfit>> {
         let batch = self.batch(rows)?;
-        ipc_batch(&batch).map_err(|why| {
+        ipc_batch(batch).map_err(|why| {
             // Not a row's fault, but no row of the batch can go: each is told why.
             (0..rows.len())
                 .map(|index| Unfit {
@@ -157,21 +157,52 @@ impl ArrowRows {
 }
 
 /// One record batch as an IPC stream message, without the schema before it.
-pub fn ipc_batch(batch: &RecordBatch) -> Result<Bytes, String> {
-    let options = IpcWriteOptions::default();
-    let (dictionaries, encoded) = IpcDataGenerator::default()
+///
+/// Memory: a batch of large rows is held once as Arrow columns and once as the message body;
+/// the columns are dropped as soon as the body is written, and the message's few header bytes
+/// are put in front of the body in its own buffer instead of copying the body after them
+/// (arrow-ipc's `write_message` would hold a third copy; BENCHMARKS.md, "Memory").
+pub fn ipc_batch(batch: RecordBatch) -> Result<Bytes, String> {
+    let options = ipc_options()?;
+    let (dictionaries, mut encoded) = IpcDataGenerator::default()
         .encode(
-            batch,
+            &batch,
             &mut DictionaryTracker::new(false),
             &options,
             &mut Default::default(),
         )
         .map_err(|e| format!("the Arrow batch cannot be written: {e}"))?;
+    drop(batch);
     debug_assert!(dictionaries.is_empty(), "the schema has no dictionaries");
-    let mut out = Vec::with_capacity(encoded.arrow_data.len() + encoded.ipc_message.len() + 16);
-    arrow_ipc::writer::write_message(&mut out, encoded, &options)
+    // The body is already padded to the alignment, so the message is the header (continuation,
+    // length, flatbuffer, padding) as `write_message` writes it for an empty body, then the body.
+    let body = std::mem::take(&mut encoded.arrow_data);
+    if body.len() % usize::from(IPC_ALIGNMENT) != 0 {
+        return Err("the Arrow batch's body is not aligned".into());
+    }
+    let mut header = Vec::with_capacity(encoded.ipc_message.len() + 16);
+    arrow_ipc::writer::write_message(&mut header, encoded, &options)
         .map_err(|e| format!("the Arrow batch cannot be written: {e}"))?;
-    Ok(Bytes::from(out))
+    Ok(Bytes::from(prepend(header, body)))
+}
+
+/// Arrow's default alignment of IPC buffers, named so the body's padding can be checked.
+const IPC_ALIGNMENT: u8 = 64;
+
+/// The IPC options every message is written with (Arrow's defaults, the alignment named).
+fn ipc_options() -> Result<IpcWriteOptions, String> {
+    IpcWriteOptions::try_new(IPC_ALIGNMENT.into(), false, arrow_ipc::MetadataVersion::V5)
+        .map_err(|e| format!("the Arrow IPC options: {e}"))
+}
+
+/// `head` then `body`, in `body`'s buffer: it grows by `head.len()` (in place when the allocator
+/// can), the body moves up, and the head is copied in front.
+fn prepend(head: Vec<u8>, mut body: Vec<u8>) -> Vec<u8> {
+    let len = body.len();
+    body.resize(len + head.len(), 0);
+    body.copy_within(..len, head.len());
+    body[..head.len()].copy_from_slice(&head);
+    body
 }
 
 /// The columns; `top` is false inside a RECORD, where a REPEATED or TIMESTAMP column would need
@@ -304,6 +335,31 @@ mod tests {
             .unwrap_err();
         let indexes: Vec<usize> = unfit.iter().map(|u| u.index).collect();
         assert_eq!(indexes, [1, 3], "{unfit:?}");
+    }
+
+    #[test]
+    fn a_batch_message_is_what_arrow_ipc_writes() {
+        let rows = ArrowRows::event_telemetry().unwrap();
+        let mut big = minimal();
+        big["parameters"] = serde_json::json!({"private_metadata": "x".repeat(100_003)});
+        let batch = rows.batch(&[row(minimal()), row(big)]).unwrap();
+        let options = IpcWriteOptions::default();
+        assert_eq!(
+            format!("{options:?}"),
+            format!("{:?}", ipc_options().unwrap())
+        );
+        let (_, encoded) = IpcDataGenerator::default()
+            .encode(
+                &batch,
+                &mut DictionaryTracker::new(false),
+                &options,
+                &mut Default::default(),
+            )
+            .unwrap();
+        let mut theirs = Vec::new();
+        arrow_ipc::writer::write_message(&mut theirs, encoded, &options).unwrap();
+        assert_eq!(ipc_batch(batch).unwrap(), theirs);
+        assert_eq!(prepend(b"ab".to_vec(), b"cde".to_vec()), b"abcde");
     }
 
     #[test]
