@@ -162,18 +162,15 @@ async fn the_audit_reports_exactly_the_planted_discrepancies_and_no_text() -> Re
     for (name, ids) in findings(&out)? {
         if name == "events_with_several_rows" {
             // The planted duplicate, and every redelivery, and nothing else.
-            let at_least: BTreeSet<String> = redelivered
-                .before
-                .iter()
-                .chain([&twice_id])
-                .cloned()
-                .collect();
-            let at_most: BTreeSet<String> = redelivered
-                .after
-                .iter()
-                .chain([&twice_id])
-                .cloned()
-                .collect();
+            let and_planted = |ids: &BTreeSet<String>| {
+                let mut ids = ids.clone();
+                ids.insert(twice_id.clone());
+                ids
+            };
+            let (at_least, at_most) = (
+                and_planted(&redelivered.before),
+                and_planted(&redelivered.after),
+            );
             ensure!(
                 at_least.is_subset(&ids) && ids.is_subset(&at_most),
                 "{name}: {ids:?}, expected {at_least:?} (and at most {at_most:?})"

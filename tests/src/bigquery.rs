@@ -1,7 +1,7 @@
 //! A small REST client for the BigQuery emulator: create the dataset and the `event_telemetry`
 //! table from the schema file, and read rows back as JSON objects.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result, bail};
 
@@ -180,7 +180,7 @@ pub fn by_publication(rows: &[Value]) -> BTreeMap<Publication, Vec<&Value>> {
 
 /// The event ids that have more than one row only because one message was delivered more than
 /// once (every row of the event has the same message id).
-pub fn redelivered_events(rows: &[Value]) -> std::collections::BTreeSet<String> {
+pub fn redelivered_events(rows: &[Value]) -> BTreeSet<String> {
     let grouped = by_publication(rows);
     let mut publications: BTreeMap<&str, usize> = BTreeMap::new();
     for (event_id, _) in grouped.keys() {
@@ -210,9 +210,6 @@ mod tests {
         let grouped = by_publication(&rows);
         assert_eq!(grouped.len(), 4);
         assert_eq!(grouped[&("a".into(), "1".into())].len(), 2);
-        assert_eq!(
-            redelivered_events(&rows),
-            std::collections::BTreeSet::from(["a".to_owned()])
-        );
+        assert_eq!(redelivered_events(&rows), BTreeSet::from(["a".to_owned()]));
     }
 }
