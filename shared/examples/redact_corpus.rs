@@ -19,7 +19,7 @@ use pipeline::classify::Classification;
 use pipeline::config::Rules;
 use pipeline::decode::PushMessage;
 use pipeline::event::TelemetryPayload;
-use pipeline::row::{EventRow, RowSource, insert_id};
+use pipeline::row::{EventRow, RowForm, RowSource, insert_id};
 
 /// How many times each kind is processed: about 200 MB of data per kind.
 fn iterations(bytes: usize) -> usize {
@@ -94,7 +94,7 @@ fn redact(message: &PushMessage, rules: &Rules, handler: &'static str) -> Result
     };
     let row = EventRow::build(source, redacted, Utc::now());
     let prepared = row
-        .encode(insert_id(&payload.event.id))
+        .encode(insert_id(&payload.event.id), RowForm::Json)
         .map_err(|e| e.to_string())?;
     Ok(prepared.encoded_len())
 }

@@ -24,7 +24,7 @@ use crate::failure::{Failure, FailureKind};
 use crate::object_name;
 use crate::outcome::{NOT_FOR_THIS_SUBSCRIPTION, Outcome, Report, Summary};
 use crate::redact::Redacted;
-use crate::row::{EventRow, PreparedRow, RowSource, insert_id};
+use crate::row::{EventRow, PreparedRow, RowForm, RowSource, insert_id};
 use crate::sink::{NewObject, ObjectStore, RowSink, Stored};
 
 /// Where a handler writes: objects for `to-gcs`, rows for the other two.
@@ -117,7 +117,8 @@ impl Handler {
                 }
                 // The parsed tree and the row are dropped here, before the wait on the sink:
                 // only the encoded row stays in memory.
-                let row = self.prepare_row(message, payload, &classification, summary)?;
+                let form = sink.row_form();
+                let row = self.prepare_row(message, payload, &classification, form, summary)?;
                 write_row(sink.as_ref(), row, summary).await
             }
         }
@@ -129,13 +130,14 @@ impl Handler {
         message: &PushMessage,
         payload: TelemetryPayload,
         classification: &Classification,
+        form: RowForm,
         summary: &mut Summary,
     ) -> Result<PreparedRow, Failure> {
         let redacted = self.redact(&payload, summary);
         // The walk measured how deep privateMetadata is: no scan of its own.
         TelemetryPayload::check_private_depth(redacted.whole_depth())?;
         let row = self.row(message, &payload, classification, redacted);
-        row.encode(insert_id(&payload.event.id))
+        row.encode(insert_id(&payload.event.id), form)
             .map_err(|e| Failure::new(FailureKind::Rejected, e.code(), e.to_string()))
     }
 

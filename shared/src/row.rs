@@ -9,7 +9,9 @@
 //! ([`JsonColumnText::Literal`]) and is copied into the row as it is.
 
 pub mod arrow;
+pub mod tokens;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -25,6 +27,7 @@ use crate::event::{Event, Interaction, Parameters, RequestMetadata, TelemetryPay
 use crate::google::bigquery::InsertRow;
 use crate::limits;
 use crate::redact::Redacted;
+use tokens::RowTokens;
 
 /// One `event_telemetry` row. Field names are the column names.
 #[derive(Debug, Clone, Serialize)]
@@ -398,7 +401,7 @@ impl<'a> EventRow<'a> {
     /// the largest JSON column left is too (only they can be that large, and the transcript keys
     /// are gone already). Each is recorded in `dropped_columns`, never silently. A row still too
     /// large without them is an error, and the message is dead-lettered with it.
-    pub fn encode(mut self, insert_id: String) -> Result<PreparedRow, EncodeError> {
+    pub fn encode(mut self, insert_id: String, form: RowForm) -> Result<PreparedRow, EncodeError> {
         for column in JsonColumn::ALL {
             // Measured when the column was written (by the redaction's walk for privateMetadata).
             let too_deep = column
@@ -410,9 +413,9 @@ impl<'a> EventRow<'a> {
             }
         }
         loop {
-            let row =
-                PreparedRow::new(insert_id.clone(), &self).map_err(|_| EncodeError::Unencodable)?;
-            if row.json.get().len() <= limits::MAX_ROW_BYTES {
+            let row = PreparedRow::in_form(insert_id.clone(), &self, form)?;
+            let len = row.json_len();
+            if len <= limits::MAX_ROW_BYTES {
                 return Ok(row);
             }
             let largest = JsonColumn::ALL
@@ -421,7 +424,7 @@ impl<'a> EventRow<'a> {
                 .max_by_key(|(len, _)| *len);
             match largest {
                 Some((_, column)) => self.drop_column(column, "too_large"),
-                None => return Err(EncodeError::TooLarge(row.json.get().len())),
+                None => return Err(EncodeError::TooLarge(len)),
             }
         }
     }
@@ -493,39 +496,101 @@ impl JsonColumn {
     }
 }
 
-/// One row for a streaming insert, encoded once: the request is written from this text.
+/// One row, encoded once, in the form its sink writes ([`RowForm`]).
 #[derive(Debug, Clone)]
 pub struct PreparedRow {
     /// BigQuery's best-effort deduplication key: the event id.
     pub insert_id: String,
-    /// The row object as JSON text; shared, so that a batch BigQuery refuses as a whole can be
-    /// sent again in halves without copying its rows ([`crate::sink::batch`]).
-    pub json: Arc<RawValue>,
+    /// Shared, so that a batch BigQuery refuses as a whole can be sent again in halves without
+    /// copying its rows ([`crate::sink::batch`]).
+    body: RowBody,
+}
+
+/// The two forms of a row: the same values, written two ways.
+#[derive(Debug, Clone)]
+enum RowBody {
+    /// The row object as JSON text: `insertAll`'s request is written from it.
+    Json(Arc<RawValue>),
+    /// The row's serde calls, recorded: the Storage Write path fills Arrow columns from them.
+    Tokens(Arc<RowTokens>),
+}
+
+/// Which form a sink wants its rows in ([`crate::sink::RowSink::row_form`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RowForm {
+    /// JSON text (`insertAll`, the tests' table in memory).
+    #[default]
+    Json,
+    /// Recorded values ([`RowTokens`]): Arrow columns without parsing JSON (the Storage Write API).
+    Tokens,
 }
 
 impl PreparedRow {
+    /// `row` as JSON text.
     pub fn new(insert_id: String, row: &impl Serialize) -> Result<Self, serde_json::Error> {
         Ok(Self {
             insert_id,
-            json: Arc::from(serde_json::value::to_raw_value(row)?),
+            body: RowBody::Json(Arc::from(serde_json::value::to_raw_value(row)?)),
         })
     }
 
-    /// The row as `insertAll` takes it: its insert id and JSON text.
-    pub fn insert_row(&self) -> InsertRow<'_> {
-        InsertRow {
-            insert_id: &self.insert_id,
-            json: self.json.get(),
+    /// `row` in `form`.
+    pub fn in_form(
+        insert_id: String,
+        row: &impl Serialize,
+        form: RowForm,
+    ) -> Result<Self, EncodeError> {
+        match form {
+            RowForm::Json => Self::new(insert_id, row).map_err(|_| EncodeError::Unencodable),
+            RowForm::Tokens => Ok(Self {
+                insert_id,
+                body: RowBody::Tokens(Arc::new(
+                    RowTokens::record(row).map_err(|_| EncodeError::Unencodable)?,
+                )),
+            }),
         }
     }
 
-    /// The bytes this row adds to an `insertAll` request ([`InsertRow::encoded_len`]).
+    /// The length of the row's JSON text (for a recorded row, without writing it).
+    pub fn json_len(&self) -> usize {
+        match &self.body {
+            RowBody::Json(json) => json.get().len(),
+            RowBody::Tokens(tokens) => tokens.json_len(),
+        }
+    }
+
+    /// The row's JSON text (written now for a recorded row: only the tests and a misconfigured
+    /// sink ask a recorded row for it).
+    pub fn json(&self) -> Cow<'_, str> {
+        match &self.body {
+            RowBody::Json(json) => Cow::Borrowed(json.get()),
+            RowBody::Tokens(tokens) => {
+                Cow::Owned(serde_json::to_string(tokens.as_ref()).unwrap_or_else(|_| "null".into()))
+            }
+        }
+    }
+
+    /// The row's recorded values (recorded now from its JSON text for a JSON row, which only
+    /// the tests give a Storage Write sink).
+    pub fn tokens(&self) -> Result<Cow<'_, RowTokens>, EncodeError> {
+        match &self.body {
+            RowBody::Tokens(tokens) => Ok(Cow::Borrowed(tokens.as_ref())),
+            RowBody::Json(json) => serde_json::from_str::<Value>(json.get())
+                .ok()
+                .and_then(|value| RowTokens::record(&value).ok())
+                .map(Cow::Owned)
+                .ok_or(EncodeError::Unencodable),
+        }
+    }
+
+    /// The bytes this row adds to an `insertAll` request ([`InsertRow::encoded_len`]), which
+    /// also bounds what it adds to an append.
     pub fn encoded_len(&self) -> usize {
-        self.insert_row().encoded_len()
+        InsertRow::encoded_len_of(&self.insert_id, self.json_len())
     }
 
     /// The row as a JSON tree (tests and `replay inspect` look at it).
     pub fn value(&self) -> Value {
-        serde_json::from_str(self.json.get()).unwrap_or(Value::Null)
+        serde_json::from_str(&self.json()).unwrap_or(Value::Null)
     }
 }

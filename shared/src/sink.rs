@@ -28,7 +28,7 @@ use bytes::Bytes;
 use crate::error::CallError;
 use crate::google::bigquery::InsertError;
 use crate::google::{Class, GoogleError, classify};
-use crate::row::PreparedRow;
+use crate::row::{PreparedRow, RowForm};
 
 /// Why one row was not written: BigQuery's reason (from `insertAll`'s `insertErrors` or the
 /// Storage Write API's `row_errors`), or the sink's own (`stopped`: not sent or not decided).
@@ -153,6 +153,11 @@ impl SinkCheck {
 
 #[async_trait]
 pub trait RowSink: Send + Sync {
+    /// The form this sink wants its rows in: JSON text unless it says otherwise.
+    fn row_form(&self) -> RowForm {
+        RowForm::Json
+    }
+
     /// Inserts the rows; the result has one entry per row, in order.
     async fn insert(&self, rows: Vec<PreparedRow>) -> Result<Vec<Result<(), RowError>>, CallError>;
 

@@ -230,8 +230,12 @@ impl InsertRow<'_> {
     /// The bytes this row adds to an `insertAll` request ([`insert_all_body`]): its JSON, its
     /// quoted and escaped insert id, and `{"insertId":…,"json":…},`.
     pub fn encoded_len(&self) -> usize {
-        let id: usize = self
-            .insert_id
+        Self::encoded_len_of(self.insert_id, self.json.len())
+    }
+
+    /// [`InsertRow::encoded_len`] of a row with this insert id and this much JSON.
+    pub fn encoded_len_of(insert_id: &str, json_len: usize) -> usize {
+        let id: usize = insert_id
             .chars()
             .map(|c| match c {
                 '"' | '\\' => 2,
@@ -239,7 +243,7 @@ impl InsertRow<'_> {
                 c => c.len_utf8(),
             })
             .sum();
-        self.json.len() + id + 2 + 22
+        json_len + id + 2 + 22
     }
 }
 

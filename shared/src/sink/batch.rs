@@ -30,7 +30,7 @@ use tokio::time::Instant;
 
 use super::{OneRow, RowSink};
 use crate::error::CallError;
-use crate::row::PreparedRow;
+use crate::row::{PreparedRow, RowForm};
 use crate::sink::RowError;
 
 /// When a batch is sent. Read from `BIGQUERY_BATCH_*` (see `config.rs` and the README).
@@ -78,6 +78,8 @@ struct Pending {
 pub struct GroupCommit {
     queue: mpsc::Sender<Pending>,
     timeout: Duration,
+    /// The form of the sink behind it.
+    form: RowForm,
 }
 
 impl GroupCommit {
@@ -87,10 +89,12 @@ impl GroupCommit {
         // its timeout) instead of the queue growing.
         let capacity = settings.max_rows.max(1) * (settings.max_in_flight.max(1) + 1);
         let (queue, rows) = mpsc::channel(capacity);
+        let form = inner.row_form();
         tokio::spawn(collect(rows, inner, settings));
         Self {
             queue,
             timeout: settings.timeout,
+            form,
         }
     }
 
@@ -140,6 +144,10 @@ impl GroupCommit {
 
 #[async_trait]
 impl RowSink for GroupCommit {
+    fn row_form(&self) -> RowForm {
+        self.form
+    }
+
     async fn insert(&self, rows: Vec<PreparedRow>) -> Result<Vec<Result<(), RowError>>, CallError> {
         (self.within_timeout(rows).await?)
             .into_iter()

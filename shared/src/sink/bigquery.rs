@@ -122,7 +122,16 @@ pub async fn check_table(client: &BigQuery, table: &TableRef) -> Result<(), Sink
 #[async_trait]
 impl RowSink for BigQuerySink {
     async fn insert(&self, rows: Vec<PreparedRow>) -> Result<Vec<Result<(), RowError>>, CallError> {
-        let rows: Vec<InsertRow<'_>> = rows.iter().map(PreparedRow::insert_row).collect();
+        // JSON rows (this sink's form, `row_form`) lend their text as it is.
+        let texts: Vec<_> = rows.iter().map(PreparedRow::json).collect();
+        let rows: Vec<InsertRow<'_>> = rows
+            .iter()
+            .zip(&texts)
+            .map(|(row, json)| InsertRow {
+                insert_id: &row.insert_id,
+                json,
+            })
+            .collect();
         let answer = match &self.json {
             Some(json) => insert_all_text(json, &self.table, &rows).await,
             None => self.client.insert_all(&self.table, &rows).await,

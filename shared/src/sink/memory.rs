@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::error::CallError;
-use crate::row::PreparedRow;
+use crate::row::{PreparedRow, RowForm};
 use crate::sink::RowError;
 use crate::sink::{NewObject, ObjectStore, RowSink, Stored};
 
@@ -43,13 +43,22 @@ impl ObjectStore for MemoryStore {
     }
 }
 
-/// A table in memory that accepts every row.
+/// A table in memory that accepts every row, in the form it is made with (JSON by default).
 #[derive(Default)]
 pub struct MemoryRows {
     rows: Mutex<Vec<PreparedRow>>,
+    form: RowForm,
 }
 
 impl MemoryRows {
+    /// A table that takes its rows as `form` (the tests hold the two forms to the same values).
+    pub fn in_form(form: RowForm) -> Self {
+        Self {
+            rows: Mutex::default(),
+            form,
+        }
+    }
+
     pub fn rows(&self) -> Vec<PreparedRow> {
         lock(&self.rows).clone()
     }
@@ -69,6 +78,10 @@ impl MemoryRows {
 
 #[async_trait]
 impl RowSink for MemoryRows {
+    fn row_form(&self) -> RowForm {
+        self.form
+    }
+
     async fn insert(&self, rows: Vec<PreparedRow>) -> Result<Vec<Result<(), RowError>>, CallError> {
         let n = rows.len();
         lock(&self.rows).extend(rows);

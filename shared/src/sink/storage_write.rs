@@ -1,6 +1,7 @@
 //! BigQuery through the Storage Write API (`BIGQUERY_WRITE_METHOD=storage_write`, the default):
 //! each group-commit batch is one `AppendRows` on the table's `_default` stream, its rows an Arrow
-//! record batch ([`ArrowRows`]) decoded from the same JSON text `insertAll` would send.
+//! record batch ([`ArrowRows`]) filled from the rows' recorded values ([`RowForm::Tokens`]: the
+//! same values `insertAll`'s JSON carries, without writing JSON and parsing it again).
 //!
 //! Verdicts, as `insertAll`'s: an append lands whole, so every row of it is written. When
 //! BigQuery refuses rows (`row_errors`: nothing of the request was appended), each refused row is
@@ -27,8 +28,8 @@ use crate::error::CallError;
 use crate::google::bigquery::{BigQuery, INSERT_SCOPE, READ_SCOPE, TableRef};
 use crate::google::storage_write::{APPEND_PERMISSION, Appended, StorageWrite};
 use crate::google::{BIGQUERY, Class, Credentials, GoogleError};
-use crate::row::PreparedRow;
 use crate::row::arrow::{ArrowRows, Unfit};
+use crate::row::{PreparedRow, RowForm};
 use crate::sink::RowError;
 
 pub struct StorageWriteSink {
@@ -99,6 +100,11 @@ fn refused(code: &str, message: &str) -> RowError {
 
 #[async_trait]
 impl RowSink for StorageWriteSink {
+    /// Recorded values: the Arrow columns are filled from them, no JSON is written or parsed.
+    fn row_form(&self) -> RowForm {
+        RowForm::Tokens
+    }
+
     async fn insert(&self, rows: Vec<PreparedRow>) -> Result<Vec<Result<(), RowError>>, CallError> {
         let deadline = Instant::now() + self.timeout;
         append_until_decided(

@@ -11,6 +11,7 @@ use pipeline::config::{Config, Rules, Service};
 use pipeline::dead_letter::DeadLetterSink;
 use pipeline::decode::PushEnvelope;
 use pipeline::handler::{Destination, Handler};
+use pipeline::row::RowForm;
 use pipeline::sink::memory::{MemoryRows, MemoryStore};
 use pipeline::startup::{Application, RunningApp};
 
@@ -24,8 +25,13 @@ pub struct Handlers {
 
 /// The three handlers over one in-memory bucket and one in-memory table.
 pub fn handlers() -> Handlers {
+    handlers_in_form(RowForm::Json)
+}
+
+/// [`handlers`] over a table that takes its rows in `form`.
+pub fn handlers_in_form(form: RowForm) -> Handlers {
     let store = Arc::new(MemoryStore::default());
-    let rows = Arc::new(MemoryRows::default());
+    let rows = Arc::new(MemoryRows::in_form(form));
     let objects = Destination::Objects {
         store: store.clone(),
         prefix: "transcripts".into(),
