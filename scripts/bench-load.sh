@@ -7,7 +7,8 @@
 #   - req/s, p50/p99 latency, non-2xx answers and socket errors of each scenario, and req/s as a
 #     percentage of the floor's with the same body at the same concurrency;
 #   - the A/B of the write method (BIGQUERY_WRITE_METHOD): the Storage Write API (AppendRows over
-#     gRPC, the default) against insertAll, for sub-v2 (plain body) and to-bq (transcript body),
+#     gRPC, the default) against insertAll, for sub-v2 (plain body) and to-bq (transcript body), at
+#     64 connections in AB_ROUNDS alternating rounds with the median of the per-round ratios,
 #     against a BigQuery stand-in (bench/src/bin/insertall.rs: insertAll on REST, AppendRows on
 #     gRPC) first instant, then 50 ms slow at 512 connections;
 #   - rows per call (per append or per insertAll): how well group commit batches the rows of
@@ -21,13 +22,14 @@
 # The figures also go to target/bench-load/measured.json (one object per scenario).
 #
 # Everything listens on 127.0.0.1 (free ports) and is stopped on exit. Installs wrk from Debian's
-# packages if missing (needs root), builds the release binaries. Takes about 4 min plus the
+# packages if missing (needs root), builds the release binaries. Takes about 5.5 min plus the
 # build. Logs, bodies and wrk output: target/bench-load/.
 #
 # The services log as in production (RUST_LOG=info, JSON lines: one per push) into their log file;
 # LOG_LEVEL=warn runs them without the per-push line, to see what it costs.
 #
 # Usage: ./scripts/bench-load.sh
+#        AB_ROUNDS=5 ./scripts/bench-load.sh   # more rounds of the write-method A/B (default 3)
 #        BEFORE=/path/to/target/release ./scripts/bench-load.sh   # also the same scenarios with
 #                                        the sub-v2 and to-bq binaries there (before/after, one run)
 set -euo pipefail
@@ -49,6 +51,9 @@ declare -a ROWS=()   # Markdown table rows
 declare -a COST_ROWS=() # Markdown rows of the cost table
 declare -a JSON=()   # measured.json: one object per scenario
 declare -A FLOOR_RPS=() # "body/connections" -> the floor's req/s
+declare -A AB_RPS=()    # "server/method" -> the req/s of each A/B round, space-separated
+LAST_RPS=0              # the req/s of the last scenario
+AB_ROUNDS=${AB_ROUNDS:-3} # rounds of the write-method A/B at 64 connections
 NOTES=""
 
 log() { printf '== %s\n' "$*" >&2; }
@@ -287,6 +292,7 @@ scenario() {
     "$(json_string "$body")" "$(wc -c <"$OUT/corpus/$body.json")" "$conns" "$latency_json" "$requests" "$rps" \
     "$p50" "$p99" "$non2xx" "$socket_errors" "$calls" "$rows" "$bytes" "$cpu_per_push" "$fake_cpu_per_push" \
     "$log_per_push" "$wire_per_row" "$rows_per_call" "$peak_mib")")
+  LAST_RPS=$rps
   log "$label: $(printf '%.0f' "$rps") req/s, p50 $p50 ms, p99 $p99 ms, non-2xx $non2xx, rows/call $per_call, CPU $cpu_per_push s/push, log $log_per_push B/push, wire $wire_per_row B/row"
 }
 
@@ -357,10 +363,18 @@ main() {
   start_insertall "$INSERTALL_LATENCY"
   scenario floor-plain floor plain "$CONNS" "$DURATION"
   scenario floor-transcript floor transcript "$CONNS" "$DURATION"
-  # The headline A/B: the write method. Then the insertAll client's (gcp-bigquery-client).
-  for WRITE_METHOD in storage_write insert_all; do
-    scenario "subv2-plain-$WRITE_METHOD" sub-v2 plain "$CONNS" "$DURATION"
-    scenario "tobq-transcript-$WRITE_METHOD" to-bq transcript "$CONNS" "$DURATION"
+  # The headline A/B: the write method, in AB_ROUNDS rounds (the machine's noise is larger than
+  # the difference), each round's order the other way round. Then the insertAll client's.
+  local round
+  for ((round = 1; round <= AB_ROUNDS; round++)); do
+    local -a order=(storage_write insert_all)
+    ((round % 2)) || order=(insert_all storage_write)
+    for WRITE_METHOD in "${order[@]}"; do
+      scenario "subv2-plain-$WRITE_METHOD-r$round" sub-v2 plain "$CONNS" "$DURATION"
+      AB_RPS[sub-v2/$WRITE_METHOD]+=" $LAST_RPS"
+      scenario "tobq-transcript-$WRITE_METHOD-r$round" to-bq transcript "$CONNS" "$DURATION"
+      AB_RPS[to-bq/$WRITE_METHOD]+=" $LAST_RPS"
+    done
   done
   WRITE_METHOD=insert_all INSERT_CLIENT=gcp-bigquery-client
   scenario subv2-plain-insert_all-gcp sub-v2 plain "$CONNS" "$DURATION"
@@ -407,6 +421,14 @@ main() {
   echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${ROWS[@]}"
   echo
+  echo "The write-method A/B at $CONNS connections against the instant stand-in, $AB_ROUNDS rounds (each round's order"
+  echo "the other way round): storage_write's req/s over insert_all's in the same round, and the median of those ratios."
+  echo
+  echo "| server | body | storage_write req/s | insert_all req/s | storage_write ÷ insert_all per round | median |"
+  echo "|---|---|---|---|---|---|"
+  ab_row sub-v2 plain
+  ab_row to-bq transcript
+  echo
   echo "Cost per push: CPU (utime+stime of the server over the run, /proc/PID/stat) and growth of its log file, per request wrk completed;"
   echo "wire bytes per row: request bytes the stand-in received (insertAll bodies, or AppendRows messages with their 5-byte gRPC prefix) / rows."
   echo
@@ -431,6 +453,22 @@ main() {
   write_json
   echo
   echo "(took $((SECONDS - started)) s; logs, wrk output and measured.json in $OUT)"
+}
+
+# ab_row SERVER BODY: the A/B table's row: each round's req/s per method, their ratios, the median.
+ab_row() {
+  local server=$1 body=$2
+  local -a sw ia
+  read -ra sw <<<"${AB_RPS[$server/storage_write]:-}"
+  read -ra ia <<<"${AB_RPS[$server/insert_all]:-}"
+  local i ratios=""
+  for i in "${!sw[@]}"; do
+    ratios+=" $(awk -v a="${sw[$i]}" -v b="${ia[$i]:-0}" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "–"}')"
+  done
+  local median
+  median=$(tr ' ' '\n' <<<"$ratios" | grep -v '^$' | sort -n | awk '{v[NR] = $1} END {if (NR) print v[int((NR + 1) / 2)]; else print "–"}')
+  printf '| %s | %s | %s | %s | %s | **%s** |\n' "$server" "$body" \
+    "$(printf '%.0f ' "${sw[@]}")" "$(printf '%.0f ' "${ia[@]}")" "${ratios# }" "$median"
 }
 
 # $OUT/measured.json: the run's figures, machine-readable.
