@@ -1624,15 +1624,21 @@ fn render(r: &Report) -> String {
         &ours_w,
         c,
     );
-    // insertAll: only the lines that differ.
-    let mut differing = ours_i.clone();
-    for (u, base) in differing.iter_mut().zip(&ours_w) {
-        u.lines = u
-            .lines
+    // insertAll: only the lines that differ for some kind (the same lines in every column).
+    let differs = |i: usize| {
+        ours_i
             .iter()
-            .zip(&base.lines)
-            .filter(|(a, b)| a != b)
-            .map(|(a, _)| a.clone())
+            .zip(&ours_w)
+            .any(|(u, base)| u.lines.get(i) != base.lines.get(i))
+    };
+    let kept: Vec<usize> = (0..ours_i.first().map_or(0, |u| u.lines.len()))
+        .filter(|&i| differs(i))
+        .collect();
+    let mut differing = ours_i.clone();
+    for u in &mut differing {
+        u.lines = kept
+            .iter()
+            .filter_map(|&i| u.lines.get(i).cloned())
             .collect();
     }
     lines_table(
