@@ -12,7 +12,7 @@
 //! column missing or a value of the wrong type refuses the row, naming the column. Values are
 //! read as `arrow-json` reads the same row's JSON text (a JSON column's literal as its text, an
 //! INTEGER as a number or a decimal string, a TIMESTAMP as RFC 3339); `shared/tests/rows.rs` holds
-//! the two batches equal. Measured, this is a fifth of `arrow-json`'s cost per row (BENCHMARKS.md).
+//! the two batches equal. Measured, it costs less than half of what `arrow-json` did (BENCHMARKS.md).
 //! The batch is written in Arrow's IPC stream format, the schema once per connection and each
 //! batch without it, as `AppendRowsRequest.arrow_rows` wants.
 
