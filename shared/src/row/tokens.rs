@@ -14,6 +14,8 @@ use std::fmt;
 use serde::ser::{self, Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::value::RawValue;
 
+use crate::google::bigquery::json_string_len;
+
 /// serde_json's marker for a [`RawValue`]: it serialises as a struct of this name with one field
 /// of this name holding its JSON text.
 const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
@@ -49,7 +51,7 @@ pub struct Span {
 }
 
 /// A recorded row: its tokens and the text their strings point into.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct RowTokens {
     tokens: Vec<Token>,
     text: String,
@@ -131,14 +133,14 @@ impl RowTokens {
                     started.pop();
                     1
                 }
-                Token::Field(name) => quoted_len(name) + 1,
-                Token::Key(span) => quoted_len(self.str(span)) + 1,
+                Token::Field(name) => json_string_len(name) + 1,
+                Token::Key(span) => json_string_len(self.str(span)) + 1,
                 Token::Null => 4,
                 Token::Bool(b) => 4 + usize::from(!b),
                 Token::I64(n) => itoa::Buffer::new().format(n).len(),
                 Token::U64(n) => itoa::Buffer::new().format(n).len(),
                 Token::F64(f) => serde_json::to_string(&f).map_or(4, |s| s.len()),
-                Token::Str(span) => quoted_len(self.str(span)),
+                Token::Str(span) => json_string_len(self.str(span)),
                 Token::Raw(span) => span.len,
             };
         }
@@ -158,27 +160,6 @@ impl RowTokens {
         self.text.push_str(s);
         span
     }
-}
-
-/// A string's length as serde_json writes it: quoted, `"` and `\` escaped with a backslash, the
-/// control characters as `\b \f \n \r \t` or `\u00XX`.
-fn quoted_len(s: &str) -> usize {
-    // Most strings need no escape: found with a count the compiler vectorises.
-    let escaped = s
-        .bytes()
-        .map(|b| usize::from(b < 0x20 || b == b'"' || b == b'\\'))
-        .sum::<usize>();
-    if escaped == 0 {
-        return s.len() + 2;
-    }
-    2 + s
-        .bytes()
-        .map(|b| match b {
-            b'"' | b'\\' | 0x08 | 0x0c | b'\n' | b'\r' | b'\t' => 2,
-            0..=0x1f => 6,
-            _ => 1,
-        })
-        .sum::<usize>()
 }
 
 /// One recorded value: the token it starts at.
