@@ -228,12 +228,20 @@ mod tests {
     /// the services' own encoder.
     #[test]
     fn counts_the_rows_of_an_append() {
-        use arrow_array::{ArrayRef, Int64Array, RecordBatch};
-        use std::sync::Arc;
+        use pipeline::row::PreparedRow;
+        use pipeline::row::arrow::ArrowRows;
 
-        let column: ArrayRef = Arc::new(Int64Array::from_iter_values(0..37));
-        let batch = RecordBatch::try_from_iter([("n", column)]).unwrap();
-        let ipc = pipeline::row::arrow::ipc_batch(batch).unwrap();
+        let row = serde_json::json!({
+            "message_id": "m", "handler": "sub-v2", "event_id": "e",
+            "event_timestamp": "2026-12-01T10:00:00Z", "feature": "f", "action": "a",
+            "is_transcript": false, "is_dotcom": true, "transcript_flag": false,
+            "ingested_at": "2026-12-01T10:00:01Z", "request_metadata": {"identifier_type": "unknown"},
+            "redacted_keys": [], "routing_mismatches": [], "attributes": "{}"
+        });
+        let rows: Vec<PreparedRow> = (0..37)
+            .map(|i| PreparedRow::new(i.to_string(), &row).unwrap())
+            .collect();
+        let ipc = ArrowRows::event_telemetry().unwrap().encode(&rows).unwrap();
         assert_eq!(grpc::ipc_batch_rows(&ipc), Some(37));
 
         let mut record_batch = Vec::new();

@@ -9,6 +9,7 @@
 //! ([`JsonColumnText::Literal`]) and is copied into the row as it is.
 
 pub mod arrow;
+mod ipc;
 pub mod tokens;
 
 use std::borrow::Cow;
@@ -587,6 +588,14 @@ impl PreparedRow {
     /// also bounds what it adds to an append.
     pub fn encoded_len(&self) -> usize {
         InsertRow::encoded_len_of(&self.insert_id, self.json_len())
+    }
+
+    /// The row in an `insertAll` request, its JSON text `json` ([`PreparedRow::json`]).
+    pub fn insert_row<'a>(&'a self, json: &'a str) -> InsertRow<'a> {
+        InsertRow {
+            insert_id: &self.insert_id,
+            json,
+        }
     }
 
     /// The row as a JSON tree (tests and `replay inspect` look at it).

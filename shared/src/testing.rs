@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::error::CallError;
-use crate::row::PreparedRow;
+use crate::row::{PreparedRow, RowForm};
 use crate::sink::RowError;
 use crate::sink::memory::lock;
 use crate::sink::{NewObject, ObjectStore, RowSink, Stored};
@@ -84,11 +84,19 @@ impl DeadLetterSink for MemoryDeadLetters {
     }
 }
 
-/// A table that accepts every row and keeps nothing (benchmarks).
-pub struct Discard;
+/// A table that accepts every row and keeps nothing (benchmarks), taking its rows in the form it
+/// is made with (JSON by default, as `insertAll`; [`RowForm::Tokens`] as the Storage Write API).
+#[derive(Default)]
+pub struct Discard {
+    pub form: RowForm,
+}
 
 #[async_trait]
 impl RowSink for Discard {
+    fn row_form(&self) -> RowForm {
+        self.form
+    }
+
     async fn insert(&self, rows: Vec<PreparedRow>) -> Result<Vec<Result<(), RowError>>, CallError> {
         Ok(vec![Ok(()); rows.len()])
     }

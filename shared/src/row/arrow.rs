@@ -14,23 +14,20 @@
 //! INTEGER as a number or a decimal string, a TIMESTAMP as RFC 3339); `shared/tests/rows.rs` holds
 //! the two batches equal. Measured, it costs less than half of what `arrow-json` did (BENCHMARKS.md).
 //! The batch is written in Arrow's IPC stream format, the schema once per connection and each
-//! batch without it, as `AppendRowsRequest.arrow_rows` wants.
+//! batch without it, as `AppendRowsRequest.arrow_rows` wants: the schema by arrow-ipc, each batch
+//! straight from the columns' buffers ([`super::ipc`], which says why).
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use arrow_array::{
-    ArrayRef, BooleanArray, Int64Array, ListArray, RecordBatch, StringArray, StructArray,
-    TimestampMicrosecondArray,
-};
-use arrow_buffer::{BooleanBufferBuilder, Buffer, NullBufferBuilder, OffsetBuffer, ScalarBuffer};
-use arrow_ipc::writer::{DictionaryTracker, IpcDataGenerator, IpcWriteOptions, StreamWriter};
-use arrow_schema::{
-    DataType, Field as ArrowField, FieldRef, Fields, Schema as ArrowSchema, TimeUnit,
-};
+use arrow_array::RecordBatch;
+use arrow_buffer::{BooleanBufferBuilder, NullBufferBuilder, ToByteSlice};
+use arrow_ipc::writer::StreamWriter;
+use arrow_schema::{DataType, Field as ArrowField, Fields, Schema as ArrowSchema, TimeUnit};
 use bytes::Bytes;
 
 use super::PreparedRow;
+use super::ipc::Body;
 use super::tokens::{Node, Token};
 use crate::schema::{Field, Schema};
 
@@ -79,10 +76,63 @@ impl ArrowRows {
         self.serialized_schema.clone()
     }
 
-    /// `rows` as one record batch, filled from their recorded values.
+    /// `rows` as one Arrow IPC record batch message (`ArrowRecordBatch.serialized_record_batch`),
+    /// filled from their recorded values.
+    ///
+    /// Memory: a batch of large rows is held once in the columns and once in the message, which
+    /// is allocated once at its exact size; the columns go as soon as it is written.
+    pub fn encode(&self, rows: &[PreparedRow]) -> Result<Bytes, Vec<Unfit>> {
+        let top = self.columns(rows)?;
+        let mut body = Body::default();
+        top.lay_out_children(&mut body);
+        let message = body.message(rows.len()).map_err(|why| {
+            // Not a row's fault, but no row of the batch can go: each is told why.
+            (0..rows.len())
+                .map(|index| Unfit {
+                    index,
+                    why: why.clone(),
+                })
+                .collect::<Vec<_>>()
+        })?;
+        Ok(Bytes::from(message))
+    }
+
+    /// `rows` as the record batch Arrow's own reader reads from [`ArrowRows::encode`]'s message
+    /// after the schema, strictly: every buffer aligned for its type, every array validated (the
+    /// tests look at it; the services only send the message).
     pub fn batch(&self, rows: &[PreparedRow]) -> Result<RecordBatch, Vec<Unfit>> {
+        let message = self.encode(rows)?;
+        let unreadable = |why: String| {
+            (0..rows.len())
+                .map(|index| Unfit {
+                    index,
+                    why: format!("the Arrow batch does not read back: {why}"),
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut stream = self.serialized_schema.to_vec();
+        stream.extend_from_slice(&message);
+        // Copied into a buffer on Arrow's alignment, so that only the message's layout counts.
+        let mut stream = arrow_buffer::Buffer::from_slice_ref(&stream);
+        let mut decoder = arrow_ipc::reader::StreamDecoder::new().with_require_alignment(true);
+        while !stream.is_empty() {
+            let decoded = decoder
+                .decode(&mut stream)
+                .map_err(|e| unreadable(e.to_string()))?;
+            if let Some(batch) = decoded {
+                return match stream.is_empty() {
+                    true => Ok(batch),
+                    false => Err(unreadable(format!("{} bytes after it", stream.len()))),
+                };
+            }
+        }
+        Err(unreadable("no batch".into()))
+    }
+
+    /// The filled columns of `rows` (the top-level struct).
+    fn columns(&self, rows: &[PreparedRow]) -> Result<Column, Vec<Unfit>> {
         match self.fill(rows) {
-            Ok(batch) => Ok(batch),
+            Ok(top) => Ok(top),
             // Which rows: each alone (rare: a row that does not fit is a bug or a schema change;
             // a refused row leaves the columns half-filled, so they are started again).
             Err(_) => Err(rows
@@ -97,84 +147,14 @@ impl ArrowRows {
         }
     }
 
-    fn fill(&self, rows: &[PreparedRow]) -> Result<RecordBatch, String> {
+    fn fill(&self, rows: &[PreparedRow]) -> Result<Column, String> {
         let mut top = Column::record(self.schema.fields(), rows.len());
         for row in rows {
             let tokens = row.tokens().map_err(|e| e.to_string())?;
             top.fill(tokens.root(), Path::TOP)?;
         }
-        let Column::Struct { children, .. } = top else {
-            unreachable!("Column::record makes a struct")
-        };
-        let columns = children
-            .into_iter()
-            .map(Column::finish)
-            .collect::<Result<_, _>>()?;
-        RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| e.to_string())
+        Ok(top)
     }
-
-    /// `rows` as one Arrow IPC record batch message (`ArrowRecordBatch.serialized_record_batch`).
-    pub fn encode(&self, rows: &[PreparedRow]) -> Result<Bytes, Vec<Unfit>> {
-        let batch = self.batch(rows)?;
-        ipc_batch(batch).map_err(|why| {
-            // Not a row's fault, but no row of the batch can go: each is told why.
-            (0..rows.len())
-                .map(|index| Unfit {
-                    index,
-                    why: why.clone(),
-                })
-                .collect()
-        })
-    }
-}
-
-/// One record batch as an IPC stream message, without the schema before it.
-///
-/// Memory: a batch of large rows is held once as Arrow columns and once as the message body;
-/// the columns are dropped as soon as the body is written, and the message's few header bytes
-/// are put in front of the body in its own buffer instead of copying the body after them
-/// (arrow-ipc's `write_message` would hold a third copy; BENCHMARKS.md, "Memory").
-pub fn ipc_batch(batch: RecordBatch) -> Result<Bytes, String> {
-    let options = ipc_options()?;
-    let (dictionaries, mut encoded) = IpcDataGenerator::default()
-        .encode(
-            &batch,
-            &mut DictionaryTracker::new(false),
-            &options,
-            &mut Default::default(),
-        )
-        .map_err(|e| format!("the Arrow batch cannot be written: {e}"))?;
-    drop(batch);
-    debug_assert!(dictionaries.is_empty(), "the schema has no dictionaries");
-    // The body is already padded to the alignment, so the message is the header (continuation,
-    // length, flatbuffer, padding) as `write_message` writes it for an empty body, then the body.
-    let body = std::mem::take(&mut encoded.arrow_data);
-    if body.len() % usize::from(IPC_ALIGNMENT) != 0 {
-        return Err("the Arrow batch's body is not aligned".into());
-    }
-    let mut header = Vec::with_capacity(encoded.ipc_message.len() + 16);
-    arrow_ipc::writer::write_message(&mut header, encoded, &options)
-        .map_err(|e| format!("the Arrow batch cannot be written: {e}"))?;
-    Ok(Bytes::from(prepend(header, body)))
-}
-
-/// Arrow's default alignment of IPC buffers, named so the body's padding can be checked.
-const IPC_ALIGNMENT: u8 = 64;
-
-/// The IPC options every message is written with (Arrow's defaults, the alignment named).
-fn ipc_options() -> Result<IpcWriteOptions, String> {
-    IpcWriteOptions::try_new(IPC_ALIGNMENT.into(), false, arrow_ipc::MetadataVersion::V5)
-        .map_err(|e| format!("the Arrow IPC options: {e}"))
-}
-
-/// `head` then `body`, in `body`'s buffer: it grows by `head.len()` (in place when the allocator
-/// can), the body moves up, and the head is copied in front.
-fn prepend(head: Vec<u8>, mut body: Vec<u8>) -> Vec<u8> {
-    let len = body.len();
-    body.resize(len + head.len(), 0);
-    body.copy_within(..len, head.len());
-    body[..head.len()].copy_from_slice(&head);
-    body
 }
 
 /// The columns of a schema (or of a RECORD).
@@ -231,33 +211,65 @@ fn check_widths(fields: &Fields) -> Result<(), String> {
     Ok(())
 }
 
-/// One column being filled, row by row, from recorded values.
+/// Which values of a column are there (Arrow's validity bitmap), and how many are null.
+struct Validity {
+    bits: NullBufferBuilder,
+    nulls: usize,
+}
+
+impl Validity {
+    fn new(rows: usize) -> Self {
+        Self {
+            bits: NullBufferBuilder::new(rows),
+            nulls: 0,
+        }
+    }
+
+    fn valid(&mut self) {
+        self.bits.append_non_null();
+    }
+
+    fn null(&mut self) {
+        self.bits.append_null();
+        self.nulls += 1;
+    }
+
+    fn len(&self) -> usize {
+        self.bits.len()
+    }
+
+    /// The bitmap, or no bytes when no value is null (the builder makes none until one is).
+    fn bitmap(&self) -> &[u8] {
+        self.bits.as_slice().unwrap_or_default()
+    }
+}
+
+/// One column being filled, row by row, from recorded values: Arrow's buffers for its type.
 enum Column {
     Utf8 {
         offsets: Vec<i32>,
         data: Vec<u8>,
-        nulls: NullBufferBuilder,
+        validity: Validity,
     },
     Int64 {
         values: Vec<i64>,
-        nulls: NullBufferBuilder,
+        validity: Validity,
     },
     Timestamp {
         values: Vec<i64>,
-        nulls: NullBufferBuilder,
+        validity: Validity,
     },
     Bool {
         values: BooleanBufferBuilder,
-        nulls: NullBufferBuilder,
+        validity: Validity,
     },
     Struct {
         fields: Fields,
         children: Vec<Column>,
-        nulls: NullBufferBuilder,
+        validity: Validity,
     },
     /// Never null: an absent or null list is an empty one.
     List {
-        item: FieldRef,
         offsets: Vec<i32>,
         values: Box<Column>,
     },
@@ -272,7 +284,7 @@ impl Column {
                 .iter()
                 .map(|f| Column::new(f.data_type(), rows))
                 .collect(),
-            nulls: NullBufferBuilder::new(rows),
+            validity: Validity::new(rows),
         }
     }
 
@@ -280,19 +292,18 @@ impl Column {
         match data_type {
             DataType::Int64 => Column::Int64 {
                 values: Vec::with_capacity(rows),
-                nulls: NullBufferBuilder::new(rows),
+                validity: Validity::new(rows),
             },
             DataType::Timestamp(..) => Column::Timestamp {
                 values: Vec::with_capacity(rows),
-                nulls: NullBufferBuilder::new(rows),
+                validity: Validity::new(rows),
             },
             DataType::Boolean => Column::Bool {
                 values: BooleanBufferBuilder::new(rows),
-                nulls: NullBufferBuilder::new(rows),
+                validity: Validity::new(rows),
             },
             DataType::Struct(fields) => Column::record(fields, rows),
             DataType::List(item) => Column::List {
-                item: item.clone(),
                 offsets: vec![0],
                 values: Box::new(Column::new(item.data_type(), rows)),
             },
@@ -304,7 +315,7 @@ impl Column {
                     offsets,
                     // Most columns are short; the few long ones grow by doubling.
                     data: Vec::with_capacity(rows * 32),
-                    nulls: NullBufferBuilder::new(rows),
+                    validity: Validity::new(rows),
                 }
             }
         }
@@ -313,42 +324,46 @@ impl Column {
     /// Adds a null (for a list: an empty list; for a struct: nulls in its columns too).
     fn push_null(&mut self) {
         match self {
-            Column::Utf8 { offsets, nulls, .. } => {
+            Column::Utf8 {
+                offsets, validity, ..
+            } => {
                 offsets.push(offsets.last().copied().unwrap_or(0));
-                nulls.append_null();
+                validity.null();
             }
-            Column::Int64 { values, nulls } | Column::Timestamp { values, nulls } => {
+            Column::Int64 { values, validity } | Column::Timestamp { values, validity } => {
                 values.push(0);
-                nulls.append_null();
+                validity.null();
             }
-            Column::Bool { values, nulls } => {
+            Column::Bool { values, validity } => {
                 values.append(false);
-                nulls.append_null();
+                validity.null();
             }
             Column::Struct {
-                children, nulls, ..
+                children, validity, ..
             } => {
                 children.iter_mut().for_each(Column::push_null);
-                nulls.append_null();
+                validity.null();
             }
             Column::List { offsets, .. } => offsets.push(offsets.last().copied().unwrap_or(0)),
         }
     }
 
-    /// Adds `value`, the value of column `path`.
-    fn fill(&mut self, value: Node<'_>, path: Path<'_>) -> Result<(), String> {
+    /// Adds `value`, the value of column `path`, and answers the index of the token after it:
+    /// the recording is read once, front to back, never skipped over to find a value's end.
+    fn fill(&mut self, value: Node<'_>, path: Path<'_>) -> Result<usize, String> {
         let row = value.row();
         let token = value.token();
+        let next = value.index() + 1;
         if token == Token::Null {
             self.push_null();
-            return Ok(());
+            return Ok(next);
         }
         let wrong = |want: &str| Err(format!("{path}: not {want}"));
         match self {
             Column::Utf8 {
                 offsets,
                 data,
-                nulls,
+                validity,
             } => {
                 match token {
                     Token::Str(span) => data.extend_from_slice(row.str(span).as_bytes()),
@@ -360,9 +375,9 @@ impl Column {
                 let end = i32::try_from(data.len())
                     .map_err(|_| format!("{path}: more than 2 GiB of text"))?;
                 offsets.push(end);
-                nulls.append_non_null();
+                validity.valid();
             }
-            Column::Int64 { values, nulls } => {
+            Column::Int64 { values, validity } => {
                 let n = match token {
                     Token::I64(n) => Some(n),
                     Token::U64(n) => i64::try_from(n).ok(),
@@ -374,161 +389,263 @@ impl Column {
                     return wrong("an int64");
                 };
                 values.push(n);
-                nulls.append_non_null();
+                validity.valid();
             }
-            Column::Timestamp { values, nulls } => {
+            Column::Timestamp { values, validity } => {
                 let Token::Str(span) = token else {
                     return wrong("an RFC 3339 timestamp");
                 };
-                let Ok(t) = chrono::DateTime::parse_from_rfc3339(row.str(span)) else {
+                let Some(micros) = timestamp_micros(row.str(span)) else {
                     return wrong("an RFC 3339 timestamp");
                 };
-                values.push(t.timestamp_micros());
-                nulls.append_non_null();
+                values.push(micros);
+                validity.valid();
             }
-            Column::Bool { values, nulls } => {
+            Column::Bool { values, validity } => {
                 let Token::Bool(b) = token else {
                     return wrong("a boolean");
                 };
                 values.append(b);
-                nulls.append_non_null();
+                validity.valid();
             }
             Column::Struct {
                 fields,
                 children,
-                nulls,
+                validity,
             } => {
                 if token != Token::Object {
                     return wrong("an object");
                 }
                 let mut present = 0u64;
                 // Rows name their columns in the schema's order: look there first.
-                let mut next = 0;
-                for (key, child) in value.entries() {
-                    let i = match fields.get(next) {
-                        Some(f) if f.name() == key => next,
+                let mut expected = 0;
+                let mut at = next;
+                loop {
+                    let key = match row.tokens().get(at) {
+                        Some(Token::Field(name)) => *name,
+                        Some(Token::Key(span)) => row.str(*span),
+                        Some(Token::End) => break,
+                        _ => return wrong("an object"),
+                    };
+                    let i = match fields.get(expected) {
+                        Some(f) if f.name() == key => expected,
                         _ => fields
                             .iter()
                             .position(|f| f.name() == key)
                             .ok_or_else(|| format!("{}: no such column", path.child(key)))?,
                     };
-                    next = i + 1;
+                    expected = i + 1;
                     if present & (1 << i) != 0 {
                         return Err(format!("{}: given twice", path.child(key)));
                     }
                     present |= 1 << i;
-                    children[i].fill(child, path.child(key))?;
+                    at = children[i].fill(row.node(at + 1), path.child(key))?;
                 }
-                for (i, (f, column)) in fields.iter().zip(children.iter_mut()).enumerate() {
-                    if present & (1 << i) == 0 {
-                        if !f.is_nullable() && !matches!(column, Column::List { .. }) {
-                            return Err(format!("{}: REQUIRED and missing", path.child(f.name())));
-                        }
-                        column.push_null();
+                // The columns the row left out (at most 64: `check_widths`).
+                let mut missing =
+                    !present & u64::MAX.checked_shr(64 - fields.len() as u32).unwrap_or(0);
+                while missing != 0 {
+                    let i = missing.trailing_zeros() as usize;
+                    missing &= missing - 1;
+                    let column = &mut children[i];
+                    if !fields[i].is_nullable() && !matches!(column, Column::List { .. }) {
+                        return Err(format!(
+                            "{}: REQUIRED and missing",
+                            path.child(fields[i].name())
+                        ));
                     }
+                    column.push_null();
                 }
-                nulls.append_non_null();
+                validity.valid();
+                return Ok(at + 1);
             }
-            Column::List {
-                offsets, values, ..
-            } => {
+            Column::List { offsets, values } => {
                 if token != Token::Seq {
                     return wrong("an array");
                 }
                 let mut len = 0usize;
-                for item in value.items() {
-                    if item.token() == Token::Null {
-                        return Err(format!("{path}: a null item"));
+                let mut at = next;
+                loop {
+                    match row.tokens().get(at) {
+                        Some(Token::SeqEnd) => break,
+                        Some(Token::Null) => return Err(format!("{path}: a null item")),
+                        Some(_) => {}
+                        None => return wrong("an array"),
                     }
-                    values.fill(item, path)?;
+                    at = values.fill(row.node(at), path)?;
                     len += 1;
                 }
                 let end = offsets.last().copied().unwrap_or(0) as usize + len;
                 offsets.push(i32::try_from(end).map_err(|_| format!("{path}: too many items"))?);
+                return Ok(at + 1);
             }
         }
-        Ok(())
+        Ok(next)
     }
 
-    /// The filled column as an Arrow array.
-    fn finish(self) -> Result<ArrayRef, String> {
-        Ok(match self {
+    /// The columns of a struct (the top-level one: the batch's columns), laid out in `body`.
+    fn lay_out_children<'c>(&'c self, body: &mut Body<'c>) {
+        if let Column::Struct { children, .. } = self {
+            children.iter().for_each(|c| c.lay_out(body));
+        }
+    }
+
+    /// The column's field node and buffers (then its children's), in the IPC body's order.
+    fn lay_out<'c>(&'c self, body: &mut Body<'c>) {
+        match self {
             Column::Utf8 {
                 offsets,
                 data,
-                mut nulls,
+                validity,
             } => {
-                let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
-                // SAFETY: `data` is whole `&str`s one after another and the offsets are where
-                // each starts and ends, increasing: valid UTF-8 at valid boundaries, which
-                // `try_new` would check again byte by byte.
-                Arc::new(unsafe {
-                    StringArray::new_unchecked(offsets, Buffer::from_vec(data), nulls.finish())
-                })
+                body.node(validity.len(), validity.nulls);
+                body.buffer(validity.bitmap());
+                body.buffer(offsets.to_byte_slice());
+                body.buffer(data);
             }
-            Column::Int64 { values, mut nulls } => {
-                Arc::new(Int64Array::new(ScalarBuffer::from(values), nulls.finish()))
+            Column::Int64 { values, validity } | Column::Timestamp { values, validity } => {
+                body.node(validity.len(), validity.nulls);
+                body.buffer(validity.bitmap());
+                body.buffer(values.to_byte_slice());
             }
-            Column::Timestamp { values, mut nulls } => Arc::new(
-                TimestampMicrosecondArray::new(ScalarBuffer::from(values), nulls.finish())
-                    .with_timezone("UTC"),
-            ),
-            Column::Bool {
-                mut values,
-                mut nulls,
-            } => Arc::new(BooleanArray::new(values.finish(), nulls.finish())),
-            Column::Struct {
-                fields,
-                children,
-                mut nulls,
-            } => {
-                let children = children
-                    .into_iter()
-                    .map(Column::finish)
-                    .collect::<Result<Vec<_>, _>>()?;
-                Arc::new(
-                    StructArray::try_new(fields, children, nulls.finish())
-                        .map_err(|e| e.to_string())?,
-                )
+            Column::Bool { values, validity } => {
+                body.node(validity.len(), validity.nulls);
+                body.buffer(validity.bitmap());
+                body.buffer(values.as_slice());
             }
-            Column::List {
-                item,
-                offsets,
-                values,
-            } => Arc::new(
-                ListArray::try_new(
-                    item,
-                    OffsetBuffer::new(ScalarBuffer::from(offsets)),
-                    values.finish()?,
-                    None,
-                )
-                .map_err(|e| e.to_string())?,
-            ),
-        })
+            Column::Struct { validity, .. } => {
+                body.node(validity.len(), validity.nulls);
+                body.buffer(validity.bitmap());
+                self.lay_out_children(body);
+            }
+            Column::List { offsets, values } => {
+                body.node(offsets.len().saturating_sub(1), 0);
+                body.buffer(&[]);
+                body.buffer(offsets.to_byte_slice());
+                values.lay_out(body);
+            }
+        }
     }
 }
 
+/// An RFC 3339 timestamp in microseconds since the epoch, as chrono reads it. The row's own
+/// timestamps (`YYYY-MM-DDTHH:MM:SS.ffffffZ`, [`super::EventRow`]) are read by hand: chrono's
+/// general parser was 6 % of a batch's filling (BENCHMARKS.md). Anything else goes to chrono.
+fn timestamp_micros(text: &str) -> Option<i64> {
+    fast_timestamp_micros(text.as_bytes()).or_else(|| {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|t| t.timestamp_micros())
+    })
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` exactly, a real date and time of day (no leap second), or None.
+fn fast_timestamp_micros(b: &[u8]) -> Option<i64> {
+    let [
+        y0,
+        y1,
+        y2,
+        y3,
+        b'-',
+        m0,
+        m1,
+        b'-',
+        d0,
+        d1,
+        b'T',
+        h0,
+        h1,
+        b':',
+        n0,
+        n1,
+        b':',
+        s0,
+        s1,
+        b'.',
+        f @ ..,
+        b'Z',
+    ] = b
+    else {
+        return None;
+    };
+    let digits = |ds: &[u8]| -> Option<i64> {
+        ds.iter().try_fold(0i64, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
+        })
+    };
+    if f.len() != 6 {
+        return None;
+    }
+    let year = digits(&[*y0, *y1, *y2, *y3])?;
+    let (month, day) = (digits(&[*m0, *m1])?, digits(&[*d0, *d1])?);
+    let (hour, minute, second) = (
+        digits(&[*h0, *h1])?,
+        digits(&[*n0, *n1])?,
+        digits(&[*s0, *s1])?,
+    );
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if !(1..=month_days).contains(&day) || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second;
+    Some(seconds * 1_000_000 + digits(f)?)
+}
+
 /// Appends the text of the JSON string literal `literal`. The row's literals escape only `"` and
-/// `\` (JSON columns are written that way and are valid JSON, [`super::JsonColumnText`]): those are
-/// undone here with a byte search; a literal with any other escape, or a bare quote, is read by
-/// serde_json, which also refuses what is not a JSON string.
+/// `\` (JSON columns are written that way and are valid JSON, [`super::JsonColumnText`]): the
+/// literal is copied whole, then its backslashes are taken out in place, byte by byte from the
+/// first escape on (a JSON column's literal has one every few bytes, each of its keys and strings
+/// being quoted: a search per escape, and a copy per piece between them, cost twice as much). A
+/// literal with any other escape, or a bare quote, is read by serde_json, which also refuses
+/// what is not a JSON string.
 fn unescape_into(out: &mut Vec<u8>, literal: &str) -> Result<(), serde_json::Error> {
     let start = out.len();
     if let Some(inner) = literal.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
-        let mut rest = inner.as_bytes();
-        loop {
-            let Some(i) = memchr::memchr2(b'\\', b'"', rest) else {
-                out.extend_from_slice(rest);
-                return Ok(());
+        out.extend_from_slice(inner.as_bytes());
+        let text = &mut out[start..];
+        let Some(first) = memchr::memchr2(b'\\', b'"', text) else {
+            return Ok(());
+        };
+        // `kept` bytes of the text are final; `read` is the next byte of the literal.
+        let (mut kept, mut read) = (first, first);
+        let plain = loop {
+            let Some(&b) = text.get(read) else {
+                break true;
             };
-            match (rest[i], rest.get(i + 1)) {
-                (b'\\', Some(&c @ (b'"' | b'\\'))) => {
-                    out.extend_from_slice(&rest[..i]);
-                    out.push(c);
-                    rest = &rest[i + 2..];
+            match b {
+                b'\\' => match text.get(read + 1) {
+                    Some(&c @ (b'"' | b'\\')) => {
+                        text[kept] = c;
+                        read += 2;
+                    }
+                    _ => break false,
+                },
+                b'"' => break false,
+                _ => {
+                    text[kept] = b;
+                    read += 1;
                 }
-                _ => break,
             }
+            kept += 1;
+        };
+        if plain {
+            out.truncate(start + kept);
+            return Ok(());
         }
     }
     out.truncate(start);
@@ -627,6 +744,49 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// The hand-read timestamps are chrono's, and what chrono refuses is refused.
+        #[test]
+        fn a_timestamp_is_read_as_chrono_reads_it(
+            micros in -62_135_596_800_000_000i64..253_402_300_799_999_999,
+            typo in 0usize..40,
+            with in proptest::sample::select(vec![b'0', b'9', b'3', b'x', b'-', b' ', b'Z']),
+        ) {
+            let t = chrono::DateTime::from_timestamp_micros(micros).unwrap();
+            let text = t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+            proptest::prop_assert_eq!(fast_timestamp_micros(text.as_bytes()), Some(micros));
+            let mut bent = text.into_bytes();
+            if let Some(b) = bent.get_mut(typo) {
+                *b = with;
+            }
+            let bent = String::from_utf8(bent).unwrap();
+            let theirs = chrono::DateTime::parse_from_rfc3339(&bent).ok().map(|t| t.timestamp_micros());
+            proptest::prop_assert_eq!(timestamp_micros(&bent), theirs, "{}", bent);
+            if let Some(ours) = fast_timestamp_micros(bent.as_bytes()) {
+                proptest::prop_assert_eq!(Some(ours), theirs, "{}", bent);
+            }
+        }
+    }
+
+    #[test]
+    fn dates_that_do_not_exist_are_refused() {
+        for text in [
+            "2023-02-29T00:00:00.000000Z",
+            "2100-02-29T00:00:00.000000Z",
+            "2026-04-31T00:00:00.000000Z",
+            "2026-13-01T00:00:00.000000Z",
+            "2026-12-01T24:00:00.000000Z",
+            "2026-12-00T00:00:00.000000Z",
+        ] {
+            assert_eq!(fast_timestamp_micros(text.as_bytes()), None, "{text}");
+            assert_eq!(timestamp_micros(text), None, "{text}");
+        }
+        assert_eq!(
+            fast_timestamp_micros(b"2024-02-29T23:59:59.999999Z"),
+            timestamp_micros("2024-02-29T23:59:59.999999+00:00")
+        );
+    }
+
     #[test]
     fn every_column_of_the_schema_file_has_its_arrow_form() {
         let rows = ArrowRows::event_telemetry().unwrap();
@@ -695,28 +855,28 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_message_is_what_arrow_ipc_writes() {
+    fn nulls_and_large_text_read_back_strictly() {
         let rows = ArrowRows::event_telemetry().unwrap();
         let mut big = minimal();
         big["parameters"] = serde_json::json!({"private_metadata": "x".repeat(100_003)});
-        let batch = rows.batch(&[row(minimal()), row(big)]).unwrap();
-        let options = IpcWriteOptions::default();
-        assert_eq!(
-            format!("{options:?}"),
-            format!("{:?}", ipc_options().unwrap())
-        );
-        let (_, encoded) = IpcDataGenerator::default()
-            .encode(
-                &batch,
-                &mut DictionaryTracker::new(false),
-                &options,
-                &mut Default::default(),
-            )
+        big["user"] = serde_json::json!({"user_id": "7"});
+        // `batch` reads the message back with every buffer required to be aligned.
+        let batch = rows
+            .batch(&[row(minimal()), row(big), row(minimal())])
             .unwrap();
-        let mut theirs = Vec::new();
-        arrow_ipc::writer::write_message(&mut theirs, encoded, &options).unwrap();
-        assert_eq!(ipc_batch(batch).unwrap(), theirs);
-        assert_eq!(prepend(b"ab".to_vec(), b"cde".to_vec()), b"abcde");
+        let parameters = batch.column_by_name("parameters").unwrap().as_struct();
+        assert_eq!(parameters.null_count(), 2);
+        assert!(parameters.is_valid(1));
+        let text = parameters
+            .column_by_name("private_metadata")
+            .unwrap()
+            .as_string::<i32>();
+        assert_eq!(text.value(1).len(), 100_003);
+        assert_eq!(text.null_count(), 2);
+        // No nulls: the column is sent without a bitmap, and reads back as all valid.
+        let event_id = batch.column_by_name("event_id").unwrap();
+        assert_eq!(event_id.null_count(), 0);
+        assert_eq!(event_id.as_string::<i32>().value(2), "e");
     }
 
     #[test]

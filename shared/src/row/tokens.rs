@@ -14,7 +14,7 @@ use std::fmt;
 use serde::ser::{self, Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::value::RawValue;
 
-use crate::google::bigquery::json_string_len;
+use crate::google::bigquery::{json_escape_extra, json_string_len};
 
 /// serde_json's marker for a [`RawValue`]: it serialises as a struct of this name with one field
 /// of this name holding its JSON text.
@@ -111,6 +111,11 @@ impl RowTokens {
         let mut started: Vec<bool> = Vec::with_capacity(8);
         let mut len = 0;
         let mut after_key = false;
+        // The strings' escapes are counted over the text at once, a run between raw values at a
+        // time (a raw value is written as it is): one pass over a few long runs instead of a
+        // call per string. Every byte of the text is in exactly one string or raw value, in order.
+        let mut escaped = 0;
+        let mut counted_to = 0;
         for token in &self.tokens {
             let value = !matches!(token, Token::End | Token::SeqEnd);
             let key = matches!(token, Token::Field(_) | Token::Key(_));
@@ -134,22 +139,32 @@ impl RowTokens {
                     1
                 }
                 Token::Field(name) => json_string_len(name) + 1,
-                Token::Key(span) => json_string_len(self.str(span)) + 1,
+                Token::Key(span) => span.len + 3, // "…":
                 Token::Null => 4,
                 Token::Bool(b) => 4 + usize::from(!b),
                 Token::I64(n) => itoa::Buffer::new().format(n).len(),
                 Token::U64(n) => itoa::Buffer::new().format(n).len(),
                 Token::F64(f) => serde_json::to_string(&f).map_or(4, |s| s.len()),
-                Token::Str(span) => json_string_len(self.str(span)),
-                Token::Raw(span) => span.len,
+                Token::Str(span) => span.len + 2,
+                Token::Raw(span) => {
+                    escaped += json_escape_extra(&self.text.as_bytes()[counted_to..span.start]);
+                    counted_to = span.start + span.len;
+                    span.len
+                }
             };
         }
-        len
+        escaped += json_escape_extra(&self.text.as_bytes()[counted_to..]);
+        len + escaped
     }
 
     /// The whole row as a tree of values, from the first token.
     pub fn root(&self) -> Node<'_> {
         Node { row: self, at: 0 }
+    }
+
+    /// The value whose first token is `at`.
+    pub fn node(&self, at: usize) -> Node<'_> {
+        Node { row: self, at }
     }
 
     fn push_str(&mut self, s: &str) -> Span {
@@ -170,9 +185,14 @@ pub struct Node<'r> {
 }
 
 impl<'r> Node<'r> {
-    /// Its first token.
+    /// Its first token (`Null` past the end of the recording).
     pub fn token(&self) -> Token {
-        self.row.tokens[self.at]
+        self.row.tokens.get(self.at).copied().unwrap_or(Token::Null)
+    }
+
+    /// Where its first token is in the recording.
+    pub fn index(&self) -> usize {
+        self.at
     }
 
     /// The recording it is part of.

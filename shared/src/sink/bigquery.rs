@@ -127,10 +127,7 @@ impl RowSink for BigQuerySink {
         let rows: Vec<InsertRow<'_>> = rows
             .iter()
             .zip(&texts)
-            .map(|(row, json)| InsertRow {
-                insert_id: &row.insert_id,
-                json,
-            })
+            .map(|(row, json)| row.insert_row(json))
             .collect();
         let answer = match &self.json {
             Some(json) => insert_all_text(json, &self.table, &rows).await,
