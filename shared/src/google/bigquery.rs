@@ -251,14 +251,35 @@ pub fn json_escape_extra(bytes: &[u8]) -> usize {
     if !needs_escape(bytes) {
         return 0;
     }
-    bytes
-        .iter()
-        .map(|&b| match b {
-            b'"' | b'\\' | 0x08 | 0x0c | b'\n' | b'\r' | b'\t' => 1,
-            0..=0x1f => 5,
-            _ => 0,
-        })
-        .sum::<usize>()
+    // Summed 32 bytes at a time in 8-bit lanes (at most 5 × 32 < 256), which the compiler
+    // vectorises: a JSON column's text always has quotes, and widening each byte's count to 64
+    // bits was 0.5 µs of a 4 KB transcript push; this is 6-7× faster (BENCHMARKS.md, "Arrow batches").
+    let mut chunks = bytes.chunks_exact(32);
+    let mut extra = 0;
+    for chunk in &mut chunks {
+        extra += usize::from(chunk.iter().fold(0u8, |sum, &b| sum + escape_extra(b)));
+    }
+    extra
+        + chunks
+            .remainder()
+            .iter()
+            .map(|&b| usize::from(escape_extra(b)))
+            .sum::<usize>()
+}
+
+/// What serde_json's escape of one byte adds to it: 1 for a two-byte escape (`\"`, `\n`, ...),
+/// 5 for the other control characters (`\u001f`), 0 for the rest. Branch-free, to vectorise.
+#[inline(always)]
+fn escape_extra(b: u8) -> u8 {
+    let short = (b == b'"')
+        | (b == b'\\')
+        | (b == 0x08)
+        | (b == 0x0c)
+        | (b == b'\n')
+        | (b == b'\r')
+        | (b == b'\t');
+    let long = (b < 0x20) & !short;
+    u8::from(short) | (u8::from(long) * 5)
 }
 
 /// Whether serde_json escapes any of `bytes` in a string: most strings need no escape, found
@@ -471,6 +492,24 @@ mod tests {
                     assert_eq!(json_string_len(&s), theirs, "{s:?}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn every_ascii_byte_and_chunks_of_the_worst_case_count_as_serde_json_writes_them() {
+        for b in 0u8..0x80 {
+            let s = char::from(b).to_string().repeat(3);
+            let theirs = serde_json::to_string(&s).unwrap().len();
+            assert_eq!(json_string_len(&s), theirs, "byte {b:#04x}");
+        }
+        // Every byte a 6-byte escape, across the 32-byte chunks the count is summed in.
+        for len in [31, 32, 33, 64, 4097] {
+            let s = "\u{1}".repeat(len);
+            assert_eq!(json_string_len(&s), 2 + 6 * len);
+            assert_eq!(
+                json_string_len(&s),
+                serde_json::to_string(&s).unwrap().len()
+            );
         }
     }
 
