@@ -409,6 +409,8 @@ struct Scenario {
     server: String,
     method: String,
     body: String,
+    /// `insert_client` (insertAll's client; empty when the file has none).
+    client: String,
     numbers: BTreeMap<String, Option<f64>>,
 }
 
@@ -483,6 +485,7 @@ fn parse_measured(doc: &Value) -> Result<Measured, String> {
                 server: text("server"),
                 method: text("method"),
                 body: text("body"),
+                client: obj.get("insert_client").map(display).unwrap_or_default(),
                 numbers,
             })
         })
@@ -529,6 +532,51 @@ fn pick<'a>(
                 method.unwrap_or("any")
             )
         })
+}
+
+/// The scenario [`pick`] finds, each figure the median over its rounds: the scenarios of the same
+/// server, method, insertAll client, body, connections and latency. bench-load runs the
+/// write-method A/B in `AB_ROUNDS` rounds, and one round swings by ±15 % on a shared machine.
+fn pick_rounds(
+    m: &Measured,
+    server: &str,
+    method: Option<&str>,
+    body: &str,
+    concurrency: f64,
+) -> Result<Scenario, String> {
+    let first = pick(m, server, method, body, concurrency)?;
+    let rounds: Vec<&Scenario> = m
+        .scenarios
+        .iter()
+        .filter(|s| {
+            s.server == first.server
+                && s.method == first.method
+                && s.client == first.client
+                && s.body == first.body
+                && s.get("conns") == first.get("conns")
+                && s.get("latency_ms") == first.get("latency_ms")
+        })
+        .collect();
+    let mut merged = first.clone();
+    if rounds.len() > 1 {
+        merged.label = format!("{} (median of {} rounds)", first.label, rounds.len());
+    }
+    for (key, value) in &mut merged.numbers {
+        let mut values: Vec<f64> = rounds.iter().filter_map(|s| s.get(key)).collect();
+        *value = median(&mut values);
+    }
+    Ok(merged)
+}
+
+/// The median of `values` (the mean of the middle two for an even count); `None` when empty.
+fn median(values: &mut [f64]) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    }
 }
 
 /// CPU seconds per push against push-body bytes: the line through the two measured writes, and
@@ -614,11 +662,10 @@ fn measures(
     plain_redacted: f64,
     transcript_redacted: f64,
 ) -> Result<Measures, String> {
-    let plain = pick(m, "sub-v2", Some(method), "plain", concurrency)?.clone();
-    let transcript = pick(m, "to-bq", Some(method), "transcript", concurrency)?.clone();
-    let skip = pick(m, "sub-v2", Some(method), "skip", concurrency)
-        .or_else(|_| pick(m, "sub-v2", None, "skip", concurrency))?
-        .clone();
+    let plain = pick_rounds(m, "sub-v2", Some(method), "plain", concurrency)?;
+    let transcript = pick_rounds(m, "to-bq", Some(method), "transcript", concurrency)?;
+    let skip = pick_rounds(m, "sub-v2", Some(method), "skip", concurrency)
+        .or_else(|_| pick_rounds(m, "sub-v2", None, "skip", concurrency))?;
     Ok(Measures {
         method,
         cpu: CpuLine {
@@ -1535,7 +1582,8 @@ fn render(r: &Report) -> String {
     let _ = writeln!(
         out,
         "\nScenarios are chosen by server, method and body, nearest Cloud Run's concurrency ({}) \
-         in connections. CPU per push at other sizes lies on the line through the two writes, in \
+         in connections; a figure is the median of the scenario's rounds (the A/B's `-rN`), one \
+         round swinging by ±15 % on a shared machine. CPU per push at other sizes lies on the line through the two writes, in \
          push-body bytes ({} per KB with `storage_write`); the 67 KB transcript's push is {:.0}× \
          the largest body measured, so its CPU is an extrapolation. to-gcs is not in bench-load: \
          storing is costed as writing a row of that size, skipping as sub-v2's skip, scaled \
@@ -2033,6 +2081,7 @@ mod tests {
             server: "sub-v2".into(),
             method: method.into(),
             body: "plain".into(),
+            client: String::new(),
             numbers: BTreeMap::new(),
         };
         Measures {
@@ -2252,6 +2301,30 @@ mod tests {
             5200.0 * MILLION * (40.0 + 50.0 + 40.0 + 50.0 + 40.0) / TIB
                 + 5000.0 * MILLION * 0.02 / GIB,
         );
+    }
+
+    #[test]
+    fn a_figure_is_the_median_of_its_rounds_and_other_clients_or_loads_are_not_rounds() {
+        let scenario = |label: &str, client: &str, conns: u32, cpu: f64| {
+            json!({"scenario": label, "server": "sub-v2", "method": "insert_all", "body": "plain",
+                   "insert_client": client, "body_bytes": 1, "conns": conns, "latency_ms": 0,
+                   "cpu_seconds_per_push": cpu, "log_bytes_per_push": 1,
+                   "wire_bytes_per_row": null})
+        };
+        let doc = json!({"date": "d", "machine": "m", "load": 1, "scenarios": [
+            scenario("r1", "direct", 64, 9.0),
+            scenario("gcp", "gcp-bigquery-client", 64, 100.0),
+            scenario("r2", "direct", 64, 1.0),
+            scenario("c512", "direct", 512, 100.0),
+            scenario("r3", "direct", 64, 3.0),
+        ]});
+        let m = parse_measured(&doc).unwrap();
+        let s = pick_rounds(&m, "sub-v2", Some("insert_all"), "plain", 80.0).unwrap();
+        assert_eq!(s.label, "r1 (median of 3 rounds)");
+        assert_eq!(s.get("cpu_seconds_per_push"), Some(3.0));
+        assert_eq!(s.get("wire_bytes_per_row"), None);
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&mut []), None);
     }
 
     #[test]
