@@ -1583,11 +1583,12 @@ fn render(r: &Report) -> String {
         out,
         "\nScenarios are chosen by server, method and body, nearest Cloud Run's concurrency ({}) \
          in connections; a figure is the median of the scenario's rounds (the A/B's `-rN`), one \
-         round swinging by ±15 % on a shared machine. CPU per push at other sizes lies on the line through the two writes, in \
-         push-body bytes ({} per KB with `storage_write`); the 67 KB transcript's push is {:.0}× \
-         the largest body measured, so its CPU is an extrapolation. to-gcs is not in bench-load: \
-         storing is costed as writing a row of that size, skipping as sub-v2's skip, scaled \
-         along the same line; its log lines as to-bq's write and sub-v2's skip.\n",
+         round swinging by ±15 % on a shared machine. CPU per push at other sizes lies on the \
+         line through the two writes, in push-body bytes ({} per KB with `storage_write`); the \
+         67 KB transcript's push is {:.0}× the largest body measured, so its CPU is an \
+         extrapolation. to-gcs is not in bench-load: storing is costed as writing a row of that \
+         size, skipping as sub-v2's skip, scaled along the same line; its log lines as to-bq's \
+         write and sub-v2's skip.\n",
         c.run.concurrency,
         micros(w.cpu.slope() * 1000.0),
         r.kinds
