@@ -1,11 +1,22 @@
 # Monitoring: log-based metrics from the services' outcome log lines, and alert policies on the
 # dead-letter subscriptions (anything there needs a person) and on the age of the oldest
-# unacknowledged message of each push subscription (a service failing or falling behind).
+# unacknowledged message of each push subscription (a service failing or falling behind); what is
+# kept out of Cloud Logging's ingestion (successful pushes' request logs and a sample of their
+# outcome lines).
+#
+# The metrics are project-level (no bucket_name): those are calculated from every entry the
+# Logging API receives, exclusions or not, so they count every push while only a sample of the
+# success lines is stored. A bucket-scoped metric would count only what is stored: the tests refuse
+# one.
 
 locals {
   # Every outcome the services log (shared/src/outcome.rs, Label::ALL; tests/tests/terraform.rs
   # holds this list, the metric's label description and docs/design.md to it).
   outcomes = ["written", "already_stored", "skipped", "dead_lettered", "rejected", "retry", "unauthorized"]
+
+  # The outcomes that are a success (Label::is_success; the same test holds this list to it): their
+  # lines are sampled out of ingestion below, every other outcome's line is stored.
+  success_outcomes = ["written", "already_stored", "skipped"]
 
   # Outcome log lines (one per push): JSON on stdout, read by Cloud Logging as jsonPayload.
   outcome_log_filter = join("\n", [
@@ -248,4 +259,26 @@ resource "google_logging_project_exclusion" "successful_push_requests" {
     "resource.labels.service_name = (${join(" OR ", [for s in google_cloud_run_v2_service.service : "\"${s.name}\""])})",
     "httpRequest.status < 400",
   ])
+}
+
+# --- Outcome lines ---------------------------------------------------------------------------------
+
+# The services' own line per push: for a success (written, already_stored, skipped, with no
+# routing mismatch) only success_log_sample_percent of them are stored, the rest are excluded from
+# ingestion, and billed by nothing; the project-level metrics above still count every one. A
+# failure, a refusal or a routing mismatch is always stored. How to see a success line anyway:
+# docs/runbook.md, "Seeing a success line". sample(insertId, F) matches a fraction F of the entries
+# (by a hash of insertId): those are excluded, the rest stored.
+resource "google_logging_project_exclusion" "successful_outcome_lines" {
+  count       = var.success_log_sample_percent < 100 ? 1 : 0
+  project     = var.project_id
+  name        = "${var.name_prefix}-ok-outcome-lines"
+  description = "The telemetry services' success lines (outcomes ${join(", ", local.success_outcomes)}) but a ${var.success_log_sample_percent}% sample: counted in full by the project-level log-based metrics, kept out of ingestion (docs/cost.md)."
+  filter = join(" AND ", concat([
+    "resource.type = \"cloud_run_revision\"",
+    "log_id(\"run.googleapis.com/stdout\")",
+    "resource.labels.service_name = (${join(" OR ", [for s in google_cloud_run_v2_service.service : "\"${s.name}\""])})",
+    "jsonPayload.outcome = (${join(" OR ", [for o in local.success_outcomes : "\"${o}\""])})",
+    "jsonPayload.routingMismatch = \"\"",
+  ], var.success_log_sample_percent > 0 ? ["sample(insertId, ${(100 - var.success_log_sample_percent) / 100})"] : []))
 }

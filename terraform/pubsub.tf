@@ -20,6 +20,11 @@ resource "google_pubsub_topic" "events" {
   name         = var.topic_name
   kms_key_name = var.pubsub_kms_key_name
   labels       = var.labels
+
+  # replay_retention = "topic": the topic keeps every message once for replay_window, acked or
+  # not, and each push subscription can seek within it (a transcript is kept once, not once per
+  # subscription that delivered it).
+  message_retention_duration = var.replay_retention == "topic" ? var.replay_window : null
 }
 
 data "google_pubsub_topic" "events" {
@@ -27,6 +32,16 @@ data "google_pubsub_topic" "events" {
 
   project = var.project_id
   name    = var.topic_name
+
+  lifecycle {
+    postcondition {
+      # The gateway's topic is not ours to change: with replay_retention = "topic" its own
+      # retention must already cover the replay window, or a seek would find nothing.
+      # An unset retention reads "" (coalesce makes it 0).
+      condition     = var.replay_retention != "topic" || tonumber(coalesce(trimsuffix(self.message_retention_duration, "s"), "0")) >= tonumber(trimsuffix(var.replay_window, "s"))
+      error_message = "replay_retention is \"topic\" but the existing topic ${var.topic_name} keeps messages for less than replay_window (${var.replay_window}): ask its owners to set its message retention, or use replay_retention = \"subscription\"."
+    }
+  }
 }
 
 resource "google_pubsub_subscription" "push" {
@@ -43,8 +58,9 @@ resource "google_pubsub_subscription" "push" {
   ack_deadline_seconds = var.ack_deadline_seconds
 
   # Acked messages are kept for replay_window, so a bad deploy can be reprocessed:
-  # `gcloud pubsub subscriptions seek SUBSCRIPTION --time=...` (docs/runbook.md).
-  retain_acked_messages      = true
+  # `gcloud pubsub subscriptions seek SUBSCRIPTION --time=...` (docs/runbook.md). With
+  # replay_retention = "topic" the topic keeps them instead, and the same seek reads them there.
+  retain_acked_messages      = var.replay_retention == "subscription"
   message_retention_duration = var.replay_window
 
   push_config {

@@ -2,6 +2,21 @@
 # account and configuration. Only the push service account may invoke them (iam.tf).
 
 locals {
+  # AppendRows connections each BigQuery service instance opens (shared/src/google/storage_write.rs,
+  # CONNECTIONS; tests/tests/terraform.rs holds the two together).
+  storage_write_connections_per_instance = 2
+
+  # Google's quotas and limits, each with its page (quotas.json; the cost tool reads it too).
+  quotas = jsondecode(file("${path.module}/quotas.json")).quotas
+
+  # The project's Storage Write connection quota where the table is: the variable, or Google's
+  # default for a multi-region or a region.
+  storage_write_connection_quota = var.storage_write_connection_quota != null ? var.storage_write_connection_quota : (
+    contains(local.quotas.storage_write_concurrent_connections.multi_regions, upper(var.dataset_location))
+    ? local.quotas.storage_write_concurrent_connections.multi_region
+    : local.quotas.storage_write_concurrent_connections.region
+  )
+
   # The container's memory in bytes ("512Mi" -> 536870912).
   memory_bytes = tonumber(regex("^[0-9]+", var.memory)) * (endswith(var.memory, "Gi") ? 1073741824 : 1048576)
 
@@ -96,7 +111,9 @@ resource "google_cloud_run_v2_service" "service" {
           cpu    = var.cpu
           memory = var.memory
         }
-        cpu_idle          = true
+        # Request-based billing throttles the CPU outside requests; instance-based keeps it
+        # (billing_mode, docs/deploy.md).
+        cpu_idle          = var.billing_mode[each.key] == "request"
         startup_cpu_boost = true
       }
 
@@ -126,6 +143,18 @@ resource "google_cloud_run_v2_service" "service" {
     precondition {
       condition     = var.min_instances <= var.max_instances
       error_message = "min_instances must not exceed max_instances."
+    }
+    precondition {
+      # Cloud Run refuses instance-based billing below 1 vCPU (the cpu variable allows none) and
+      # below 512 MiB of memory.
+      condition     = var.billing_mode[each.key] == "request" || local.memory_bytes >= 536870912
+      error_message = "billing_mode \"instance\" needs memory of at least 512Mi: Cloud Run refuses less with instance-based billing."
+    }
+    precondition {
+      # Both BigQuery services open storage_write_connections_per_instance AppendRows connections
+      # per instance against one project quota per location (docs/deploy.md, "Quotas").
+      condition     = var.bigquery_write_method != "storage_write" || length(local.bigquery_services) * var.max_instances * local.storage_write_connections_per_instance <= local.storage_write_connection_quota
+      error_message = "max_instances x ${local.storage_write_connections_per_instance} Storage Write connections x ${length(local.bigquery_services)} BigQuery services exceeds storage_write_connection_quota (${local.storage_write_connection_quota} in ${var.dataset_location}): lower max_instances, or raise the quota with Google and set storage_write_connection_quota."
     }
     precondition {
       # The deterministic URL (main.tf) exists only while SERVICE-PROJECT_NUMBER fits one DNS label.

@@ -170,6 +170,17 @@ variable "replay_window" {
   }
 }
 
+variable "replay_retention" {
+  description = "Where the replay window's messages are kept for a seek: subscription (each push subscription keeps its acked messages, a transcript twice) or topic (the events topic keeps every message once; needs create_topic, or an existing topic whose own retention covers replay_window)."
+  type        = string
+  default     = "subscription"
+
+  validation {
+    condition     = contains(["subscription", "topic"], var.replay_retention)
+    error_message = "replay_retention must be subscription or topic."
+  }
+}
+
 variable "replay_subnetwork" {
   description = "Subnetwork (projects/P/regions/R/subnetworks/S, Private Google Access on) the replay job's requests leave through, which makes them internal to the services' ingress."
   type        = string
@@ -225,6 +236,26 @@ variable "memory" {
   validation {
     condition     = can(regex("^[1-9][0-9]*(Mi|Gi)$", var.memory))
     error_message = "memory must be a whole number of Mi or Gi, e.g. \"512Mi\"."
+  }
+}
+
+variable "billing_mode" {
+  description = "Cloud Run billing of each service (keys to-gcs, to-bq, sub-v2): request (billed while pushes are in flight, plus a fee per request; scales to zero) or instance (billed for each instance's whole life at lower rates, no request fee). docs/deploy.md says which to set at what volume."
+  type        = map(string)
+  default = {
+    "to-gcs" = "request"
+    "to-bq"  = "request"
+    "sub-v2" = "request"
+  }
+
+  validation {
+    condition     = length(setsubtract(toset(["to-gcs", "to-bq", "sub-v2"]), keys(var.billing_mode))) == 0 && length(var.billing_mode) == 3
+    error_message = "billing_mode must have exactly the keys to-gcs, to-bq and sub-v2."
+  }
+
+  validation {
+    condition     = alltrue([for m in values(var.billing_mode) : contains(["request", "instance"], m)])
+    error_message = "Each billing_mode must be request or instance."
   }
 }
 
@@ -310,6 +341,17 @@ variable "bigquery_write_method" {
   validation {
     condition     = contains(["storage_write", "insert_all"], var.bigquery_write_method)
     error_message = "bigquery_write_method must be storage_write or insert_all."
+  }
+}
+
+variable "success_log_sample_percent" {
+  description = "Percent of the services' success lines (outcome written, already_stored or skipped, no routing mismatch) kept in Cloud Logging, 0-100; the rest are excluded from ingestion. Failures are always kept, and the log-based metrics count every line either way (docs/runbook.md, \"Seeing a success line\")."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.success_log_sample_percent >= 0 && var.success_log_sample_percent <= 100
+    error_message = "success_log_sample_percent must be from 0 to 100."
   }
 }
 
@@ -451,6 +493,17 @@ variable "dataset_location" {
   validation {
     condition     = can(regex("^[A-Za-z0-9-]+$", var.dataset_location))
     error_message = "dataset_location must be a BigQuery location such as US, EU or us-central1."
+  }
+}
+
+variable "storage_write_connection_quota" {
+  description = "The project's Storage Write API quota of concurrent connections in dataset_location. null: Google's default for that location (terraform/quotas.json). Terraform refuses a max_instances whose connections (max_instances x connections per instance x the two BigQuery services) exceed it."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.storage_write_connection_quota == null || try(var.storage_write_connection_quota >= 1 && floor(var.storage_write_connection_quota) == var.storage_write_connection_quota, false)
+    error_message = "storage_write_connection_quota must be null or a whole number, 1 or more."
   }
 }
 

@@ -3,7 +3,8 @@
 //! detail without payload text, and the one outcome log line per push.
 //!
 //! [`Label::ALL`] is the list that `terraform/monitoring.tf` and the docs are held to by
-//! `tests/tests/terraform.rs`: a label added here and not counted there fails the test.
+//! `tests/tests/terraform.rs`: a label added here and not counted there fails the test; so is
+//! [`Label::is_success`], the outcomes whose lines Terraform samples instead of storing them all.
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,6 +74,17 @@ impl Label {
 
     pub fn parse(s: &str) -> Option<Label> {
         Label::ALL.into_iter().find(|l| l.as_str() == s)
+    }
+
+    /// A success: the message is where it belongs, or deliberately nowhere. Terraform keeps only
+    /// a sample of these outcomes' log lines in Cloud Logging (`success_outcomes` in
+    /// `terraform/monitoring.tf`, held to this by `tests/tests/terraform.rs`); every other line is
+    /// stored. The match names every label, so a new one cannot be added without deciding.
+    pub fn is_success(self) -> bool {
+        match self {
+            Label::Written | Label::AlreadyStored | Label::Skipped => true,
+            Label::DeadLettered | Label::Rejected | Label::Retry | Label::Unauthorized => false,
+        }
     }
 
     /// Acked: the message is where it belongs, or deliberately nowhere, or in the dead letters.
@@ -295,10 +307,19 @@ pub fn log(service: &str, report: &Report, trace: &TraceFields, latency: Duratio
             )
         };
     }
-    match v.label {
-        Label::Retry => line!(error),
-        Label::Rejected | Label::DeadLettered | Label::Unauthorized => line!(warn),
+    match level(v.label) {
+        tracing::Level::ERROR => line!(error),
+        tracing::Level::WARN => line!(warn),
         _ => line!(info),
+    }
+}
+
+/// The severity of an outcome's line: errors at ERROR, refusals at WARNING, successes at INFO.
+pub fn level(label: Label) -> tracing::Level {
+    match label {
+        Label::Retry => tracing::Level::ERROR,
+        Label::Rejected | Label::DeadLettered | Label::Unauthorized => tracing::Level::WARN,
+        Label::Written | Label::AlreadyStored | Label::Skipped => tracing::Level::INFO,
     }
 }
 
@@ -358,6 +379,19 @@ mod tests {
         assert_eq!(line["insertAllRows"], 37);
         assert_eq!(line["bytesInFlight"], 5 << 20);
         assert_eq!(line["service"], "sub-v2");
+    }
+
+    #[test]
+    fn a_success_is_acked_and_logged_at_info_and_nothing_else_is_at_info() {
+        let successes: Vec<_> = Label::ALL.into_iter().filter(|l| l.is_success()).collect();
+        assert_eq!(
+            successes,
+            [Label::Written, Label::AlreadyStored, Label::Skipped]
+        );
+        for l in Label::ALL {
+            assert!(!l.is_success() || l.is_ack(), "{l}");
+            assert_eq!(l.is_success(), level(l) == tracing::Level::INFO, "{l}");
+        }
     }
 
     #[test]

@@ -10,3 +10,4 @@ pub mod pubsub;
 pub mod samples;
 pub mod soak;
 pub mod stack;
+pub mod terraform;

@@ -16,7 +16,8 @@ use anyhow::{Context, Result, bail, ensure};
 use e2e::emulators::repo_root;
 use e2e::filter::{Filter, routing};
 use e2e::samples::{generate, load_samples};
-use hcl::{Block, Body, Expression};
+use e2e::terraform::{attr, block, fmt, functions, load_module, string_list};
+use hcl::{Body, Expression};
 use pipeline::classify::{Route, may_carry_transcript};
 
 fn attribute_table() -> Vec<BTreeMap<String, String>> {
@@ -106,93 +107,6 @@ fn routing_filters_select_exactly_what_the_handlers_own() -> Result<()> {
     // ...and it does keep events away (every one whose attributes say it has no private metadata).
     ensure!(excluded > 0, "the to-gcs filter selects every event");
     Ok(())
-}
-
-// --- HCL ---------------------------------------------------------------------------------------
-
-struct Module {
-    /// (type, name) → block body, for every `resource`.
-    resources: BTreeMap<(String, String), Body>,
-    variables: BTreeMap<String, Body>,
-    locals: BTreeMap<String, Expression>,
-    /// The whole module, formatted, for text searches.
-    text: String,
-}
-
-fn label(b: &Block, i: usize) -> String {
-    b.labels()
-        .get(i)
-        .map(|l| l.as_str().to_owned())
-        .unwrap_or_default()
-}
-
-fn load_module() -> Result<Module> {
-    let dir = repo_root().join("terraform");
-    let mut m = Module {
-        resources: BTreeMap::new(),
-        variables: BTreeMap::new(),
-        locals: BTreeMap::new(),
-        text: String::new(),
-    };
-    let mut files: Vec<_> = std::fs::read_dir(&dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    files.sort();
-    for path in files
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "tf"))
-    {
-        let src = std::fs::read_to_string(&path)?;
-        let body: Body = hcl::parse(&src).with_context(|| format!("parsing {}", path.display()))?;
-        // Formatted from the parsed body: expressions only, no comments.
-        m.text
-            .push_str(&hcl::format::to_string(&body).unwrap_or_default());
-        for block in body.blocks() {
-            match block.identifier() {
-                "resource" => {
-                    m.resources
-                        .insert((label(block, 0), label(block, 1)), block.body().clone());
-                }
-                "variable" => {
-                    m.variables.insert(label(block, 0), block.body().clone());
-                }
-                "locals" => {
-                    for a in block.body().attributes() {
-                        m.locals.insert(a.key().to_owned(), a.expr().clone());
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    ensure!(!m.resources.is_empty(), "no resources in {}", dir.display());
-    Ok(m)
-}
-
-fn fmt(e: &Expression) -> String {
-    hcl::format::to_string(e).unwrap_or_default()
-}
-
-impl Module {
-    fn resource(&self, ty: &str, name: &str) -> Result<&Body> {
-        self.resources
-            .get(&(ty.to_owned(), name.to_owned()))
-            .with_context(|| format!("no resource {ty}.{name}"))
-    }
-}
-
-fn attr(body: &Body, key: &str) -> Result<String> {
-    body.attributes()
-        .find(|a| a.key() == key)
-        .map(|a| fmt(a.expr()))
-        .with_context(|| format!("no attribute `{key}`"))
-}
-
-fn block<'a>(body: &'a Body, ident: &str) -> Result<&'a Body> {
-    body.blocks()
-        .find(|b| b.identifier() == ident)
-        .map(Block::body)
-        .with_context(|| format!("no `{ident}` block"))
 }
 
 #[test]
@@ -571,7 +485,8 @@ fn service_account_ids_fit_with_the_longest_prefix() -> Result<()> {
 fn dead_letters_are_kept_and_subscriptions_can_be_rewound() -> Result<()> {
     let m = load_module()?;
     let push = m.resource("google_pubsub_subscription", "push")?;
-    ensure!(attr(push, "retain_acked_messages")? == "true");
+    // Whether the push subscription or the topic keeps the window: terraform_bill.rs.
+    ensure!(attr(push, "retain_acked_messages")? == r#"var.replay_retention == "subscription""#);
     ensure!(attr(push, "message_retention_duration")? == "var.replay_window");
     let topic = m.resource("google_pubsub_topic", "dead_letter")?;
     ensure!(attr(topic, "message_retention_duration")? == "var.dead_letter_retention");
@@ -653,20 +568,6 @@ fn the_table_is_the_schema_file_and_the_environments_are_the_documented_variable
         );
     }
     Ok(())
-}
-
-/// The strings of an HCL list expression such as `["a", "b"]`.
-fn string_list(e: &Expression) -> Result<Vec<String>> {
-    match e {
-        Expression::Array(items) => items
-            .iter()
-            .map(|i| match i {
-                Expression::String(s) => Ok(s.clone()),
-                other => bail!("not a string: {}", fmt(other)),
-            })
-            .collect(),
-        other => bail!("not a list: {}", fmt(other)),
-    }
 }
 
 #[test]
@@ -821,105 +722,6 @@ fn the_dashboard_charts_every_outcome_and_measured_field() -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// The few Terraform functions the dashboard's expressions call, for `hcl::eval`.
-mod functions {
-    use hcl::Value;
-    use hcl::eval::{Context, FuncArgs, FuncDef, ParamType};
-
-    fn args(a: &FuncArgs) -> Vec<&Value> {
-        a.positional_args().chain(a.variadic_args()).collect()
-    }
-
-    fn number(v: &Value) -> Result<f64, String> {
-        v.as_f64().ok_or_else(|| format!("not a number: {v}"))
-    }
-
-    fn concat(a: FuncArgs) -> Result<Value, String> {
-        let mut out = Vec::new();
-        for list in args(&a) {
-            out.extend(list.as_array().ok_or("concat takes lists")?.iter().cloned());
-        }
-        Ok(Value::Array(out))
-    }
-
-    fn merge(a: FuncArgs) -> Result<Value, String> {
-        let mut out = hcl::Map::new();
-        for map in args(&a) {
-            out.extend(map.as_object().ok_or("merge takes objects")?.clone());
-        }
-        Ok(Value::Object(out))
-    }
-
-    fn join(a: FuncArgs) -> Result<Value, String> {
-        let [sep, list] = args(&a)[..] else {
-            return Err("join takes two arguments".into());
-        };
-        let parts: Vec<&str> = (list.as_array().ok_or("join takes a list")?)
-            .iter()
-            .map(|v| v.as_str().ok_or("join takes strings"))
-            .collect::<Result<_, _>>()?;
-        Ok(Value::from(parts.join(sep.as_str().unwrap_or_default())))
-    }
-
-    fn length(a: FuncArgs) -> Result<Value, String> {
-        let v = args(&a)[0];
-        let n = match v {
-            Value::Array(a) => a.len(),
-            Value::Object(o) => o.len(),
-            Value::String(s) => s.chars().count(),
-            _ => return Err(format!("length of {v}")),
-        };
-        Ok(Value::from(n as u64))
-    }
-
-    fn slice(a: FuncArgs) -> Result<Value, String> {
-        let [list, from, to] = args(&a)[..] else {
-            return Err("slice takes three arguments".into());
-        };
-        let list = list.as_array().ok_or("slice takes a list")?;
-        let (from, to) = (number(from)? as usize, number(to)? as usize);
-        Ok(Value::Array(
-            list.get(from..to).ok_or("slice out of range")?.to_vec(),
-        ))
-    }
-
-    fn lookup(a: FuncArgs) -> Result<Value, String> {
-        let [map, key, default] = args(&a)[..] else {
-            return Err("lookup takes three arguments here".into());
-        };
-        let map = map.as_object().ok_or("lookup takes an object")?;
-        Ok(map
-            .get(key.as_str().unwrap_or_default())
-            .cloned()
-            .unwrap_or_else(|| default.clone()))
-    }
-
-    fn floor(a: FuncArgs) -> Result<Value, String> {
-        Ok(Value::from(number(args(&a)[0])?.floor() as i64))
-    }
-
-    /// The value itself: what Terraform would encode is checked as a value.
-    fn jsonencode(a: FuncArgs) -> Result<Value, String> {
-        Ok(args(&a)[0].clone())
-    }
-
-    pub fn declare(ctx: &mut Context) {
-        let any = |f| FuncDef::builder().variadic_param(ParamType::Any).build(f);
-        for (name, f) in [
-            ("concat", concat as hcl::eval::Func),
-            ("merge", merge),
-            ("join", join),
-            ("length", length),
-            ("slice", slice),
-            ("lookup", lookup),
-            ("floor", floor),
-            ("jsonencode", jsonencode),
-        ] {
-            ctx.declare_func(name, any(f));
-        }
-    }
 }
 
 /// The dashboard as Terraform would send it, evaluated from the HCL (the module's own locals,

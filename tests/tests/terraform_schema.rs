@@ -771,9 +771,9 @@ fn planted_errors_are_reported_with_file_and_line() -> Result<()> {
         Plant {
             // A resource nothing refers to (a referenced one adds an error per reference).
             file: "monitoring.tf",
-            find: "resource \"google_logging_project_exclusion\"",
-            replace: "resource \"google_logging_project_exclusions\"",
-            at: "resource \"google_logging_project_exclusion\"",
+            find: "resource \"google_logging_project_exclusion\" \"successful_push_requests\"",
+            replace: "resource \"google_logging_project_exclusions\" \"successful_push_requests\"",
+            at: "resource \"google_logging_project_exclusion\" \"successful_push_requests\"",
             below: 0,
             message: "google_logging_project_exclusions.successful_push_requests: \
                       google_logging_project_exclusions is not a resource type of google 6.50.0; \
