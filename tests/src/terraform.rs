@@ -387,7 +387,7 @@ pub mod functions {
     /// in Terraform).
     fn tonumber(a: FuncArgs) -> Result<Value, String> {
         match args(&a)[0] {
-            Value::Number(n) => Ok(Value::Number(n.clone())),
+            Value::Number(n) => Ok(Value::Number(*n)),
             Value::String(s) => s
                 .parse::<f64>()
                 .ok()

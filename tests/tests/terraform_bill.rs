@@ -71,7 +71,7 @@ fn matched(filter: &str, e: &Entry) -> Result<f64> {
             .strip_prefix("sample(insertId, ")
             .and_then(|r| r.strip_suffix(')'))
         {
-            let f: f64 = f.trim().parse().with_context(|| format!("{clause}"))?;
+            let f: f64 = f.trim().parse().with_context(|| clause.to_string())?;
             ensure!((0.0..=1.0).contains(&f), "{clause}: not a fraction");
             fraction *= f;
         } else if let Some((field, value)) = clause.split_once(" = ") {

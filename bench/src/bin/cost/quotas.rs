@@ -267,7 +267,7 @@ pub(crate) fn quota_tables(kinds: &[Kind], ours_w: &[Usage], q: &Quotas, c: &Ctx
     for [key, page, url, read, source, quote] in &q.cited {
         let _ = writeln!(
             out,
-            "- `{key}`: [{page}]({url}), read {read} ({source}): \"{quote}\""
+            "- `{key}`: [{page}]({url}), read {read}: \"{quote}\" Source: {source}."
         );
     }
     out
