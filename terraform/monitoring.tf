@@ -14,7 +14,8 @@ locals {
   # holds this list, the metric's label description and docs/design.md to it).
   outcomes = ["written", "already_stored", "skipped", "dead_lettered", "rejected", "retry", "unauthorized"]
 
-  # The outcomes that are a success (Label::is_success; the same test holds this list to it): their
+  # The outcomes that are a success (Label::is_success; tests/tests/terraform_bill.rs holds this
+  # list to it): their
   # lines are sampled out of ingestion below, every other outcome's line is stored.
   success_outcomes = ["written", "already_stored", "skipped"]
 

@@ -156,7 +156,7 @@ variable "dead_letter_retention" {
 }
 
 variable "replay_window" {
-  description = "How long the push subscriptions keep acked messages, so a bad deploy can be reprocessed with a seek, as seconds from \"600s\" to \"604800s\" (7 days)."
+  description = "How long messages are kept for a seek after a bad deploy (by the push subscriptions or the topic: replay_retention), as seconds from \"600s\" to \"604800s\" (7 days)."
   type        = string
   default     = "604800s"
 
@@ -171,7 +171,7 @@ variable "replay_window" {
 }
 
 variable "replay_retention" {
-  description = "Where the replay window's messages are kept for a seek: subscription (each push subscription keeps its acked messages, a transcript twice) or topic (the events topic keeps every message once; needs create_topic, or an existing topic whose own retention covers replay_window)."
+  description = "Where the replay window's messages are kept for a seek: subscription (each push subscription keeps its acked messages: whatever two subscriptions deliver, twice) or topic (the events topic keeps every message once; needs create_topic, or an existing topic whose own retention covers replay_window)."
   type        = string
   default     = "subscription"
 

@@ -4,7 +4,8 @@
 //!
 //! [`Label::ALL`] is the list that `terraform/monitoring.tf` and the docs are held to by
 //! `tests/tests/terraform.rs`: a label added here and not counted there fails the test; so is
-//! [`Label::is_success`], the outcomes whose lines Terraform samples instead of storing them all.
+//! [`Label::is_success`], the outcomes whose lines Terraform samples instead of storing them all
+//! (`tests/tests/terraform_bill.rs`).
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,7 +79,7 @@ impl Label {
 
     /// A success: the message is where it belongs, or deliberately nowhere. Terraform keeps only
     /// a sample of these outcomes' log lines in Cloud Logging (`success_outcomes` in
-    /// `terraform/monitoring.tf`, held to this by `tests/tests/terraform.rs`); every other line is
+    /// `terraform/monitoring.tf`, held to this by `tests/tests/terraform_bill.rs`); every other line is
     /// stored. The match names every label, so a new one cannot be added without deciding.
     pub fn is_success(self) -> bool {
         match self {

@@ -407,6 +407,55 @@ pub mod functions {
             .ok_or_else(|| "coalesce: no non-null, non-empty argument".to_string())
     }
 
+    fn keys(a: FuncArgs) -> Result<Value, String> {
+        let map = args(&a)[0].as_object().ok_or("keys takes an object")?;
+        Ok(Value::Array(map.keys().cloned().map(Value::from).collect()))
+    }
+
+    fn values(a: FuncArgs) -> Result<Value, String> {
+        let map = args(&a)[0].as_object().ok_or("values takes an object")?;
+        Ok(Value::Array(map.values().cloned().collect()))
+    }
+
+    /// Terraform's `toset`, as a list without repeats.
+    fn toset(a: FuncArgs) -> Result<Value, String> {
+        let mut out: Vec<Value> = Vec::new();
+        for v in args(&a)[0].as_array().ok_or("toset takes a list")? {
+            if !out.contains(v) {
+                out.push(v.clone());
+            }
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn setsubtract(a: FuncArgs) -> Result<Value, String> {
+        let [from, minus] = args(&a)[..] else {
+            return Err("setsubtract takes two arguments".into());
+        };
+        let minus = minus.as_array().ok_or("setsubtract takes sets")?;
+        Ok(Value::Array(
+            (from.as_array().ok_or("setsubtract takes sets")?)
+                .iter()
+                .filter(|v| !minus.contains(v))
+                .cloned()
+                .collect(),
+        ))
+    }
+
+    fn alltrue(a: FuncArgs) -> Result<Value, String> {
+        let list = args(&a)[0].as_array().ok_or("alltrue takes a list")?;
+        Ok(Value::Bool(list.iter().all(|v| v.as_bool() == Some(true))))
+    }
+
+    /// Terraform's `try` for arguments that evaluate: the first. (An argument that fails fails
+    /// here, where Terraform would move on: a check never passes for that reason.)
+    fn try_(a: FuncArgs) -> Result<Value, String> {
+        args(&a)
+            .first()
+            .map(|v| (*v).clone())
+            .ok_or_else(|| "try takes an argument".to_string())
+    }
+
     pub fn declare(ctx: &mut Context) {
         let any = |f| FuncDef::builder().variadic_param(ParamType::Any).build(f);
         for (name, f) in [
@@ -427,6 +476,12 @@ pub mod functions {
             ("trimsuffix", trimsuffix),
             ("tonumber", tonumber),
             ("coalesce", coalesce),
+            ("keys", keys),
+            ("values", values),
+            ("toset", toset),
+            ("setsubtract", setsubtract),
+            ("alltrue", alltrue),
+            ("try", try_),
         ] {
             ctx.declare_func(name, any(f));
         }

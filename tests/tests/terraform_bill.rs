@@ -441,25 +441,92 @@ fn check_billing_mode(m: &Module) -> Result<()> {
             );
         }
     }
-    let variable = m.variable("billing_mode")?;
-    let offered: Vec<String> = variable
+    // The variable offers Cloud Run's two modes, for exactly the three services.
+    let mode = |to_gcs: &str| billing(to_gcs);
+    let mut extra = billing("request");
+    if let Value::Object(map) = &mut extra {
+        map.insert("audit".into(), Value::from("request"));
+    }
+    let mut missing = billing("request");
+    if let Value::Object(map) = &mut missing {
+        map.shift_remove("to-bq");
+    }
+    for (value, accepted) in [
+        (mode("request"), true),
+        (mode("instance"), true),
+        (mode("always"), false),
+        (extra, false),
+        (missing, false),
+    ] {
+        let ok = validations_accept(m, "billing_mode", value.clone())?;
+        ensure!(ok == accepted, "billing_mode {value}: accepted {ok}");
+    }
+    Ok(())
+}
+
+/// Whether every `validation` of variable `name` accepts `value`.
+fn validations_accept(m: &Module, name: &str, value: Value) -> Result<bool> {
+    let ctx = m.context(&[(name, value)], &[], None)?;
+    let mut ok = true;
+    for v in m
+        .variable(name)?
         .blocks()
         .filter(|b| b.identifier() == "validation")
-        .filter_map(|b| attr(b.body(), "condition").ok())
-        .filter(|c| c.contains("contains("))
-        .flat_map(|c| {
-            c.split('"')
-                .skip(1)
-                .step_by(2)
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    ensure!(
-        offered == ["request", "instance"],
-        "billing_mode offers {offered:?}"
-    );
+    {
+        let condition = v
+            .body()
+            .attributes()
+            .find(|a| a.key() == "condition")
+            .context("a validation without a condition")?;
+        ok &= holds(condition.expr(), &ctx)?;
+    }
+    Ok(ok)
+}
+
+/// The validations of the bill's other variables, on good and bad values.
+fn check_variables(m: &Module) -> Result<()> {
+    for (name, value, accepted) in [
+        ("success_log_sample_percent", Value::from(0), true),
+        ("success_log_sample_percent", Value::from(1), true),
+        ("success_log_sample_percent", Value::from(100), true),
+        ("success_log_sample_percent", Value::from(-1), false),
+        ("success_log_sample_percent", Value::from(101), false),
+        ("replay_retention", Value::from("subscription"), true),
+        ("replay_retention", Value::from("topic"), true),
+        ("replay_retention", Value::from("both"), false),
+        ("storage_write_connection_quota", Value::from(4000), true),
+        ("storage_write_connection_quota", Value::from(0), false),
+        ("storage_write_connection_quota", Value::from(2.5), false),
+    ] {
+        let ok = validations_accept(m, name, value.clone())?;
+        ensure!(
+            ok == accepted,
+            "{name} = {value}: accepted {ok}, want {accepted}"
+        );
+    }
     Ok(())
+}
+
+#[test]
+fn the_new_variables_refuse_what_terraform_and_google_would() -> Result<()> {
+    check_variables(&load_module()?)?;
+    caught(
+        check_variables,
+        "variables.tf",
+        "no upper bound on the sample",
+        |s| {
+            s.replace(
+                "var.success_log_sample_percent >= 0 && var.success_log_sample_percent <= 100",
+                "var.success_log_sample_percent >= 0",
+            )
+        },
+    )?;
+    caught(
+        check_billing_mode,
+        "variables.tf",
+        "any billing mode",
+        |s| s.replace(r#"contains(["request", "instance"], m)"#, "true"),
+    )
 }
 
 #[test]

@@ -12,6 +12,12 @@ pub(crate) fn thousands(v: f64) -> String {
     if v < 0.0 { format!("-{out}") } else { out }
 }
 
+/// A fraction as a percentage, to two decimals at most: 0.01 → "1", 0.075 → "7.5".
+pub(crate) fn percent(fraction: f64) -> String {
+    let text = format!("{:.2}", fraction * 100.0);
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 pub(crate) fn usd(v: f64) -> String {
     if v.abs() < 5e-7 {
         return "–".into();

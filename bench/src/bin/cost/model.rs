@@ -241,7 +241,7 @@ pub(crate) fn ours(e: &Event, m: &Measures, c: &Ctx) -> Usage {
             if c.run.success_log_kept < 1.0 {
                 format!(
                     "Cloud Logging: our line per push ({} % of the successes kept)",
-                    c.run.success_log_kept * 100.0
+                    percent(c.run.success_log_kept)
                 )
             } else {
                 "Cloud Logging: our line per push".to_string()
@@ -378,7 +378,10 @@ pub(crate) fn per_million(u: &Usage, c: &Ctx) -> f64 {
 ///   high volume and the time an instance has any push in flight (each busy interval billed at
 ///   least the rounding);
 /// - instance-based: the instances the autoscaler keeps (the mean demand, at least one while
-///   traffic flows, at least `min_instances`) for the whole month, no request fee.
+///   traffic flows, at least `min_instances`) for the whole month, no request fee. The mean holds
+///   for traffic that varies over the day, since the autoscaler follows it (a busy hour's extra
+///   instances are a quiet hour's fewer); the rounding to whole instances, an instance lingering
+///   after a burst and a floor of one in quiet hours while the mean is below one are not modelled.
 pub(crate) fn run_usage(load: &Load, volume: f64, mode: Billing, c: &Ctx) -> Vec<(Sku, f64)> {
     let month = c.a.seconds_per_month();
     let demand = volume * load.instance_seconds;
@@ -428,18 +431,33 @@ pub(crate) fn cheapest(u: &Usage, volume: f64, c: &Ctx) -> [Billing; 3] {
     })
 }
 
+/// Where instance-based billing becomes the cheaper for one service.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Crossover {
+    /// Above this many events a month.
+    At(f64),
+    /// Already at 10 thousand events a month.
+    Always,
+    /// Not by 1 trillion.
+    Never,
+    /// The service gets no pushes.
+    NoTraffic,
+}
+
 /// The monthly volume above which instance-based billing is the cheaper for a service with
-/// `load` (bisection between 10 thousand and 1 trillion events a month); `None` when it has no
-/// pushes or one mode is the cheaper across the whole range.
-pub(crate) fn crossover(load: &Load, c: &Ctx) -> Option<f64> {
+/// `load` (bisection between 10 thousand and 1 trillion events a month).
+pub(crate) fn crossover(load: &Load, c: &Ctx) -> Crossover {
     if load.pushes <= 0.0 {
-        return None;
+        return Crossover::NoTraffic;
     }
     let gap =
         |v: f64| run_cost(load, v, Billing::Instance, c) - run_cost(load, v, Billing::Request, c);
     let (mut lo, mut hi) = (1e4_f64.ln(), 1e12_f64.ln());
-    if gap(lo.exp()) <= 0.0 || gap(hi.exp()) > 0.0 {
-        return None;
+    if gap(lo.exp()) <= 0.0 {
+        return Crossover::Always;
+    }
+    if gap(hi.exp()) > 0.0 {
+        return Crossover::Never;
     }
     for _ in 0..100 {
         let mid = (lo + hi) / 2.0;
@@ -449,7 +467,7 @@ pub(crate) fn crossover(load: &Load, c: &Ctx) -> Option<f64> {
             hi = mid;
         }
     }
-    Some(hi.exp())
+    Crossover::At(hi.exp())
 }
 
 /// `u`'s per-push Cloud Run lines as instance-based billing prices them at high volume: the same

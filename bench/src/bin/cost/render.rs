@@ -266,7 +266,7 @@ pub(crate) fn render(r: &Report) -> Rendered {
          instance-seconds at lower rates, no request fee (the by-volume tables say from what \
          volume). Logging is {} % of the success lines (`success_log_sample_percent`); the \
          replay window is kept by the {} (`replay_retention`).\n",
-        c.run.success_log_kept * 100.0,
+        percent(c.run.success_log_kept),
         c.run.replay_retention.name(),
     );
     cost_table(
@@ -339,7 +339,7 @@ pub(crate) fn render(r: &Report) -> Rendered {
     let _ = writeln!(
         out,
         "**The replay window ({:.0} days), both ways**, USD per million events: each push \
-         subscription keeping what it delivered (a transcript twice), or the topic keeping every \
+         subscription keeping what it delivered (what two deliver, twice), or the topic keeping every \
          message once (`replay_retention`; a seek works the same either way):\n",
         c.run.replay_days
     );
@@ -446,9 +446,11 @@ pub(crate) fn render(r: &Report) -> Rendered {
         "Request-based billing adds, at a volume, the Cloud Run time an instance has any push in \
          flight (each busy interval at least {} s): that, not CPU, is most of it at low volume. \
          Instance-based billing keeps at least one instance of each service with traffic for the \
-         whole month (and `min_instances`, here {}), or the mean demand when larger; an \
-         instance also lingers up to 15 minutes after its last request, which only matters \
-         when traffic stops for longer (not modelled). With `min_instances` above 0 a \
+         whole month (and `min_instances`, here {}), or the mean demand when larger (the \
+         autoscaler follows the day's traffic, so the busy hours' extra instances are the quiet \
+         hours' fewer; rounding to whole instances is not modelled); an instance also lingers up \
+         to 15 minutes after its last request, which only matters when traffic stops for longer \
+         (not modelled). With `min_instances` above 0 a \
          request-billed service's idle instances are billed too (not modelled; the default is \
          0).\n",
         c.p.run_granularity, c.run.min_instances
@@ -541,9 +543,10 @@ pub(crate) fn billing_table(kinds: &[Kind], ours_w: &[Usage], c: &Ctx) -> String
         let mut cells = vec![kinds[k].title.clone()];
         for load in &ours_w[k].services {
             cells.push(match crossover(load, c) {
-                Some(v) => format!("{} M", thousands((v / MILLION).round())),
-                None if load.pushes > 0.0 => "never".to_string(),
-                None => "–".to_string(),
+                Crossover::At(v) => format!("{} M", thousands((v / MILLION).round())),
+                Crossover::Always => "always".to_string(),
+                Crossover::Never => "never".to_string(),
+                Crossover::NoTraffic => "–".to_string(),
             });
         }
         out.push_str(&row(&cells));

@@ -431,7 +431,9 @@ fn instance_billing_keeps_one_instance_a_month_or_the_demand_and_has_no_request_
 fn the_cheaper_mode_flips_once_at_the_crossover() {
     let c = ctx();
     let l = load(1.0);
-    let v = crossover(&l, &c).expect("a crossover between 10 thousand and 1 trillion");
+    let Crossover::At(v) = crossover(&l, &c) else {
+        panic!("no crossover between 10 thousand and 1 trillion")
+    };
     let gap =
         |v: f64| run_cost(&l, v, Billing::Instance, &c) - run_cost(&l, v, Billing::Request, &c);
     assert!(gap(v * 0.99) > 0.0 && gap(v * 1.01) < 0.0, "{v}");
@@ -445,7 +447,21 @@ fn the_cheaper_mode_flips_once_at_the_crossover() {
         cheapest(&u, v * 10.0, &c),
         [Billing::Request, Billing::Instance, Billing::Instance]
     );
-    assert_eq!(crossover(&load(0.0), &c), None);
+    assert_eq!(crossover(&load(0.0), &c), Crossover::NoTraffic);
+    // A service that keeps instances busy at any volume; one whose fee is nothing.
+    let busy = Load {
+        pushes: 1.0,
+        instance_seconds: 1e3,
+    };
+    assert_eq!(crossover(&busy, &c), Crossover::Always);
+    let mut free = c.clone();
+    free.p.unit.insert(Sku::RunRequests, 0.0);
+    free.p.unit.insert(Sku::RunVcpuSeconds, 0.0);
+    free.p.unit.insert(Sku::RunGibSeconds, 0.0);
+    assert_eq!(crossover(&l, &free), Crossover::Never);
+    assert_eq!(percent(0.01), "1");
+    assert_eq!(percent(0.075), "7.5");
+    assert_eq!(percent(1.0), "100");
 }
 
 #[test]
@@ -554,6 +570,7 @@ fn the_quota_table_sizes_each_limit_at_the_busiest_hour() {
     let p = pressures(&d, &q, &c);
     close(p[0].1, 1.0); // max_instances 10
     close(p[1].1, d.connections / 10_000.0); // US: the multi-region quota
+    close(p[2].1, 1e6 / 3e9); // 1 MB/s of the US multi-region's 3 GB/s
     close(p[3].1, 0.5); // half of the 1,000 writes a second
     let mut regional = c.clone();
     regional.run.dataset_location = "us-central1".into();
