@@ -44,7 +44,8 @@ A dead letter at 3 a.m., step by step:
        replay push --subscription event-telemetry-sub-v2-dead-letter --to https://sub-v2-xxxx.a.run.app --dry-run
        replay push --subscription event-telemetry-sub-v2-dead-letter --to https://sub-v2-xxxx.a.run.app
      A message is acked on the dead-letter subscription only after the handler answered 2xx.
-     Replaying twice is safe: the handlers are idempotent (create-once objects, insertId rows).
+     Replaying twice loses nothing: objects are create-once, but a row is written again each time
+     (the Storage Write API's default stream does not deduplicate): query event_telemetry_once.
   5. A message that can never succeed (inspect says dead-letter for its handler): keep the file
      from step 1, then remove it from the subscription:
        replay drop --subscription event-telemetry-sub-v2-dead-letter --message-id 1234567890

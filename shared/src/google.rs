@@ -6,6 +6,8 @@
 //! - BigQuery `tables.get` and `jobs.query`/`jobs.getQueryResults`: `gcp-bigquery-client`
 //!   ([`bigquery`]), which can also send `tabledata.insertAll` (by default the rows' request is
 //!   written from their JSON text and sent through [`Api`]: `crate::sink::bigquery` says why);
+//! - BigQuery Storage Write API appends on the table's default stream (the default write path)
+//!   and `GetWriteStream`: Google's `google-cloud-bigquery`, over gRPC ([`storage_write`]);
 //! - Pub/Sub publishing (dead letters): `google-cloud-pubsub`'s `Publisher`, over gRPC
 //!   ([`pubsub::Publisher`]).
 //!

@@ -216,8 +216,8 @@ async fn write_object(store: &dyn ObjectStore, object: NewObject) -> Result<Outc
     }
 }
 
-/// Step 4 for the BigQuery handlers: one row, its own verdict; the size of the `insertAll` that
-/// carried it goes to the log line.
+/// Step 4 for the BigQuery handlers: one row, its own verdict; the size of the call (append or
+/// `insertAll`) that carried it goes to the log line.
 async fn write_row(
     sink: &dyn RowSink,
     row: PreparedRow,

@@ -13,7 +13,7 @@
 //!    `privateMetadata`, at any depth; [`row`] builds the `event_telemetry` row ([`schema`]) from
 //!    the redacted result only.
 //! 4. **write** ([`sink`]): create-once objects in Cloud Storage (named by [`object_name`]),
-//!    `insertAll` rows in BigQuery.
+//!    rows appended to BigQuery through the Storage Write API (or `insertAll`, the fallback).
 //!
 //! Topic → file:
 //! - the ack: [`failure`] (each failure knows its HTTP status) and [`outcome`] (the one list of

@@ -161,8 +161,8 @@ pub trait RowSink: Send + Sync {
     /// Inserts the rows; the result has one entry per row, in order.
     async fn insert(&self, rows: Vec<PreparedRow>) -> Result<Vec<Result<(), RowError>>, CallError>;
 
-    /// Inserts one push's row: its verdict, and how many rows the `insertAll` that carried it
-    /// held (group commit shares a call between pushes).
+    /// Inserts one push's row: its verdict, and how many rows the call (append or `insertAll`)
+    /// that carried it held (group commit shares a call between pushes).
     async fn insert_one(&self, row: PreparedRow) -> Result<OneRow, CallError> {
         let verdict = self.insert(vec![row]).await?.into_iter().next();
         Ok(OneRow {
@@ -177,6 +177,7 @@ pub trait RowSink: Send + Sync {
 pub struct OneRow {
     /// `None`: BigQuery answered no verdict for it.
     pub verdict: Option<Result<(), RowError>>,
-    /// Rows in the `insertAll` that carried it (the log line's `insertAllRows`).
+    /// Rows in the call that carried it (the log line's `insertAllRows`, named before the
+    /// Storage Write API).
     pub request_rows: usize,
 }

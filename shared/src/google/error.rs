@@ -57,12 +57,18 @@ pub fn classify(status: Option<u16>, reason: Option<&str>) -> Class {
             | "timeout"
             | "stopped"
             | "RATE_LIMIT_EXCEEDED"
-            | "RESOURCE_EXHAUSTED",
+            | "RESOURCE_EXHAUSTED"
+            // gRPC codes Google's clients retry (GRPC_RETRIED).
+            | "ABORTED"
+            | "CANCELLED"
+            | "DEADLINE_EXCEEDED"
+            | "INTERNAL"
+            | "UNAVAILABLE",
         ) => return Class::Retry,
         Some("invalid" | "invalidQuery" | "badRequest" | "required" | "parseError") => {
             return Class::Permanent;
         }
-        Some("notFound" | "forbidden" | "accessDenied" | "authError") => {
+        Some("notFound" | "forbidden" | "accessDenied" | "authError" | "UNIMPLEMENTED") => {
             return Class::Misconfigured;
         }
         Some("conditionNotMet" | "duplicate" | "conflict") => return Class::Conflict,
@@ -173,8 +179,10 @@ impl From<GoogleError> for CallError {
 
 /// The retry loop of Google's client libraries, driven by [`classify`]: a [`Class::Retry`] answer
 /// is tried again (within the time and attempt limits the caller adds), anything else ends the
-/// loop. Every call sent through it is safe to repeat: create-only writes, reads, and dead letters
-/// (a duplicate dead letter is harmless: replay is idempotent).
+/// loop. Every call sent through it is safe to repeat: create-only writes, reads, appends on the
+/// default stream (at-least-once: a repeat may add a row), and dead letters
+/// (a duplicate dead letter is a second delivery when replayed: objects are create-once, and
+/// `event_telemetry_once` reads a row once).
 #[derive(Debug, Clone, Copy)]
 pub struct ClassifiedRetries;
 
@@ -216,11 +224,35 @@ fn answered(e: &google_cloud_gax::error::Error) -> &google_cloud_gax::error::Err
     e
 }
 
+/// The gRPC codes Google's Storage Write client retries (`google-cloud-bigquery` 0.19,
+/// `write/retry_policy.rs`, `RetryableErrors`). On a gRPC answer the code is the reason, and
+/// decides over the HTTP status it maps to: ABORTED (409) is BigQuery closing a stream, idle for
+/// 600 s or moved, not a conflict; CANCELLED (499) a call whose outcome is unknown, not a refusal.
+/// The table for every code is in docs/design.md, "Google's APIs".
+pub const GRPC_RETRIED: [&str; 6] = [
+    "ABORTED",
+    "CANCELLED",
+    "DEADLINE_EXCEEDED",
+    "INTERNAL",
+    "RESOURCE_EXHAUSTED",
+    "UNAVAILABLE",
+];
+
 /// The HTTP status (a gRPC code mapped to its HTTP status) and reason of a client library's error.
 fn answer_of(e: &google_cloud_gax::error::Error) -> (Option<u16>, Option<String>) {
     let status = e
         .http_status_code()
         .or_else(|| e.status().map(|s| http_status_of(s.code.name())));
+    // A gRPC answer whose code decides over its HTTP status: Google's retried codes, and
+    // UNIMPLEMENTED (501: the wrong endpoint, a deployment to fix, not a moment's wait).
+    let grpc_decides = e
+        .status()
+        .filter(|_| e.http_status_code().is_none())
+        .map(|s| s.code.name())
+        .filter(|code| GRPC_RETRIED.contains(code) || *code == "UNIMPLEMENTED");
+    if let Some(code) = grpc_decides {
+        return (status, Some(code.to_string()));
+    }
     let reason = e
         .status()
         .and_then(|s| {
@@ -367,6 +399,58 @@ mod tests {
                 CallError::Transient(_)
             ));
         }
+    }
+
+    /// Google's write client retries these gRPC codes (`google-cloud-bigquery` 0.19,
+    /// `write/retry_policy.rs`, `RetryableErrors`), and so does every retry loop here.
+    #[test]
+    fn grpc_answers_are_retried_as_googles_write_client_retries_them() {
+        use google_cloud_gax::error::Error;
+        use google_cloud_gax::error::rpc::{Code, Status};
+        use google_cloud_gax::retry_state::RetryState;
+        let grpc = |code: Code| Error::service(Status::default().set_code(code).set_message("m"));
+        for (code, retried) in [
+            // Google's list.
+            (Code::Aborted, true),
+            (Code::Cancelled, true),
+            (Code::DeadlineExceeded, true),
+            (Code::Internal, true),
+            (Code::ResourceExhausted, true),
+            (Code::Unavailable, true),
+            // Everything else ends the loop.
+            (Code::InvalidArgument, false),
+            (Code::NotFound, false),
+            (Code::AlreadyExists, false),
+            (Code::PermissionDenied, false),
+            (Code::FailedPrecondition, false),
+            (Code::OutOfRange, false),
+            (Code::Unimplemented, false),
+            (Code::Unauthenticated, false),
+        ] {
+            let e = grpc(code);
+            let looped = matches!(
+                ClassifiedRetries.on_error(&RetryState::new(true), grpc(code)),
+                RetryResult::Continue(_)
+            );
+            assert_eq!(looped, retried, "{code:?} in the retry loop");
+            let class = GoogleError::from_gax(calls::STORAGE_WRITE_APPEND_ROWS, &e).class();
+            assert_eq!(class == Class::Retry, retried, "{code:?}: {class:?}");
+        }
+        // BigQuery closes an AppendRows stream idle for 600 s with ABORTED: a push then is not
+        // refused, and the error still says what Google said.
+        let idle = Error::service(
+            Status::default()
+                .set_code(Code::Aborted)
+                .set_message("Closing the stream because it has been inactive for 600 seconds"),
+        );
+        let e = GoogleError::from_gax(calls::STORAGE_WRITE_APPEND_ROWS, &idle);
+        assert!(matches!(
+            CallError::from(e.clone()),
+            CallError::Transient(_)
+        ));
+        assert!(e.to_string().contains("ABORTED"), "{e}");
+        // A JSON API's 409 stays a conflict (an object or a table that already exists).
+        assert_eq!(classify(Some(409), None), Class::Conflict);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Group commit: rows of concurrent pushes share one `insertAll`.
+//! Group commit: rows of concurrent pushes share one call (an append on the Storage Write API, or
+//! an `insertAll`).
 //!
 //! [`GroupCommit`] is a [`RowSink`] in front of the real one. Each push hands over its row and
 //! waits; a background task collects rows until a bound is reached ([`BatchSettings`]: rows,

@@ -11,8 +11,10 @@
 //! past the sink timeout (the rows land, the caller times out, the push is redelivered: a
 //! duplicate row); or the stream is broken (reset) with the request unanswered. The rest are
 //! forwarded and their answers passed back. Other methods (`GetWriteStream`) pass untouched.
+//! [`GrpcProxy::close_next`] scripts the next appends instead: each closes its stream with a
+//! gRPC status, unanswered, as BigQuery closes an idle stream with ABORTED.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -43,6 +45,7 @@ const PACKAGE: &str = "google.cloud.bigquery.storage.v1";
 pub struct GrpcProxy {
     pub port: u16,
     pub counts: Arc<ProxyCounts>,
+    inner: Arc<Inner>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -56,6 +59,8 @@ struct Inner {
     client: Client<HttpConnector, Body>,
     request: MessageDescriptor,
     response: MessageDescriptor,
+    /// Scripted closes for the next appends: the gRPC status code and message of each.
+    script: Mutex<VecDeque<(&'static str, &'static str)>>,
 }
 
 impl GrpcProxy {
@@ -88,13 +93,15 @@ impl GrpcProxy {
                 .build_http(),
             request: message("AppendRowsRequest")?,
             response: message("AppendRowsResponse")?,
+            script: Mutex::new(VecDeque::new()),
         });
+        let task_inner = inner.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let inner = inner.clone();
+                let inner = task_inner.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
                         let inner = inner.clone();
@@ -106,7 +113,37 @@ impl GrpcProxy {
                 });
             }
         });
-        Ok(GrpcProxy { port, counts, task })
+        Ok(GrpcProxy {
+            port,
+            counts,
+            inner,
+            task,
+        })
+    }
+
+    /// The next `n` appends each close their stream with gRPC status `code` (e.g. "10",
+    /// ABORTED) and `message`, unanswered and not forwarded.
+    pub fn close_next(&self, n: usize, code: &'static str, message: &'static str) {
+        let mut script = self.inner.script.lock().unwrap_or_else(|p| p.into_inner());
+        script.extend(std::iter::repeat_n((code, message), n));
+    }
+
+    /// Forgets the scripted closes not yet reached.
+    pub fn clear_script(&self) {
+        self.inner
+            .script
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// Appends still scripted to close.
+    pub fn scripted(&self) -> usize {
+        self.inner
+            .script
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     pub fn host(&self) -> String {
@@ -129,6 +166,8 @@ impl Inner {
 
 /// What to do with one append.
 enum Fate {
+    /// Close the stream with this gRPC status and message.
+    Close(&'static str, &'static str),
     Refuse(Vec<usize>),
     Error,
     Delay,
@@ -214,6 +253,14 @@ async fn serve_appends(
         for message in take_messages(&mut buffer).into_iter().flatten() {
             let fate = inner.fate(&message, &mut schema, &mut write_stream);
             let answer = match fate {
+                Fate::Close(code, why) => {
+                    inner.counts.errors.fetch_add(1, Ordering::Relaxed);
+                    let mut trailers = hyper::HeaderMap::new();
+                    trailers.insert("grpc-status", hyper::header::HeaderValue::from_static(code));
+                    trailers.insert("grpc-message", hyper::header::HeaderValue::from_static(why));
+                    let _ = to_caller.send(Ok(Frame::trailers(trailers))).await;
+                    return;
+                }
                 Fate::Refuse(rows) => {
                     inner
                         .counts
@@ -286,6 +333,14 @@ impl Inner {
     /// The fate of one `AppendRowsRequest`: refused rows first, then the dice.
     fn fate(&self, message: &[u8], schema: &mut Option<Bytes>, stream: &mut String) -> Fate {
         let ids = self.event_ids(message, schema, stream).unwrap_or_default();
+        let scripted = self
+            .script
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front();
+        if let Some((code, why)) = scripted {
+            return Fate::Close(code, why);
+        }
         let refused: Vec<usize> = ids
             .iter()
             .enumerate()
