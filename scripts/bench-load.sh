@@ -9,7 +9,7 @@
 #   - the A/B of the write method (BIGQUERY_WRITE_METHOD): the Storage Write API (AppendRows over
 #     gRPC, the default) against insertAll, for sub-v2 (plain body) and to-bq (transcript body), at
 #     64 connections in AB_ROUNDS alternating rounds with the median of the per-round ratios,
-#     against a BigQuery stand-in (bench/src/bin/insertall.rs: insertAll on REST, AppendRows on
+#     against a BigQuery stand-in (bench/src/bin/bigquery-standin.rs: insertAll on REST, AppendRows on
 #     gRPC) first instant, then 50 ms slow at 512 connections;
 #   - rows per call (per append or per insertAll): how well group commit batches the rows of
 #     concurrent pushes, and wire bytes per row (request bytes / rows), both counted by the stand-in;
@@ -123,7 +123,7 @@ INSERT_CLIENT=direct
 # REST port (tables.get, insertAll) and its gRPC port (GetWriteStream, AppendRows).
 service_env() {
   printf '%s\n' GOOGLE_CLOUD_PROJECT=bench BIGQUERY_DATASET=d \
-    "BIGQUERY_EMULATOR_HOST=127.0.0.1:${PORT[insertall]}" \
+    "BIGQUERY_EMULATOR_HOST=127.0.0.1:${PORT[standin]}" \
     "BIGQUERY_STORAGE_EMULATOR_HOST=127.0.0.1:${PORT[grpc]}" \
     PUSH_AUTH=off "RUST_LOG=${LOG_LEVEL:-info}" LOG_FORMAT=json \
     "BIGQUERY_BATCH_LINGER_MS=$LINGER_MS" "BIGQUERY_BATCH_MAX_ROWS=$MAX_ROWS" \
@@ -152,17 +152,17 @@ start_target() {
   esac
 }
 
-# start_insertall LATENCY_MS: the BigQuery stand-in, REST on PORT[insertall], gRPC on PORT[grpc].
-start_insertall() {
-  stop insertall
+# start_standin LATENCY_MS: the BigQuery stand-in, REST on PORT[standin], gRPC on PORT[grpc].
+start_standin() {
+  stop standin
   PORT[grpc]=$(free_port)
-  start insertall "$RELEASE/insertall" LATENCY_MS="$1" GRPC_PORT="${PORT[grpc]}"
+  start standin "$RELEASE/bigquery-standin" LATENCY_MS="$1" GRPC_PORT="${PORT[grpc]}"
 }
 
 # The stand-in's counters: "calls rows bytes appends append_rows append_bytes".
-insertall_stats() {
+standin_stats() {
   local json
-  json=$(curl -fsS "http://127.0.0.1:${PORT[insertall]}/stats")
+  json=$(curl -fsS "http://127.0.0.1:${PORT[standin]}/stats")
   local f out=()
   for f in calls rows bytes appends append_rows append_bytes; do
     out+=("$(sed -E "s/.*\"$f\":([0-9]+).*/\1/" <<<"$json")")
@@ -197,16 +197,16 @@ scenario() {
   log "$label: $target, body $body, -c$conns -d$duration"
   start_target "$target"
   local -a s0 s1
-  read -ra s0 <<<"$(insertall_stats)"
+  read -ra s0 <<<"$(standin_stats)"
   local cpu0 fake_cpu0 log0
   cpu0=$(cpu_ticks "${PID[$target]}")
-  fake_cpu0=$(cpu_ticks "${PID[insertall]}")
+  fake_cpu0=$(cpu_ticks "${PID[standin]}")
   log0=$(stat -c %s "${LOG[$target]}")
 
   local wrk_out=$OUT/wrk-$label.txt
   BODY_FILE=$OUT/corpus/$body.json wrk -t"$THREADS" -c"$conns" -d"$duration" --latency \
     -s "$ROOT/bench/wrk/push.lua" "http://127.0.0.1:${PORT[$target]}/" >"$wrk_out" 2>&1
-  sleep 0.3 # let the last batch reach insertall
+  sleep 0.3 # let the last batch reach the stand-in
   local line
   line=$(grep '^BENCH ' "$wrk_out") || {
     log "wrk printed no summary; see $wrk_out"
@@ -215,9 +215,9 @@ scenario() {
 
   local cpu fake_cpu log_bytes peak_kib
   cpu=$(($(cpu_ticks "${PID[$target]}") - cpu0))
-  fake_cpu=$(($(cpu_ticks "${PID[insertall]}") - fake_cpu0))
+  fake_cpu=$(($(cpu_ticks "${PID[standin]}") - fake_cpu0))
   log_bytes=$(($(stat -c %s "${LOG[$target]}") - log0))
-  read -ra s1 <<<"$(insertall_stats)"
+  read -ra s1 <<<"$(standin_stats)"
   peak_kib=$(awk '/^VmHWM:/ {print $2}' "/proc/${PID[$target]}/status")
   stop "$target"
 
@@ -360,7 +360,7 @@ main() {
   make_corpus
 
   INSERTALL_LATENCY=0
-  start_insertall "$INSERTALL_LATENCY"
+  start_standin "$INSERTALL_LATENCY"
   scenario floor-plain floor plain "$CONNS" "$DURATION"
   scenario floor-transcript floor transcript "$CONNS" "$DURATION"
   # The headline A/B: the write method, in AB_ROUNDS rounds (the machine's noise is larger than
@@ -392,7 +392,7 @@ main() {
   fi
 
   INSERTALL_LATENCY=$SLOW_LATENCY_MS
-  start_insertall "$INSERTALL_LATENCY"
+  start_standin "$INSERTALL_LATENCY"
   scenario floor-plain-c$HIGH_CONNS floor plain "$HIGH_CONNS" "$HIGH_DURATION"
   scenario floor-transcript-c$HIGH_CONNS floor transcript "$HIGH_CONNS" "$HIGH_DURATION"
   for WRITE_METHOD in storage_write insert_all; do
@@ -404,7 +404,7 @@ main() {
   WRITE_METHOD=storage_write INSERT_CLIENT=direct
 
   coldstart
-  stop insertall
+  stop standin
 
   echo
   echo "## Load benchmark ($(date -u +%Y-%m-%d), ./scripts/bench-load.sh)"
@@ -412,7 +412,7 @@ main() {
   echo "wrk -t$THREADS, ${DURATION} at $CONNS connections, ${HIGH_DURATION} at $HIGH_CONNS; the server restarted per scenario."
   echo "% of floor: of the floor's req/s with the same body bytes at the same concurrency."
   echo "method: BIGQUERY_WRITE_METHOD (storage_write: AppendRows over gRPC; insert_all/CLIENT: insertAll with BIGQUERY_INSERT_CLIENT)."
-  echo "BigQuery latency: of the stand-in (bench/src/bin/insertall.rs) per insertAll or per append (appends pipelined)."
+  echo "BigQuery latency: of the stand-in (bench/src/bin/bigquery-standin.rs) per insertAll or per append (appends pipelined)."
   echo "wrk is closed-loop: a push that writes waits for its batch's call. A batch goes at once when no call is under way,"
   echo "else when $MAX_ROWS rows or the linger (${LINGER_MS} ms) come first; so req/s cannot exceed connections / BigQuery latency"
   echo "($HIGH_CONNS / $SLOW_LATENCY_MS ms = $((HIGH_CONNS * 1000 / SLOW_LATENCY_MS)) req/s in the slow runs)."

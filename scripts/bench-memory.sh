@@ -4,7 +4,7 @@
 # and to to-bq (a transcript whose large responseText is redacted), each service in its own
 # process at the budget of body bytes in flight that Terraform sets for 512Mi (and, to separate the
 # two effects, with the budget out of the way), against the instant BigQuery fixture
-# (bench/src/bin/insertall.rs: insertAll, and the Storage Write API on its gRPC port), with each
+# (bench/src/bin/bigquery-standin.rs: insertAll, and the Storage Write API on its gRPC port), with each
 # write method (BIGQUERY_WRITE_METHOD: storage_write, the default, and insert_all).
 # Pushes answered 429/503 are sent again, as Pub/Sub would, until every one is written.
 # Prints, per service and method: peak RSS (VmHWM), the answers, rounds, and rows that reached the
@@ -46,7 +46,7 @@ PY
 
 bq_port=$("$RELEASE/freeport")
 grpc_port=$("$RELEASE/freeport")
-PORT=$bq_port GRPC_PORT=$grpc_port "$RELEASE/insertall" >"$work/insertall.log" 2>&1 &
+PORT=$bq_port GRPC_PORT=$grpc_port "$RELEASE/bigquery-standin" >"$work/bigquery-standin.log" 2>&1 &
 pids+=($!)
 wait_healthy "http://127.0.0.1:$bq_port" || true
 

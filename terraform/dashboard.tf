@@ -8,10 +8,10 @@ locals {
   # Numeric fields of the outcome log line counted as distributions (the code's
   # outcome::MEASURED_FIELDS; a test holds the keys to it). Exponential buckets, growth 2.
   measured_fields = {
-    insertAllRows = {
-      metric      = "insert-all-rows"
-      title       = "Rows per insertAll, p50 and p95 (group commit)"
-      description = "Rows in the insertAll call that carried each BigQuery push (group commit at work), by service."
+    callRows = {
+      metric      = "call-rows"
+      title       = "Rows per BigQuery call, p50 and p95 (group commit)"
+      description = "Rows in the BigQuery call (a Storage Write append, or an insertAll) that carried each BigQuery push (group commit at work), by service."
       unit        = "1"
       scale       = 1
       buckets     = 15 # up to 32768 rows (BIGQUERY_BATCH_MAX_ROWS is at most 10000)

@@ -1,7 +1,7 @@
 //! Fixtures of the load benchmark, `scripts/bench-load.sh` (not a test; nothing here runs in
-//! `cargo test`): the bins `floor`, `insertall`, `corpus`, `coldstart` and `freeport`, and the few
+//! `cargo test`): the bins `floor`, `bigquery-standin`, `corpus`, `coldstart` and `freeport`, and the few
 //! helpers they share, among them the little of gRPC and protobuf the Storage Write stand-in of
-//! `insertall` reads ([`grpc`]).
+//! `bigquery-standin` reads ([`grpc`]).
 
 use std::net::{Ipv4Addr, SocketAddr};
 

@@ -224,8 +224,8 @@ async fn write_row(
     summary: &mut Summary,
 ) -> Result<Outcome, Failure> {
     let target = row.insert_id.clone();
-    let inserted = sink.insert_one(row).await?;
-    summary.insert_all_rows = Some(inserted.request_rows);
+    let inserted = sink.write_one(row).await?;
+    summary.call_rows = Some(inserted.request_rows);
     match inserted.verdict {
         Some(Ok(())) => Ok(Outcome::Written { target }),
         Some(Err(e)) if e.is_permanent() => Err(Failure::new(

@@ -117,7 +117,7 @@ pub struct Summary {
     pub mismatches: Vec<&'static str>,
     pub redacted_keys: usize,
     /// Rows in the `insertAll` that carried this push's row (group commit at work).
-    pub insert_all_rows: Option<usize>,
+    pub call_rows: Option<usize>,
     /// Push-body bytes the instance held in flight when this push was admitted, its own included.
     pub bytes_in_flight: Option<usize>,
 }
@@ -252,7 +252,7 @@ impl Report {
 /// The numeric fields of the outcome log line (as Cloud Logging reads them) that Terraform counts
 /// as distributions and charts on the dashboard (`terraform/dashboard.tf`, `measured_fields`; a
 /// test holds the two to each other, another that each line carries them).
-pub const MEASURED_FIELDS: [&str; 2] = ["insertAllRows", "bytesInFlight"];
+pub const MEASURED_FIELDS: [&str; 2] = ["callRows", "bytesInFlight"];
 
 /// Messages whose attributes disagreed with their payload, since start-up (`routingMismatchTotal`).
 static ROUTING_MISMATCHES: AtomicU64 = AtomicU64::new(0);
@@ -296,7 +296,7 @@ pub fn log(service: &str, report: &Report, trace: &TraceFields, latency: Duratio
                 routing_mismatch = s.mismatches.join(","),
                 routing_mismatch_total = mismatch_total,
                 latency_ms = latency.as_millis() as u64,
-                insert_all_rows = s.insert_all_rows.map(|n| n as u64),
+                call_rows = s.call_rows.map(|n| n as u64),
                 bytes_in_flight = s.bytes_in_flight.map(|n| n as u64),
                 http_request.request_method = "POST",
                 http_request.status = status,
@@ -358,7 +358,7 @@ mod tests {
         let report = Report {
             result: Ok(Outcome::Written { target: "t".into() }),
             summary: Summary {
-                insert_all_rows: Some(37),
+                call_rows: Some(37),
                 bytes_in_flight: Some(5 << 20),
                 ..Summary::default()
             },
@@ -377,7 +377,7 @@ mod tests {
         for field in MEASURED_FIELDS {
             assert!(line[field].as_u64().is_some(), "{field} missing: {line}");
         }
-        assert_eq!(line["insertAllRows"], 37);
+        assert_eq!(line["callRows"], 37);
         assert_eq!(line["bytesInFlight"], 5 << 20);
         assert_eq!(line["service"], "sub-v2");
     }

@@ -163,7 +163,7 @@ pub trait RowSink: Send + Sync {
 
     /// Inserts one push's row: its verdict, and how many rows the call (append or `insertAll`)
     /// that carried it held (group commit shares a call between pushes).
-    async fn insert_one(&self, row: PreparedRow) -> Result<OneRow, CallError> {
+    async fn write_one(&self, row: PreparedRow) -> Result<OneRow, CallError> {
         let verdict = self.insert(vec![row]).await?.into_iter().next();
         Ok(OneRow {
             verdict,
@@ -177,7 +177,6 @@ pub trait RowSink: Send + Sync {
 pub struct OneRow {
     /// `None`: BigQuery answered no verdict for it.
     pub verdict: Option<Result<(), RowError>>,
-    /// Rows in the call that carried it (the log line's `insertAllRows`, named before the
-    /// Storage Write API).
+    /// Rows in the call that carried it (the log line's `callRows`).
     pub request_rows: usize,
 }

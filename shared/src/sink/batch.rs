@@ -156,7 +156,7 @@ impl RowSink for GroupCommit {
             .collect()
     }
 
-    async fn insert_one(&self, row: PreparedRow) -> Result<OneRow, CallError> {
+    async fn write_one(&self, row: PreparedRow) -> Result<OneRow, CallError> {
         let Some((verdict, request_rows)) = self.within_timeout(vec![row]).await?.pop() else {
             return Ok(OneRow {
                 verdict: None,
@@ -447,7 +447,7 @@ mod tests {
             .iter()
             .map(|id| {
                 let (sink, id) = (sink.clone(), id.clone());
-                tokio::spawn(async move { (id.clone(), sink.insert_one(row(&id, 10)).await) })
+                tokio::spawn(async move { (id.clone(), sink.write_one(row(&id, 10)).await) })
             })
             .collect();
         let mut answers = Vec::new();
@@ -461,7 +461,7 @@ mod tests {
         let calls = table.calls.lock().unwrap().clone();
         assert!(calls.len() < 10, "60 pushes, {} calls", calls.len());
         assert_eq!(calls.iter().map(Vec::len).sum::<usize>(), 60);
-        // Each push knows the size of the call that carried its row (the log's insertAllRows).
+        // Each push knows the size of the call that carried its row (the log's callRows).
         for (id, request_rows) in answers {
             let call = calls.iter().find(|c| c.contains(&id)).expect("sent");
             assert_eq!(request_rows, call.len(), "{id}");

@@ -1,4 +1,4 @@
-//! `insertall`: a BigQuery stand-in for the load benchmark (a fixture, not a correctness test),
+//! `bigquery-standin`: a BigQuery stand-in for the load benchmark (a fixture, not a correctness test),
 //! for both ways the services write rows (`BIGQUERY_WRITE_METHOD`).
 //!
 //! REST on `PORT` (HTTP/1.1):
@@ -125,7 +125,7 @@ async fn reset(State(app): State<App>) -> impl IntoResponse {
 }
 
 async fn healthz() -> impl IntoResponse {
-    json(r#"{"status":"ok","service":"insertall"}"#.to_string())
+    json(r#"{"status":"ok","service":"bigquery-standin"}"#.to_string())
 }
 
 // --- gRPC: GetWriteStream, AppendRows ----------------------------------------------------------
