@@ -20,6 +20,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+#[cfg(any(test, feature = "test-support"))]
 use arrow_array::RecordBatch;
 use arrow_buffer::{BooleanBufferBuilder, NullBufferBuilder, ToByteSlice};
 use arrow_ipc::writer::StreamWriter;
@@ -99,7 +100,8 @@ impl ArrowRows {
 
     /// `rows` as the record batch Arrow's own reader reads from [`ArrowRows::encode`]'s message
     /// after the schema, strictly: every buffer aligned for its type, every array validated (the
-    /// tests look at it; the services only send the message).
+    /// tests look at it; the services only send the message, so it is built for tests only).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn batch(&self, rows: &[PreparedRow]) -> Result<RecordBatch, Vec<Unfit>> {
         let message = self.encode(rows)?;
         let unreadable = |why: String| {
