@@ -161,6 +161,18 @@ pub trait RowSink: Send + Sync {
     /// Inserts the rows; the result has one entry per row, in order.
     async fn insert(&self, rows: Vec<PreparedRow>) -> Result<Vec<Result<(), RowError>>, CallError>;
 
+    /// [`RowSink::insert`] by `deadline`, the pushes' (group commit holds it): a sink that sends
+    /// again within one call (the Storage Write API, after refused rows) stops trying there. By
+    /// default, `insert` under its own timeout.
+    async fn insert_by(
+        &self,
+        rows: Vec<PreparedRow>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<Result<(), RowError>>, CallError> {
+        let _ = deadline;
+        self.insert(rows).await
+    }
+
     /// Inserts one push's row: its verdict, and how many rows the call (append or `insertAll`)
     /// that carried it held (group commit shares a call between pushes).
     async fn write_one(&self, row: PreparedRow) -> Result<OneRow, CallError> {

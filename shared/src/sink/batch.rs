@@ -307,7 +307,7 @@ async fn verdicts(
     while let Some((at, mut part)) = parts.pop() {
         let len = part.len();
         // The rows are shared text (`Arc`): keeping them for a split costs no copy.
-        let answer = tokio::time::timeout_at(deadline, inner.insert(part.clone()))
+        let answer = tokio::time::timeout_at(deadline, inner.insert_by(part.clone(), deadline))
             .await
             .unwrap_or_else(|_| {
                 Err(CallError::Transient(

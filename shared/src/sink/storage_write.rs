@@ -6,7 +6,7 @@
 //! Verdicts, as `insertAll`'s: an append lands whole, so every row of it is written. When
 //! BigQuery refuses rows (`row_errors`: nothing of the request was appended), each refused row is
 //! a permanent failure with BigQuery's message (its push is dead-lettered with that reason), and
-//! the others are sent again at once, within the same `SINK_TIMEOUT_SECONDS`. A row the Arrow
+//! the others are sent again at once, by the pushes' own deadline (group commit's). A row the Arrow
 //! schema cannot hold is refused the same way before anything is sent. A failure of the call
 //! itself is the class the one classifier gives it ([`crate::google::classify`]), as for every
 //! call: a permanent one lets group commit send the batch again in halves.
@@ -106,7 +106,15 @@ impl RowSink for StorageWriteSink {
     }
 
     async fn insert(&self, rows: Vec<PreparedRow>) -> Result<Vec<Result<(), RowError>>, CallError> {
-        let deadline = Instant::now() + self.timeout;
+        self.insert_by(rows, Instant::now() + self.timeout).await
+    }
+
+    /// The rows BigQuery did not refuse are sent again until `deadline`, the pushes' own.
+    async fn insert_by(
+        &self,
+        rows: Vec<PreparedRow>,
+        deadline: Instant,
+    ) -> Result<Vec<Result<(), RowError>>, CallError> {
         append_until_decided(
             &rows,
             |batch| self.arrow.encode(batch),

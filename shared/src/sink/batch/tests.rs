@@ -396,3 +396,43 @@ async fn a_request_refused_for_one_row_fails_only_that_row() {
     assert_eq!(calls[1], ["a", "b", "refused", "c"], "{calls:?}");
     assert!(calls.len() <= 6, "{calls:?}");
 }
+
+/// Records the deadline each call was given.
+#[derive(Default)]
+struct Deadlines(Mutex<Vec<Instant>>);
+
+#[async_trait]
+impl RowSink for Deadlines {
+    async fn insert(&self, rows: Vec<PreparedRow>) -> Result<Vec<Result<(), RowError>>, CallError> {
+        Ok(vec![Ok(()); rows.len()])
+    }
+
+    async fn insert_by(
+        &self,
+        rows: Vec<PreparedRow>,
+        deadline: Instant,
+    ) -> Result<Vec<Result<(), RowError>>, CallError> {
+        self.0.lock().unwrap().push(deadline);
+        self.insert(rows).await
+    }
+}
+
+/// A sink that sends again within its call (the Storage Write API after refused rows) stops by
+/// the pushes' deadline, not by a timeout of its own counted from when the call started.
+#[tokio::test]
+async fn the_call_is_given_the_pushes_deadline() {
+    let sink = Arc::new(Deadlines::default());
+    let mut s = settings(500, 1 << 20, 200);
+    s.timeout = Duration::from_secs(5);
+    let batch = GroupCommit::new(sink.clone(), s);
+    let start = Instant::now();
+    batch.write_one(row("a", 10)).await.unwrap();
+    let given = sink.0.lock().unwrap().clone();
+    assert_eq!(given.len(), 1, "{given:?}");
+    // The push's deadline, set when it asked: 5 s after it started, not 5 s after the linger.
+    let after = given[0] - start;
+    assert!(
+        after >= Duration::from_secs(5) && after < Duration::from_millis(5_150),
+        "{after:?}"
+    );
+}
