@@ -20,6 +20,12 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=builder /service /app/service
 USER nonroot
+# mimalloc gives freed memory back to the OS at once, not after its default delay: a large push's
+# copies are freed one after another, and with the delay they were still resident when the next
+# push allocated (sub-v2's peak under 32 x 9.3 MB pushes ~300 MiB instead of ~210; BENCHMARKS.md,
+# "Memory"). An environment variable, so an operator's own setting (Cloud Run's env) wins; the
+# bench scripts read it from here.
+ENV MIMALLOC_PURGE_DELAY=0
 # Cloud Run sets PORT; the service listens on 0.0.0.0:$PORT (default 8080).
 EXPOSE 8080
 ENTRYPOINT ["/app/service"]

@@ -34,6 +34,8 @@
 #                                        the sub-v2 and to-bq binaries there (before/after, one run)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# The image's allocator setting (Dockerfile, ENV MIMALLOC_PURGE_DELAY), unless set here.
+export MIMALLOC_PURGE_DELAY="${MIMALLOC_PURGE_DELAY:-$(sed -n 's/^ENV MIMALLOC_PURGE_DELAY=//p' Dockerfile)}"
 ROOT=$PWD
 RELEASE=${CARGO_TARGET_DIR:-$ROOT/target}/release
 OUT=${CARGO_TARGET_DIR:-$ROOT/target}/bench-load

@@ -12,6 +12,8 @@
 # Target (issue): peak RSS <= 384 MiB, every answer 2xx, 429 or 503, the process survives.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# The image's allocator setting (Dockerfile, ENV MIMALLOC_PURGE_DELAY), unless set here.
+export MIMALLOC_PURGE_DELAY="${MIMALLOC_PURGE_DELAY:-$(sed -n 's/^ENV MIMALLOC_PURGE_DELAY=//p' Dockerfile)}"
 RELEASE=target/release
 PUSHES=${PUSHES:-32}
 work=$(mktemp -d)

@@ -77,20 +77,3 @@ macro_rules! use_mimalloc {
 
 #[doc(hidden)]
 pub use mimalloc;
-
-/// mimalloc's `mi_option_purge_delay`: its place in `enum mi_option_e` of mimalloc v3's
-/// `mimalloc.h` (the sys crate names its neighbours 14 and 16, not it; `shared/tests/allocator.rs`
-/// checks it by its default).
-#[doc(hidden)]
-pub const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
-
-/// Makes mimalloc give freed memory back to the OS at once instead of after its default second
-/// (`startup::main` calls it first). A large push's copies (its 7 MB row as text, Arrow columns,
-/// the IPC message, the gRPC request) are freed one after another; with the delay they were
-/// still resident when the next push allocated, which put sub-v2's peak under 32 × 9.3 MB pushes
-/// at ~300 MiB instead of ~210 (BENCHMARKS.md, "Memory"); no throughput cost was measured. Only
-/// a program whose allocator is mimalloc is affected.
-pub fn return_freed_memory_at_once() {
-    // SAFETY: sets one integer option, which mimalloc reads when it purges.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
-}

@@ -30,8 +30,6 @@ mod raw;
 #[cfg(any(test, feature = "test-support"))]
 mod tree;
 
-pub(crate) use raw::escape_into;
-
 /// The transcript convention's keys: every [`Redactor`] removes them, whatever else it removes.
 pub const TRANSCRIPT_KEYS: &[&str] = &["promptText", "responseText"];
 

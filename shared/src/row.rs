@@ -108,31 +108,25 @@ pub struct JsonColumnText {
 }
 
 impl JsonColumnText {
-    /// The column for `value` (a flat map: nesting 1), its JSON text escaped once into the
-    /// literal (a byte search for quotes and backslashes, not serde's character-by-character
-    /// string escaping).
+    /// The column for `value` (a flat map: nesting 1): its JSON text, as a JSON string literal,
+    /// both written by serde_json.
     fn of<T: Serialize>(value: &T) -> Self {
-        // Serialising maps of strings and numbers cannot fail.
-        let text = serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec());
-        let mut out = Vec::with_capacity(text.len() + text.len() / 4 + 2);
-        out.push(b'"');
-        crate::redact::escape_into(&mut out, &text);
-        out.push(b'"');
-        // SAFETY: `text` is serde_json's compact output, valid UTF-8 with no raw control
-        // characters; only ASCII backslashes were inserted before its quotes and backslashes,
-        // which makes it exactly one valid JSON string literal.
-        let literal = unsafe { String::from_utf8_unchecked(out) };
-        Self::from_literal(literal, 1)
+        // Serialising maps of strings and numbers, and then a string, cannot fail.
+        let literal = serde_json::to_string(value)
+            .and_then(|text| serde_json::value::to_raw_value(&text))
+            .unwrap_or_else(|_| RawValue::NULL.to_owned());
+        Self { literal, depth: 1 }
     }
 
-    /// The column from a literal the redaction wrote ([`Redacted::literal`]).
+    /// The column from a literal the redaction wrote ([`Redacted::literal`]), checked to be one
+    /// JSON value by serde_json. The redaction's walk writes valid literals (its proptest holds
+    /// it); one that is not would be a bug there, and the column is then left empty (null)
+    /// rather than sent as text BigQuery could misread.
     fn from_literal(literal: String, depth: usize) -> Self {
-        debug_assert!(serde_json::from_str::<String>(&literal).is_ok());
-        // SAFETY (a contract, not memory): every literal reaching here is one valid JSON string,
-        // written by `JsonColumnText::of` or by the redaction's walk (which escapes every quote
-        // and backslash it copies; checked in debug builds and by the redaction proptest), so it
-        // need not be parsed again.
-        let literal = unsafe { RawValue::from_string_unchecked(literal) };
+        let literal = RawValue::from_string(literal).unwrap_or_else(|_| {
+            debug_assert!(false, "the redaction wrote a literal that is not JSON");
+            RawValue::NULL.to_owned()
+        });
         Self { literal, depth }
     }
 

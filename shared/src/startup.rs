@@ -277,7 +277,6 @@ pub async fn connect_dead_letters(
 /// The whole `main` of a service binary: logging, configuration (fail fast, naming the
 /// variable), sink, listen, serve until SIGTERM.
 pub fn main(service: Service) -> ExitCode {
-    crate::return_freed_memory_at_once();
     crate::logging::init();
     let config = match Config::from_env(service) {
         Ok(c) => c,

@@ -181,10 +181,12 @@ pub fn walk(redactor: &Redactor, raw: &str) -> Walked {
         }
     }
     out.push(b'"');
-    // SAFETY: `out` is valid UTF-8: it is made of runs of `raw` (a `&str`), each cut only at an
-    // ASCII byte (a quote, backslash, bracket, brace, comma, colon or whitespace, which never
-    // occur inside a multi-byte sequence), and of ASCII bytes written here.
-    let literal = unsafe { String::from_utf8_unchecked(out) };
+    // `out` is valid UTF-8: runs of `raw` (a `&str`) cut only at ASCII bytes (a quote, backslash,
+    // bracket, brace, comma, colon or whitespace, never inside a multi-byte sequence), and ASCII
+    // bytes written here. Checked all the same (no `unsafe`); a failure would be a bug here, and
+    // keeps every character it can rather than drop the column.
+    let literal = String::from_utf8(out)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     debug_assert!(serde_json::from_str::<&serde_json::value::RawValue>(&literal).is_ok());
     Walked {
         literal,
