@@ -652,7 +652,10 @@ mod tests {
             timestamp_micros("2024-02-29T23:59:59.999999Z"),
             timestamp_micros("2024-02-29T23:59:59.999999+00:00")
         );
-        assert_eq!(timestamp_micros("1970-01-01T00:00:01.000001Z"), Some(1_000_001));
+        assert_eq!(
+            timestamp_micros("1970-01-01T00:00:01.000001Z"),
+            Some(1_000_001)
+        );
     }
 
     #[test]
