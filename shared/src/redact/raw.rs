@@ -277,7 +277,7 @@ fn skip_value(b: &[u8], i: usize) -> (usize, usize) {
 }
 
 /// Appends `bytes` escaped for a JSON string literal: a backslash before each `"` and `\`.
-pub(crate) fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
+fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut rest = bytes;
     while let Some(k) = memchr::memchr2(b'"', b'\\', rest) {
         out.extend_from_slice(&rest[..k]);

@@ -151,6 +151,16 @@ pub(crate) fn gcs_storage(e: &Event, c: &Ctx) -> Line {
     )
 }
 
+/// Every option's publish: the message once, at its size or its share of the request minimum.
+fn publish(e: &Event, c: &Ctx) -> Line {
+    line(
+        "Pub/Sub: publish",
+        "list × size",
+        Sku::PubsubThroughput,
+        c.publish_bytes(e),
+    )
+}
+
 /// Our pipeline, writing BigQuery with `m`'s method.
 pub(crate) fn ours(e: &Event, m: &Measures, c: &Ctx) -> Usage {
     let msg = e.message_bytes;
@@ -190,12 +200,7 @@ pub(crate) fn ours(e: &Event, m: &Measures, c: &Ctx) -> Usage {
         )
     };
     let delivered_count = subscribed.iter().filter(|s| **s).count() as f64;
-    let mut lines = vec![line(
-        "Pub/Sub: publish",
-        "list × size",
-        Sku::PubsubThroughput,
-        c.publish_bytes(e),
-    )];
+    let mut lines = vec![publish(e, c)];
     for (i, name) in SERVICES.iter().enumerate() {
         lines.push(line(
             format!("Pub/Sub: {name} subscription"),
@@ -282,12 +287,7 @@ pub(crate) fn ours(e: &Event, m: &Measures, c: &Ctx) -> Usage {
 /// Cloud Storage path of [`storage_subscription`].
 pub(crate) fn option_a(e: &Event, c: &Ctx) -> Usage {
     let mut lines = vec![
-        line(
-            "Pub/Sub: publish",
-            "list × size",
-            Sku::PubsubThroughput,
-            c.publish_bytes(e),
-        ),
+        publish(e, c),
         line(
             "Pub/Sub: BigQuery subscription (every message)",
             "list × size",
@@ -316,12 +316,7 @@ pub(crate) fn option_b(e: &Event, insert_all: &Measures, c: &Ctx) -> Usage {
         .rows
         .row(e.redacted_bytes, e.has_private_metadata);
     let mut lines = vec![
-        line(
-            "Pub/Sub: publish",
-            "list × size",
-            Sku::PubsubThroughput,
-            c.publish_bytes(e),
-        ),
+        publish(e, c),
         line(
             "Pub/Sub: Dataflow's pull subscription",
             "list × size",

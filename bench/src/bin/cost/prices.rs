@@ -132,100 +132,108 @@ pub(crate) fn load_prices(doc: &Value) -> Result<(Prices, Assumptions), String> 
     use Sku::*;
     let mut unit = BTreeMap::new();
     let mut free = BTreeMap::new();
-    let mut put = |sku: Sku, (value, free_value): (f64, f64), per: f64, free_unit: f64| {
+    // Each SKU: its price's key and unit in prices.json, the quantity the unit is per (a TiB,
+    // a million requests…), and the unit of its free tier, in the SKU's own quantity.
+    let skus: [(Sku, &str, &str, f64, f64); 15] = [
+        (
+            PubsubThroughput,
+            "pubsub_throughput",
+            "USD per TiB",
+            TIB,
+            GIB,
+        ),
+        (
+            PubsubStorage,
+            "pubsub_message_storage",
+            "USD per GiB-month",
+            GIB,
+            GIB,
+        ),
+        (
+            PubsubBigQuerySub,
+            "pubsub_bigquery_subscription",
+            "USD per TiB",
+            TIB,
+            GIB,
+        ),
+        (
+            PubsubStorageSub,
+            "pubsub_cloud_storage_subscription",
+            "USD per TiB",
+            TIB,
+            GIB,
+        ),
+        (PubsubSmt, "pubsub_smt_udf", "USD per TiB", TIB, GIB),
+        (
+            RunRequests,
+            "cloud_run_requests",
+            "USD per million requests",
+            MILLION,
+            1.0,
+        ),
+        (
+            RunVcpuSeconds,
+            "cloud_run_vcpu_second",
+            "USD per vCPU-second",
+            1.0,
+            1.0,
+        ),
+        (
+            RunGibSeconds,
+            "cloud_run_gib_second",
+            "USD per GiB-second",
+            1.0,
+            1.0,
+        ),
+        (
+            RunInstanceVcpuSeconds,
+            "cloud_run_instance_vcpu_second",
+            "USD per vCPU-second",
+            1.0,
+            1.0,
+        ),
+        (
+            RunInstanceGibSeconds,
+            "cloud_run_instance_gib_second",
+            "USD per GiB-second",
+            1.0,
+            1.0,
+        ),
+        (Logging, "logging_ingestion", "USD per GiB", GIB, GIB),
+        (
+            BigQueryStorageWrite,
+            "bigquery_storage_write",
+            "USD per GiB",
+            GIB,
+            GIB,
+        ),
+        (
+            BigQueryInsertAll,
+            "bigquery_streaming_inserts",
+            "USD per 200 MiB",
+            200.0 * MIB,
+            GIB,
+        ),
+        (
+            GcsClassA,
+            "gcs_class_a",
+            "USD per 1000 operations",
+            1000.0,
+            1.0,
+        ),
+        (
+            GcsStorage,
+            "gcs_standard_storage",
+            "USD per GiB-month",
+            GIB,
+            GIB,
+        ),
+    ];
+    for (sku, key, unit_name, per, free_unit) in skus {
+        let (value, free_value) = list_price(doc, key, unit_name)?;
         unit.insert(sku, value / per);
         free.insert(sku, free_value * free_unit);
-    };
-    put(
-        PubsubThroughput,
-        list_price(doc, "pubsub_throughput", "USD per TiB")?,
-        TIB,
-        GIB,
-    );
-    put(
-        PubsubStorage,
-        list_price(doc, "pubsub_message_storage", "USD per GiB-month")?,
-        GIB,
-        GIB,
-    );
-    put(
-        PubsubBigQuerySub,
-        list_price(doc, "pubsub_bigquery_subscription", "USD per TiB")?,
-        TIB,
-        GIB,
-    );
-    put(
-        PubsubStorageSub,
-        list_price(doc, "pubsub_cloud_storage_subscription", "USD per TiB")?,
-        TIB,
-        GIB,
-    );
-    put(
-        PubsubSmt,
-        list_price(doc, "pubsub_smt_udf", "USD per TiB")?,
-        TIB,
-        GIB,
-    );
-    put(
-        RunRequests,
-        list_price(doc, "cloud_run_requests", "USD per million requests")?,
-        MILLION,
-        1.0,
-    );
-    put(
-        RunVcpuSeconds,
-        list_price(doc, "cloud_run_vcpu_second", "USD per vCPU-second")?,
-        1.0,
-        1.0,
-    );
-    put(
-        RunGibSeconds,
-        list_price(doc, "cloud_run_gib_second", "USD per GiB-second")?,
-        1.0,
-        1.0,
-    );
-    put(
-        RunInstanceVcpuSeconds,
-        list_price(doc, "cloud_run_instance_vcpu_second", "USD per vCPU-second")?,
-        1.0,
-        1.0,
-    );
-    put(
-        RunInstanceGibSeconds,
-        list_price(doc, "cloud_run_instance_gib_second", "USD per GiB-second")?,
-        1.0,
-        1.0,
-    );
-    put(
-        Logging,
-        list_price(doc, "logging_ingestion", "USD per GiB")?,
-        GIB,
-        GIB,
-    );
-    put(
-        BigQueryStorageWrite,
-        list_price(doc, "bigquery_storage_write", "USD per GiB")?,
-        GIB,
-        GIB,
-    );
-    put(
-        BigQueryInsertAll,
-        list_price(doc, "bigquery_streaming_inserts", "USD per 200 MiB")?,
-        200.0 * MIB,
-        GIB,
-    );
-    put(
-        GcsClassA,
-        list_price(doc, "gcs_class_a", "USD per 1000 operations")?,
-        1000.0,
-        1.0,
-    );
-    put(
-        GcsStorage,
-        list_price(doc, "gcs_standard_storage", "USD per GiB-month")?,
-        GIB,
-        GIB,
-    );
+    }
     let prices = Prices {
         read: doc
             .get("read")
